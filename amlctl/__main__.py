@@ -1,0 +1,5 @@
+"""`python -m amlctl` entry point."""
+
+from amlctl.cli import main
+
+main()

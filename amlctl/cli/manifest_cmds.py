@@ -1,0 +1,73 @@
+"""Commands that read the manifest only: validate, render, schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from amlctl.cli.options import ManifestOption, settings
+from amlctl.manifest.loader import LoadedManifest, load_manifest, resolve_manifest_path
+
+
+def load(ctx: typer.Context, file: Path | None, *, allow_missing_secrets: bool = False
+         ) -> LoadedManifest:
+    """Load the manifest with the global --var/--var-file, printing warnings to stderr."""
+    opts = settings(ctx)
+    loaded = load_manifest(
+        resolve_manifest_path(file),
+        var_overrides=opts.variables,
+        var_files=opts.var_files,
+        allow_missing_secrets=allow_missing_secrets,
+    )
+    for warning in loaded.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+    return loaded
+
+
+def validate(ctx: typer.Context, file: ManifestOption = None) -> None:
+    """Check the manifest: syntax, fields, references, names, paths. Exit 1 if invalid."""
+    loaded = load(ctx, file, allow_missing_secrets=True)
+    for name in loaded.missing_secrets:
+        typer.echo(f"Note: secret {name} is not set here; plan and apply will need it.",
+                   err=True)
+    m = loaded.manifest
+    counts = ", ".join(
+        f"{len(getattr(m, s))} {s}" for s in
+        ("computes", "datastores", "uploads", "experiments", "runs")
+    )
+    typer.echo(f"{loaded.path}: valid (stack {m.name!r}, workspace {m.workspace.name!r}: "
+               f"{counts})")
+
+
+def render(ctx: typer.Context, file: ManifestOption = None) -> None:
+    """Print the manifest after templating, secrets shown as (sensitive)."""
+    from amlctl.manifest.render import render_yaml
+
+    loaded = load(ctx, file, allow_missing_secrets=True)
+    typer.echo(render_yaml(loaded.data), nl=False)
+
+
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
+    ] = None,
+) -> None:
+    """Print (or write) the JSON Schema of the manifest, for editors and CI linters."""
+    from amlctl.manifest.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(validate)
+    app.command()(render)
+    app.command()(schema)

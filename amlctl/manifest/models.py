@@ -1,0 +1,247 @@
+"""Pydantic models of the amlctl manifest: data only, no logic beyond field-level checks.
+
+Every field carries a description: it feeds the JSON Schema (editor completion) and the docs.
+Cross-resource rules (references, node counts, paths on disk) live in `validate.py`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+# id(raw mapping) -> model class that read it; lets the loader suggest the closest field name
+# for an unknown key ("did you mean ...") without pydantic losing the other errors.
+MODEL_OF_MAPPING: contextvars.ContextVar[dict[int, type[BaseModel]] | None] = (
+    contextvars.ContextVar("MODEL_OF_MAPPING", default=None)
+)
+
+NAME_DESCRIPTION = "Named map: each key is the resource's name, as it appears in Azure ML."
+
+
+class StrictModel(BaseModel):
+    """Base of every manifest model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remember_model(cls, data: Any) -> Any:
+        registry = MODEL_OF_MAPPING.get()
+        if registry is not None and isinstance(data, dict):
+            registry[id(data)] = cls
+        return data
+
+
+Tags = Annotated[dict[str, str], Field(description="Azure tags (string to string).")]
+Secret = Annotated[
+    SecretStr | None,
+    Field(description="Secret value; write it as \"{{ secret_env('NAME') }}\". Never printed."),
+]
+
+
+class Workspace(StrictModel):
+    """The Azure ML workspace every other resource lives in."""
+
+    name: str = Field(description="Workspace name (2-33 chars, letters, digits, - and _).")
+    subscription_id: str = Field(description="Azure subscription id (a GUID).")
+    resource_group: str = Field(description="Resource group holding the workspace.")
+    location: str = Field(description="Azure region, e.g. westeurope.")
+    create_resource_group: bool = Field(
+        False, description="Create the resource group if it does not exist."
+    )
+    tags: Tags = {}
+    prevent_destroy: bool = Field(
+        False, description="Fail any plan that would delete or replace this workspace."
+    )
+
+
+class Vnet(StrictModel):
+    """The virtual network subnet an AmlCompute cluster joins."""
+
+    resource_group: str = Field(description="Resource group of the virtual network.")
+    name: str = Field(description="Virtual network name.")
+    subnet: str = Field(description="Subnet name inside the virtual network.")
+
+
+class Compute(StrictModel):
+    """An AmlCompute cluster (autoscaling pool of VMs)."""
+
+    vm_size: str = Field(description="Azure VM size, e.g. Standard_NC6s_v3.")
+    vm_priority: Literal["dedicated", "lowpriority"] = Field(
+        "dedicated", description="dedicated, or lowpriority (cheaper, can be preempted)."
+    )
+    min_nodes: int = Field(0, ge=0, description="Nodes kept even when idle.")
+    max_nodes: int = Field(ge=1, description="Most nodes the cluster scales up to.")
+    idle_seconds_before_scaledown: int = Field(
+        1800, ge=0, description="Idle time before the cluster scales back to min_nodes."
+    )
+    vnet: Vnet | None = Field(None, description="Join this subnet (optional).")
+    tags: Tags = {}
+    description: str | None = Field(None, description="Free-text description.")
+    admin_username: str | None = Field(None, description="SSH admin user on the nodes.")
+    admin_user_password: Secret = None
+    admin_user_ssh_key: str | None = Field(None, description="SSH public key of the admin user.")
+    prevent_destroy: bool = Field(
+        False, description="Fail any plan that would delete or replace this cluster."
+    )
+
+
+class BlobDatastore(StrictModel):
+    """An Azure Blob container registered as a datastore."""
+
+    type: Literal["azure_blob"] = Field(description="azure_blob")
+    account_name: str = Field(description="Storage account name.")
+    container_name: str = Field(description="Blob container name.")
+    account_key: Secret = None
+    sas_token: Secret = None
+    endpoint: str | None = Field(None, description="Storage endpoint suffix (core.windows.net).")
+    prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
+
+
+class FileDatastore(StrictModel):
+    """An Azure Files share registered as a datastore."""
+
+    type: Literal["azure_file"] = Field(description="azure_file")
+    account_name: str = Field(description="Storage account name.")
+    share_name: str = Field(description="File share name.")
+    account_key: Secret = None
+    sas_token: Secret = None
+    prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
+
+
+Datastore = Annotated[BlobDatastore | FileDatastore, Field(discriminator="type")]
+
+
+class Upload(StrictModel):
+    """A local folder kept in sync with a path of a datastore."""
+
+    datastore: str = Field(description="Datastore name; `default` is the workspace default.")
+    src_dir: str = Field(description="Local folder, relative to the manifest's folder.")
+    target_path: str = Field(description="Path inside the datastore (no `..`, not absolute).")
+    delete_extra: bool = Field(
+        False, description="Delete remote files under target_path that are not present locally."
+    )
+    exclude: list[str] = Field([], description="Glob patterns of files not to upload.")
+    prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
+
+
+class Experiment(StrictModel):
+    """An experiment: the folder runs are grouped in."""
+
+    tags: Tags = {}
+
+
+class DataInput(StrictModel):
+    """A datastore path handed to a run, mounted or downloaded."""
+
+    datastore: str = Field(description="Datastore name; `default` is the workspace default.")
+    path: str = Field(description="Path inside the datastore.")
+    mode: Literal["mount", "download"] = Field("mount", description="mount or download.")
+
+
+Scalar = str | int | float | bool
+ArgValue = Annotated[Scalar | DataInput, Field(union_mode="left_to_right")]
+
+
+class ParameterServer(StrictModel):
+    """TensorFlow parameter-server training: ps and worker processes with TF_CONFIG."""
+
+    type: Literal["parameter_server"] = Field(description="parameter_server")
+    node_count: int = Field(1, ge=1, description="Nodes the run spreads over.")
+    worker_count: int = Field(1, ge=1, description="Worker processes in all.")
+    parameter_server_count: int = Field(1, ge=1, description="Parameter-server processes.")
+
+
+class MultiWorker(StrictModel):
+    """TensorFlow multi-worker training: workers only, with TF_CONFIG."""
+
+    type: Literal["multi_worker"] = Field(description="multi_worker")
+    node_count: int = Field(1, ge=1, description="Nodes the run spreads over.")
+    worker_count: int = Field(1, ge=1, description="Worker processes in all.")
+
+
+class Mpi(StrictModel):
+    """MPI launch (Horovod and the like)."""
+
+    type: Literal["mpi"] = Field(description="mpi")
+    node_count: int = Field(1, ge=1, description="Nodes the run spreads over.")
+    process_count_per_node: int = Field(1, ge=1, description="Processes on each node.")
+
+
+class SingleProcess(StrictModel):
+    """One process on one node (the default)."""
+
+    type: Literal["none"] = Field(description="none")
+
+
+Distribution = Annotated[
+    ParameterServer | MultiWorker | Mpi | SingleProcess, Field(discriminator="type")
+]
+
+
+class Environment(StrictModel):
+    """What the run's processes execute in."""
+
+    pip: list[str] = Field([], description="pip requirements installed for the run.")
+    conda_file: str | None = Field(None, description="Conda environment file (relative path).")
+    docker_image: str | None = Field(None, description="Base docker image (Azure backend).")
+    env_vars: dict[str, SecretStr | str] = Field(
+        {}, description="Environment variables; values from secret_env() stay secret."
+    )
+
+
+class RoleArguments(StrictModel):
+    """Extra arguments per role (Batch AI jobs had one command line per role)."""
+
+    ps: list[ArgValue] = Field([], description="Arguments only parameter servers get.")
+    worker: list[ArgValue] = Field([], description="Arguments only workers get.")
+
+
+class Run(StrictModel):
+    """A script run in an experiment on a compute; submitted once per distinct definition."""
+
+    experiment: str = Field(description="Experiment name (a key of `experiments`).")
+    compute: str = Field(description="Compute name (a key of `computes`).")
+    source_directory: str = Field(description="Folder snapshotted for the run (relative).")
+    entry_script: str | None = Field(None, description="Script inside source_directory.")
+    command: str | None = Field(None, description="Command line, instead of an entry_script.")
+    arguments: list[ArgValue] | dict[str, ArgValue | None] = Field(
+        [], description="Argument list, or a map of flag -> value (null: a bare flag)."
+    )
+    inputs: dict[str, DataInput] = Field(
+        {}, description="Named datastore inputs (AZUREML_DATAREFERENCE_<ID>)."
+    )
+    outputs: list[str] = Field([], description="Output folder ids under the run's outputs/.")
+    distribution: Distribution = Field(
+        default_factory=lambda: SingleProcess(type="none"),
+        description="parameter_server, multi_worker, mpi or none.",
+    )
+    environment: Environment = Field(default_factory=Environment, description="Environment.")
+    use_gpu: bool = Field(False, description="Use the GPU base image and GPU device.")
+    compat: Literal["batchai"] | None = Field(
+        None, description="batchai: also set the AZ_BATCHAI_* variables of Batch AI jobs."
+    )
+    role_arguments: RoleArguments | None = Field(
+        None, description="Per-role extra arguments (only with compat: batchai)."
+    )
+    max_run_duration_seconds: int | None = Field(
+        None, ge=1, description="Cancel the run when it runs longer than this."
+    )
+    tags: Tags = {}
+
+
+class Manifest(StrictModel):
+    """The whole stack: one workspace and everything amlctl manages in it."""
+
+    version: Literal[1] = Field(description="Manifest format version (1).")
+    name: str = Field(description="Stack name; tag amlctl.stack on everything amlctl creates.")
+    backend: Literal["local", "azure"] = Field("local", description="local or azure.")
+    vars: dict[str, Any] = Field({}, description="Template variables (defaults).")
+    workspace: Workspace = Field(description="The workspace.")
+    computes: dict[str, Compute] = Field({}, description=NAME_DESCRIPTION)
+    datastores: dict[str, Datastore] = Field({}, description=NAME_DESCRIPTION)
+    uploads: dict[str, Upload] = Field({}, description=NAME_DESCRIPTION)
+    experiments: dict[str, Experiment] = Field({}, description=NAME_DESCRIPTION)
+    runs: dict[str, Run] = Field({}, description=NAME_DESCRIPTION)
