@@ -1,0 +1,112 @@
+"""Fixtures for the Azure backend tests: the real azureml SDK with only its network edge replaced.
+
+`azure_edge` (session) makes a certificate, starts `FakeAzure` on 127.0.0.1 and imports the SDK
+with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK bakes some of those paths in at
+import time, so nothing else may import azureml first). `fake` (per test) re-applies that
+environment, routes Azure host names to the fake, refuses every non-loopback connection, and
+checks afterwards that none was attempted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_service import FakeAzure, make_certificate, make_token, route_hosts
+
+SKIP_REASON = "azureml-sdk is not installed (pip install 'amlctl[azure]')"
+SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
+
+# Variables that would point the SDK elsewhere or change which credential is picked.
+CLEARED = [
+    "ARM_CLOUD_METADATA_URL", "AZUREML_DISCOVERY_SERVICE_ENDPOINT", "AZUREML_SERVICE_ENDPOINT",
+    "AZUREML_EXPERIMENTATION_HOST", "AZUREML_MMS_TEST_ENDPOINT", "AZUREML_CURRENT_CLOUD",
+    "AMLCTL_AZURE_CLOUD", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy",
+    "all_proxy", "AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
+    "AZUREML_SERVICE_PRINCIPAL_TENANT_ID", "AZUREML_SERVICE_PRINCIPAL_ID",
+    "AZUREML_SERVICE_PRINCIPAL_PASSWORD", "MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER", "AZURE_SUBSCRIPTION_ID",
+]
+
+
+@dataclass
+class AzureEdge:
+    """The running fake and the environment the SDK must see."""
+
+    service: FakeAzure
+    env: dict[str, str]
+    home: Path
+
+
+def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name in CLEARED:
+        mp.delenv(name, raising=False)
+    for name, value in env.items():
+        mp.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
+    """Start the fake service and import the SDK against a throw-away home folder."""
+    if importlib.util.find_spec("azureml") is None:
+        pytest.skip(SKIP_REASON)
+    if "azureml.core" in sys.modules:
+        pytest.fail("azureml was imported before the azure_edge fixture: its import-time paths "
+                    "would point at the real home folder")
+    root = tmp_path_factory.mktemp("azure-edge")
+    cert, key = make_certificate(root / "tls")
+    home = root / "home"
+    (home / ".azure").mkdir(parents=True)
+    env = {"HOME": str(home), "AZURE_CONFIG_DIR": str(home / ".azure"),
+           "REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(cert), "NO_PROXY": "*"}
+    service = FakeAzure(subscription_id=SUBSCRIPTION)
+    service.start(cert, key)
+    with pytest.MonkeyPatch.context() as mp:
+        _apply_env(mp, env)
+        with route_hosts(service.port) as refused:
+            pytest.importorskip("azureml.core", reason=SKIP_REASON)
+            from amlctl.providers.azure import sdk
+
+            sdk.load()
+        assert not refused, f"importing the SDK tried to reach {refused}"
+    try:
+        yield AzureEdge(service, env, home)
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def fake(azure_edge: AzureEdge, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAzure]:
+    """A reset fake reachable under the real Azure host names; nothing else is reachable."""
+    _apply_env(monkeypatch, azure_edge.env)
+    azure_edge.service.reset()
+    with route_hosts(azure_edge.service.port) as refused:
+        yield azure_edge.service
+    assert not refused, f"the test tried to reach non-loopback addresses: {refused}"
+
+
+@pytest.fixture
+def token_auth(fake: FakeAzure) -> Any:
+    """The SDK's public TokenAuthentication, minting tokens locally, cloud given explicitly."""
+    from azureml.core.authentication import TokenAuthentication
+
+    return TokenAuthentication(lambda audience: make_token(str(audience)), cloud="AzureCloud")
+
+
+@pytest.fixture
+def workspace(fake: FakeAzure, token_auth: Any) -> Any:
+    """A workspace that exists in the fake, opened through the real `Workspace.get`."""
+    from azureml.core import Workspace
+
+    fake.add_workspace("ml-rg", "ml-ws", location="westeurope")
+    return Workspace.get("ml-ws", auth=token_auth, subscription_id=SUBSCRIPTION,
+                         resource_group="ml-rg")
+
