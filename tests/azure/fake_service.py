@@ -825,8 +825,8 @@ class FakeAzure:
         if create and dname in ws.datastores:
             # The SDK recognises this message and retries as an update when overwrite=True.
             raise ServiceError(400, "UserError",
-                               "A datastore with this name already exists. Use overwrite=True "
-                               "to update the credentials.")
+                               "Another datastore with the same name already exists in the "
+                               "workspace.")
         if not create and dname not in ws.datastores:
             raise ServiceError(404, "NotFound", f"DataStore {dname} does not exist.")
         kind = dto.get("dataStoreType")
@@ -892,9 +892,21 @@ class FakeAzure:
         if call.method in ("GET", "HEAD") and comp is None:
             blob = self._existing_blob(blobs, name)
             headers = self._blob_headers(blob)
-            headers.update({"Content-Type": blob.content_type, "x-ms-blob-type": "BlockBlob",
-                            "Content-Length": str(len(blob.data))})
-            return 200, headers, b"" if call.method == "HEAD" else blob.data
+            headers.update({"Content-Type": blob.content_type, "x-ms-blob-type": "BlockBlob"})
+            headers.update({f"x-ms-meta-{k}": v for k, v in blob.metadata.items()})
+            data, status = blob.data, 200
+            wanted = re.fullmatch(r"bytes=(\d+)-(\d*)",
+                                  call.headers.get("x-ms-range") or call.headers.get("range") or "")
+            if wanted:
+                first = int(wanted.group(1))
+                last = min(int(wanted.group(2) or len(data) - 1), len(data) - 1)
+                if first >= len(data) and data:
+                    raise ServiceError(416, "InvalidRange",
+                                       "The range specified is invalid for the current size.")
+                headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+                data, status = data[first:last + 1], 206
+            headers["Content-Length"] = str(len(data))
+            return status, headers, b"" if call.method == "HEAD" else data
         if call.method == "DELETE":
             self._existing_blob(blobs, name)
             del blobs[name]

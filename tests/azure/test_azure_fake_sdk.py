@@ -7,6 +7,7 @@ the node-count wait.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 from typing import Any
@@ -85,3 +86,51 @@ def test_compute_lifecycle_with_the_real_sdk(workspace: Any, fake: FakeAzure) ->
     assert fake.calls_to("DELETE", "/computes/cpu")[0].query["underlyingResourceAction"] == \
         "delete"
     assert time.perf_counter() - t0 < 5
+
+
+def test_datastores_with_the_real_sdk(workspace: Any, fake: FakeAzure) -> None:
+    """Default datastore, register (account key, then SAS with overwrite), get and list."""
+    from azureml.core import Datastore
+
+    default = workspace.get_default_datastore()
+    assert default.name == "workspaceblobstore"
+    assert default.account_key  # a single get returns the credential
+
+    key = fake.add_storage_account("imagestore", ["images"])
+    ds = Datastore.register_azure_blob_container(
+        workspace, "images", container_name="images", account_name="imagestore",
+        account_key=key)
+    assert (ds.name, ds.container_name, ds.account_name) == ("images", "images", "imagestore")
+    assert ds.credential_type == "AccountKey"
+
+    ds = Datastore.register_azure_blob_container(
+        workspace, "images", container_name="images", account_name="imagestore",
+        sas_token="sv=2021-08-06&sig=abc", overwrite=True)
+    assert ds.credential_type == "Sas"
+    listed = workspace.datastores
+    assert sorted(listed) == ["images", "workspaceblobstore"]
+    # the SDK's list asks for secrets (includeSecret=true) despite its docstring
+    assert fake.calls_to("GET", "/datastores")[-1].query["includeSecret"] == "true"
+    assert listed["images"].sas_token == "sv=2021-08-06&sig=abc"
+
+
+def test_blob_list_and_upload_with_the_real_sdk(workspace: Any, fake: FakeAzure) -> None:
+    """The vendored v12 BlobServiceClient: put (single and in blocks), metadata, list, delete."""
+    ds = workspace.get_default_datastore()
+    container = ds.blob_service.get_container_client(ds.container_name)
+    container.upload_blob("data/a.txt", b"hello", metadata={"amlctl_sha256": "x1"})
+    # past max_single_put_size the client sends blocks and a block list: no MD5 is kept
+    container._config.max_single_put_size = 64 * 1024
+    container._config.max_block_size = 32 * 1024
+    container.upload_blob("data/b.bin", b"\1" * 100_000, max_concurrency=2,
+                          metadata={"amlctl_sha256": "x2"})
+    assert len(fake.calls_to("PUT", "/data/b.bin")) == 5  # 4 blocks + the list
+    blobs = list(container.list_blobs(name_starts_with="data/", include=["metadata"]))
+    assert [(b.name, b.size) for b in blobs] == [("data/a.txt", 5), ("data/b.bin", 100_000)]
+    assert blobs[0].metadata == {"amlctl_sha256": "x1"}
+    assert bytes(blobs[0].content_settings.content_md5) == hashlib.md5(b"hello").digest()
+    assert blobs[1].content_settings.content_md5 is None
+    assert container.download_blob("data/b.bin").readall() == b"\1" * 100_000
+    container.delete_blob("data/a.txt")
+    container.delete_blob("data/b.bin")
+    assert list(container.list_blobs(name_starts_with="data/")) == []
