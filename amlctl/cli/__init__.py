@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from amlctl.cli import manifest_cmds
+from amlctl.cli import engine_cmds, local_cmds, manifest_cmds
 from amlctl.cli.options import global_options
 
 app = typer.Typer(
@@ -19,14 +19,20 @@ app = typer.Typer(
 )
 app.callback()(global_options)
 manifest_cmds.register(app)
+engine_cmds.register(app)
+local_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map domain errors to exit codes (0 ok, 1 error, 2 changes present)."""
-    from amlctl.errors import AmlctlError
+    from amlctl.errors import AmlctlError, ManifestError
 
     try:
         code = app(args=argv, prog_name="amlctl", standalone_mode=False)
+    except ManifestError as err:
+        # one `FILE:LINE:COL: path: message` per line, as editors and CI annotators parse them
+        typer.echo(str(err), err=True)
+        sys.exit(err.exit_code)
     except AmlctlError as err:
         typer.echo(f"Error: {err}", err=True)
         sys.exit(err.exit_code)

@@ -65,18 +65,18 @@ def global_options(
     ctx: typer.Context,
     backend: Annotated[
         str | None,
-        typer.Option(envvar="AMLCTL_BACKEND", metavar="NAME", help="Backend: local or azure (overrides the "
-                     "manifest's `backend:`)."),
+        typer.Option(envvar="AMLCTL_BACKEND", metavar="NAME",
+                     help="Backend: local or azure (overrides the manifest's `backend:`)."),
     ] = None,
     var: Annotated[
         list[str] | None,
-        typer.Option("--var", envvar="AMLCTL_VAR", metavar="NAME=VALUE", help="Set a template variable, NAME=VALUE "
-                     "(repeatable)."),
+        typer.Option("--var", envvar="AMLCTL_VAR", metavar="NAME=VALUE",
+                     help="Set a template variable, NAME=VALUE (repeatable)."),
     ] = None,
     var_file: Annotated[
         list[Path] | None,
-        typer.Option("--var-file", envvar="AMLCTL_VAR_FILE", metavar="FILE", help="YAML file of template "
-                     "variables (repeatable)."),
+        typer.Option("--var-file", envvar="AMLCTL_VAR_FILE", metavar="FILE",
+                     help="YAML file of template variables (repeatable)."),
     ] = None,
     no_color: Annotated[
         bool, typer.Option("--no-color", envvar="AMLCTL_NO_COLOR", help="Plain output.")

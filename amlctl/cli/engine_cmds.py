@@ -1,0 +1,370 @@
+"""plan, apply, destroy, show, status, import, force-unlock: a few lines each over the engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from amlctl.cli.manifest_cmds import load
+from amlctl.cli.options import ManifestOption, settings
+from amlctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from amlctl.engine.executor import ApplyResult
+    from amlctl.engine.plan import Plan
+    from amlctl.engine.planner import Context
+
+TargetOption = Annotated[
+    list[str] | None,
+    typer.Option("--target", metavar="ADDRESS",
+                 help="Limit to this resource and what it depends on (repeatable)."),
+]
+ReplaceOption = Annotated[
+    list[str] | None,
+    typer.Option("--replace", metavar="ADDRESS",
+                 help="Replace this resource (or resubmit this run) even if unchanged "
+                      "(repeatable)."),
+]
+LockTimeout = Annotated[
+    float, typer.Option("--lock-timeout", help="Seconds to wait for the workspace lock.")
+]
+
+
+@contextmanager
+def engine_context(ctx: typer.Context, file: Path | None) -> Iterator[Context]:
+    """Load the manifest and bind it to its backend for the duration of a command."""
+    from amlctl.engine.planner import open_context
+
+    loaded = load(ctx, file)
+    context = open_context(loaded, settings(ctx).backend)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def _styler(ctx: typer.Context) -> Any:
+    from amlctl.render.human import plain
+
+    if not settings(ctx).color or not sys.stdout.isatty():
+        return plain
+    colors = {"green": "green", "yellow": "yellow", "red": "red", "magenta": "magenta"}
+
+    def style(text: str, color: str) -> str:
+        if color == "bold":
+            return typer.style(text, bold=True)
+        return typer.style(text, fg=colors[color]) if color in colors else text
+
+    return style
+
+
+def _print_plan(ctx: typer.Context, plan: Plan, output_format: str) -> None:
+    from amlctl.render.human import render_plan
+    from amlctl.render.jsonplan import render_json
+    from amlctl.render.markdown import render_markdown
+
+    if output_format == "json":
+        typer.echo(render_json(plan), nl=False)
+    elif output_format == "markdown":
+        typer.echo(render_markdown(plan), nl=False)
+    else:
+        typer.echo(render_plan(plan, _styler(ctx)), nl=False)
+
+
+def plan(
+    ctx: typer.Context,
+    file: ManifestOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the plan for `apply FILE`.")
+                   ] = None,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 2 when there are changes (0 none, 1 error).")] = False,
+    target: TargetOption = None,
+    replace: ReplaceOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="text, json or markdown (a pull-request comment).")] = "text",
+    destroy: Annotated[bool, typer.Option("--destroy", help="Plan a destroy instead.")] = False,
+) -> None:
+    """Show what apply would change to make the workspace match the manifest."""
+    from amlctl.engine.planfile import save_plan
+    from amlctl.engine.planner import make_destroy_plan, make_plan
+
+    fmt = "json" if json_output else output_format
+    if fmt not in ("text", "json", "markdown"):
+        raise UsageError(f"--format {fmt!r}: expected text, json or markdown")
+    with engine_context(ctx, file) as context:
+        if destroy:
+            the_plan = make_destroy_plan(context)
+        else:
+            the_plan = make_plan(context, targets=target or [],
+                                 replace_addresses=replace or [])
+    _print_plan(ctx, the_plan, fmt)
+    if out is not None:
+        save_plan(the_plan, out, targets=target or [], replace=replace or [],
+                  variables=settings(ctx).variables)
+        typer.echo(f"Saved the plan to {out}. Apply exactly it with `amlctl apply {out}`.",
+                   err=True)
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(2)
+
+
+def _confirm(auto_approve: bool, what: str) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"refusing to {what} without confirmation: no terminal to ask on. "
+                         "Pass --auto-approve (CI), or apply a saved plan file.")
+    answer = typer.prompt(f"Do you want to {what}? Only 'yes' will be accepted", default="")
+    if answer.strip() != "yes":
+        raise UsageError(f"{what} canceled")
+
+
+def apply(
+    ctx: typer.Context,
+    planfile: Annotated[Path | None, typer.Argument(
+        help="A plan saved with `plan --out`; applied exactly, without asking.")] = None,
+    file: ManifestOption = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
+    target: TargetOption = None,
+    replace: ReplaceOption = None,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Wait for submitted runs, stream their logs, exit 1 if one fails.")
+    ] = False,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.lock import workspace_lock
+    from amlctl.engine.planfile import check_current, load_plan
+    from amlctl.engine.planner import make_destroy_plan, make_plan
+    from amlctl.render.human import render_plan
+
+    saved = load_plan(planfile) if planfile is not None else None
+    if saved is not None:
+        if file is None:
+            file = Path(saved.manifest)
+        if target or replace:
+            raise UsageError("--target and --replace come from the saved plan; do not repeat "
+                             "them with a plan file")
+        settings(ctx).variables = {**saved.variables, **settings(ctx).variables}
+    with engine_context(ctx, file) as context, \
+            workspace_lock(context.state_dir, "amlctl apply", lock_timeout):
+        if saved is not None and saved.destroy:
+            the_plan = make_destroy_plan(context, include_data=saved.include_data,
+                                         include_workspace=saved.include_workspace)
+        else:
+            the_plan = make_plan(
+                context,
+                targets=saved.targets if saved else (target or []),
+                replace_addresses=saved.replace if saved else (replace or []))
+        if saved is not None:
+            check_current(saved, the_plan)
+        else:
+            typer.echo(render_plan(the_plan, _styler(ctx)), nl=False)
+        if not the_plan.has_changes:
+            if saved is None:
+                typer.echo("Apply complete. Nothing to do.")
+            result = None
+        else:
+            if saved is None:
+                _confirm(auto_approve, "perform these actions")
+            result = apply_plan(context, the_plan, report=lambda line: typer.echo(line),
+                                show_progress=True)
+            _report_result(result, the_plan)
+        if wait:
+            _wait_for_runs(context, result)
+
+
+def _report_result(result: ApplyResult, plan: Plan) -> None:
+    done = len(result.done)
+    failed = result.failed
+    skipped = result.skipped
+    if failed:
+        typer.echo(f"Apply failed: {done} done, {len(failed)} failed, {len(skipped)} not "
+                   "started.", err=True)
+        for address, error in failed.items():
+            typer.echo(f"  {address}: {error}", err=True)
+        raise typer.Exit(1)
+    counts = plan.counts()
+    typer.echo(f"Apply complete. Resources: {counts['add']} added, {counts['change']} changed, "
+               f"{counts['destroy']} destroyed.")
+
+
+def _wait_for_runs(context: Context, result: ApplyResult | None) -> None:
+    """Follow each run of the manifest that is still active (or was just submitted)."""
+    provider = context.provider
+    runs = list(result.runs) if result is not None else []
+    if not runs:
+        for name in context.loaded.manifest.runs:
+            latest = provider.list_runs(name=name)
+            if latest:
+                runs.append(latest[0])
+    failed = []
+    for run in runs:
+        typer.echo(f"Waiting for run {run.id} ({run.name})...")
+        for line in provider.run_logs(run.id, follow=True):
+            typer.echo(line)
+        final = provider.get_run(run.id)
+        typer.echo(f"Run {run.id}: {final.status}" + (f": {final.error}" if final.error
+                                                        else ""))
+        if final.status != "Completed":
+            failed.append(run.id)
+    if failed:
+        raise typer.Exit(1)
+
+
+def destroy(
+    ctx: typer.Context,
+    file: ManifestOption = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask.")] = False,
+    include_data: Annotated[bool, typer.Option(
+        "--include-data", help="Also delete uploaded files.")] = False,
+    include_workspace: Annotated[bool, typer.Option(
+        "--include-workspace", help="Also delete the workspace itself.")] = False,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Delete everything this stack owns: cancel active runs, delete clusters and datastores."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.lock import workspace_lock
+    from amlctl.engine.planner import make_destroy_plan
+    from amlctl.render.human import render_plan
+
+    with engine_context(ctx, file) as context, \
+            workspace_lock(context.state_dir, "amlctl destroy", lock_timeout):
+        the_plan = make_destroy_plan(context, include_data=include_data,
+                                     include_workspace=include_workspace)
+        typer.echo(render_plan(the_plan, _styler(ctx)), nl=False)
+        if not the_plan.has_changes:
+            typer.echo("Destroy complete. Nothing to do.")
+            return
+        _confirm(auto_approve, "destroy these resources")
+        result = apply_plan(context, the_plan, report=lambda line: typer.echo(line))
+        _report_result(result, the_plan)
+
+
+def show(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="e.g. compute.nc6, workspace, run.tf-mnist")],
+    file: ManifestOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Show one resource as it is live in the workspace."""
+    from amlctl.engine.address import split
+
+    kind, name = split(address)
+    with engine_context(ctx, file) as context:
+        provider = context.provider
+        if kind == "run":
+            runs = provider.list_runs(name=name)
+            body: dict[str, object] = {"address": address, "runs": [
+                {"id": r.id, "status": r.status, "spec_hash": r.spec_hash, "error": r.error}
+                for r in runs]}
+        else:
+            live = provider.read_all().get(address)
+            if live is None:
+                raise UsageError(f"{address} does not exist in the workspace")
+            body = {"address": address, "owner": live.owner, "attributes": live.attrs}
+    if json_output:
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        from amlctl.render.values import show as show_value
+
+        for key, value in body.items():
+            if isinstance(value, dict):
+                typer.echo(f"{key}:")
+                for k, v in value.items():
+                    typer.echo(f"  {k}: {show_value(v, str(v).startswith('sha256:'))}")
+            elif isinstance(value, list):
+                typer.echo(f"{key}:")
+                for item in value:
+                    typer.echo(f"  - {json.dumps(item)}")
+            else:
+                typer.echo(f"{key}: {value}")
+
+
+def status(
+    ctx: typer.Context,
+    file: ManifestOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Each cluster's nodes and allocation, and each run's state."""
+    with engine_context(ctx, file) as context:
+        provider = context.provider
+        live = provider.read_all()
+        computes = {a.partition(".")[2]: provider.compute_status(a.partition(".")[2])
+                    for a in sorted(live) if a.startswith("compute.")}
+        runs = provider.list_runs()
+    if json_output:
+        typer.echo(json.dumps({
+            "computes": computes,
+            "runs": [{"id": r.id, "name": r.name, "experiment": r.experiment,
+                      "status": r.status, "error": r.error} for r in runs],
+        }, indent=2))
+        return
+    if not live:
+        typer.echo("The workspace does not exist yet (run `amlctl apply`).")
+        return
+    typer.echo("Computes:")
+    for name, state in computes.items():
+        counts = state["nodeStateCounts"]
+        typer.echo(f"  {name}: {state['allocationState']}, {state['currentNodeCount']} nodes "
+                   f"(idle {counts['idleNodeCount']}, running {counts['runningNodeCount']}, "
+                   f"preparing {counts['preparingNodeCount']}, leaving "
+                   f"{counts['leavingNodeCount']}, preempted {counts['preemptedNodeCount']}, "
+                   f"unusable {counts['unusableNodeCount']}), min "
+                   f"{state['scaleSettings']['minNodeCount']} max "
+                   f"{state['scaleSettings']['maxNodeCount']}"
+                   + (f", errors: {state['errors']}" if state["errors"] else ""))
+    typer.echo("Runs:")
+    for run in runs:
+        typer.echo(f"  {run.id}  {run.name}  {run.status}"
+                   + (f"  {run.error.splitlines()[0]}" if run.error else ""))
+    if not runs:
+        typer.echo("  (none)")
+
+
+def import_(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(help="The existing object to adopt.")],
+    file: ManifestOption = None,
+) -> None:
+    """Adopt an existing object into this stack (tags it as owned), so amlctl manages it."""
+    from amlctl.engine.address import split
+
+    split(address)
+    with engine_context(ctx, file) as context:
+        obj = context.provider.adopt(address)
+    typer.echo(f"{obj.address} is now managed by stack {obj.owner!r}. Run `amlctl plan` to see "
+               "how it differs from the manifest.")
+
+
+def force_unlock(
+    ctx: typer.Context,
+    lock_id: Annotated[str, typer.Argument(help="The id the lock error named.")],
+    file: ManifestOption = None,
+) -> None:
+    """Remove a stale workspace lock (only when no apply is really running)."""
+    from amlctl.engine.lock import force_unlock as unlock
+    from amlctl.engine.planner import state_dir_for
+
+    loaded = load(ctx, file, allow_missing_secrets=True)
+    holder = unlock(state_dir_for(loaded), lock_id)
+    typer.echo(f"Removed lock {lock_id} (held by {holder.get('command')}, pid "
+               f"{holder.get('pid')} on {holder.get('host')}).")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(plan)
+    app.command()(apply)
+    app.command()(destroy)
+    app.command()(show)
+    app.command()(status)
+    app.command("import")(import_)
+    app.command("force-unlock")(force_unlock)

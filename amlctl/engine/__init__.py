@@ -1,0 +1,1 @@
+"""The engine: desired state, dependency graph, plan, apply. It knows no backend."""

@@ -1,0 +1,152 @@
+"""Desired state: the manifest turned into one attribute dict per address, with dependencies.
+
+Attributes use the manifest's vocabulary, which providers normalise live values into, so the
+differ compares like with like. Secret values never enter `attrs` (only their fingerprint);
+they travel separately in `secrets` to the provider call that needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from amlctl.engine.address import make
+from amlctl.manifest.loader import LoadedManifest
+from amlctl.manifest.validate import DEFAULT_DATASTORE
+from amlctl.providers.base import fingerprint
+
+# Fields that steer amlctl itself and are not part of the object in the workspace.
+_NOT_LIVE = {"prevent_destroy"}
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One resource as the manifest wants it."""
+
+    address: str
+    kind: str
+    name: str
+    attrs: dict[str, Any]
+    deps: frozenset[str] = frozenset()
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    prevent_destroy: bool = False
+    model: Any = field(default=None, repr=False, compare=False)
+
+
+def desired_state(loaded: LoadedManifest) -> dict[str, Desired]:
+    """Every resource of the manifest by address."""
+    m = loaded.manifest
+    out: dict[str, Desired] = {}
+    ws = "workspace"
+    out[ws] = Desired(
+        ws, "workspace", m.workspace.name,
+        _attrs(m.workspace, exclude={"create_resource_group"})[0],
+        prevent_destroy=m.workspace.prevent_destroy, model=m.workspace,
+    )
+    for name, ds in m.datastores.items():
+        attrs, secrets = _attrs(ds)
+        out[make("datastore", name)] = Desired(
+            make("datastore", name), "datastore", name, attrs, frozenset({ws}), secrets,
+            ds.prevent_destroy, ds,
+        )
+    for name, compute in m.computes.items():
+        attrs, secrets = _attrs(compute)
+        out[make("compute", name)] = Desired(
+            make("compute", name), "compute", name, attrs, frozenset({ws}), secrets,
+            compute.prevent_destroy, compute,
+        )
+    for name, experiment in m.experiments.items():
+        out[make("experiment", name)] = Desired(
+            make("experiment", name), "experiment", name, _attrs(experiment)[0],
+            frozenset({ws}), model=experiment,
+        )
+    for name, upload in m.uploads.items():
+        attrs = {
+            "datastore": upload.datastore,
+            "target_path": upload.target_path.strip("/"),
+            "delete_extra": upload.delete_extra,
+            "exclude": list(upload.exclude),
+            "src_dir": str(loaded.root / upload.src_dir),
+        }
+        out[make("upload", name)] = Desired(
+            make("upload", name), "upload", name, attrs,
+            frozenset({ws, *_datastore_deps([upload.datastore])}),
+            prevent_destroy=upload.prevent_destroy, model=upload,
+        )
+    for name, run in m.runs.items():
+        out[make("run", name)] = _run(loaded, name, run)
+    return out
+
+
+def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
+    from amlctl.runs.identity import source_digest, spec_hash
+
+    definition, secrets = _attrs(run, exclude={"tags"})
+    source_dir = loaded.root / run.source_directory
+    digest = source_digest(source_dir)
+    run_hash = spec_hash(definition, digest)
+    datastores = _run_datastores(run)
+    uploads = {
+        make("upload", up_name)
+        for up_name, upload in loaded.manifest.uploads.items()
+        if upload.datastore in datastores
+    }
+    attrs = {
+        "experiment": run.experiment,
+        "compute": run.compute,
+        "spec_hash": run_hash,
+        "source_digest": digest[:16],
+    }
+    deps = {"workspace", make("experiment", run.experiment), make("compute", run.compute),
+            *_datastore_deps(datastores), *uploads}
+    env_secrets = {k: v for k, v in secrets.items() if k.startswith("environment.env_vars.")}
+    return Desired(make("run", name), "run", name, attrs, frozenset(deps),
+                   {k.rsplit(".", 1)[1]: v for k, v in env_secrets.items()}, model=run)
+
+
+def _run_datastores(run: Any) -> set[str]:
+    from amlctl.manifest.models import DataInput
+
+    found = {i.datastore for i in run.inputs.values()}
+    args = run.arguments.values() if isinstance(run.arguments, dict) else run.arguments
+    found.update(a.datastore for a in args if isinstance(a, DataInput))
+    return found
+
+
+def _datastore_deps(names: Any) -> set[str]:
+    return {make("datastore", n) for n in names if n != DEFAULT_DATASTORE}
+
+
+def _attrs(model: Any, exclude: set[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """A model as plain attributes (secrets fingerprinted) and its secret values by path."""
+    secrets: dict[str, str] = {}
+    skip = _NOT_LIVE | (exclude or set())
+    attrs = {
+        key: _plain(getattr(model, key), key, secrets)
+        for key in type(model).model_fields
+        if key not in skip
+    }
+    return attrs, secrets
+
+
+def _plain(value: Any, path: str, secrets: dict[str, str]) -> Any:
+    if isinstance(value, SecretStr):
+        secret = value.get_secret_value()
+        secrets[path] = secret
+        return fingerprint(secret)
+    if hasattr(value, "model_fields"):
+        return {k: _plain(getattr(value, k), f"{path}.{k}", secrets)
+                for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{path}.{k}", secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{path}.{i}", secrets) for i, v in enumerate(value)]
+    return value
+
+
+def source_dir_of(loaded: LoadedManifest, run_name: str) -> Path:
+    """The folder a run snapshots."""
+    return loaded.root / loaded.manifest.runs[run_name].source_directory

@@ -1,0 +1,224 @@
+"""Apply a plan: primitive steps (create, update, delete, sync, submit, cancel) in dependency
+order, independent steps in parallel, each journalled begun/done/failed.
+
+A replace is a delete and a create around the same address, so recovery after a crash only
+reasons about primitive steps: every step is idempotent (create of an existing object updates
+it, delete of a missing one is a no-op), and run submission is repaired by the provider.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amlctl.engine.desired import Desired, desired_state
+from amlctl.engine.plan import Action, Change, Plan
+from amlctl.engine.planner import Context
+from amlctl.errors import AmlctlError, ProviderError
+from amlctl.providers.base import RunInfo, RunRequest
+
+Report = Callable[[str], None]
+PARALLELISM = 4
+
+
+@dataclass
+class ApplyResult:
+    """What an apply did."""
+
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    runs: list[RunInfo] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every step succeeded."""
+        return not self.failed
+
+
+def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
+               show_progress: bool = False) -> ApplyResult:
+    """Carry out the plan's changes. Call with the workspace lock held."""
+    result = ApplyResult()
+    result.recovered = _recover(ctx, report)
+    desired = {} if plan.destroy else desired_state(ctx.loaded)
+    apply_id = uuid.uuid4().hex[:12]
+    steps = [c for c in plan.changes if c.action is not Action.NOOP]
+    deletes = [c for c in steps if c.action is Action.DELETE]
+    forwards = [c for c in steps if c.action is not Action.DELETE]
+    runner = _Runner(ctx, desired, apply_id, report, result, show_progress)
+    # Deletes first, dependents before what they depend on; then the rest in dependency order.
+    runner.run_phase(deletes, _reverse_deps(deletes, desired))
+    if result.ok:
+        runner.run_phase(forwards, _forward_deps(forwards, desired))
+    else:
+        result.skipped.extend(c.address for c in forwards)
+    return result
+
+
+def _recover(ctx: Context, report: Report) -> list[str]:
+    interrupted = ctx.history.interrupted()
+    repaired = ctx.provider.recover()
+    if interrupted:
+        steps = ", ".join(f"{step} {address}" for address, step in interrupted)
+        report(f"A previous apply was interrupted during: {steps}. Converging from live state.")
+        ctx.history.clear_interrupted()
+    for line in repaired:
+        report(f"Recovered: {line}")
+    return [f"{step} {address}" for address, step in interrupted] + repaired
+
+
+def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[str, set[str]]:
+    addresses = {c.address for c in changes}
+    return {c.address: set(desired[c.address].deps) & addresses if c.address in desired
+            else set() for c in changes}
+
+
+def _reverse_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[str, set[str]]:
+    from amlctl.engine.address import KINDS, kind_of
+
+    # Deleted objects are mostly gone from the manifest: order them by kind, runs first.
+    rank = {c.address: KINDS.index(kind_of(c.address)) for c in changes}
+    return {a: {b for b in rank if rank[b] > rank[a]} for a in rank}
+
+
+class _Runner:
+    def __init__(self, ctx: Context, desired: dict[str, Desired], apply_id: str,
+                 report: Report, result: ApplyResult, show_progress: bool) -> None:
+        self.ctx = ctx
+        self.desired = desired
+        self.apply_id = apply_id
+        self.report = report
+        self.result = result
+        self.show_progress = show_progress
+        self.pause_after = int(os.environ.get("AMLCTL_PAUSE_AFTER_STEP", "0") or 0)
+        self.steps_done = 0
+
+    def run_phase(self, changes: list[Change], deps: dict[str, set[str]]) -> None:
+        by_address = {c.address: c for c in changes}
+        pending = dict(deps)
+        finished: set[str] = set()
+        blocked: set[str] = set()
+        running: dict[Future[None], str] = {}
+        with ThreadPoolExecutor(max_workers=PARALLELISM) as pool:
+            while pending or running:
+                ready = [a for a, d in pending.items() if d <= finished]
+                for address in sorted(ready):
+                    del pending[address]
+                    running[pool.submit(self.step, by_address[address])] = address
+                if not running:
+                    blocked.update(pending)  # dependencies failed
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    address = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        finished.add(address)
+                        self.result.done.append(address)
+                    else:
+                        self.result.failed[address] = str(error)
+                        self.report(f"{address}: failed: {error}")
+                        # Dependents of a failed step do not run.
+                        for other, other_deps in list(pending.items()):
+                            if address in other_deps:
+                                blocked.add(other)
+                                del pending[other]
+        self.result.skipped.extend(sorted(blocked))
+
+    def step(self, change: Change) -> None:
+        started = time.monotonic()
+        verb = {Action.CREATE: "Creating", Action.UPDATE: "Updating",
+                Action.REPLACE: "Replacing", Action.DELETE: "Destroying"}[change.action]
+        if change.kind == "run":
+            verb = "Canceling" if change.action is Action.DELETE else "Submitting"
+        self.report(f"{change.address}: {verb}...")
+        try:
+            detail = self._do(change)
+        except AmlctlError:
+            raise
+        except Exception as err:  # a backend bug or an SDK error: name the step
+            raise ProviderError(f"{type(err).__name__}: {err}") from err
+        elapsed = time.monotonic() - started
+        self.report(f"{change.address}: done after {elapsed:.1f}s{detail}")
+        self.steps_done += 1
+        if self.pause_after and self.steps_done >= self.pause_after:
+            time.sleep(3600)  # test hook: lets crash tests SIGKILL between steps
+
+    def _journal(self, change: Change, step: str, action: Callable[[], Any]) -> Any:
+        entry = self.ctx.history.begin(self.apply_id, change.address, step)
+        try:
+            value = action()
+        except BaseException as err:
+            self.ctx.history.end(entry, False, str(err)[:500])
+            raise
+        self.ctx.history.end(entry, True)
+        return value
+
+    def _do(self, change: Change) -> str:
+        provider = self.ctx.provider
+        want = self.desired.get(change.address)
+        if change.kind == "run":
+            return self._run(change, want)
+        if change.action is Action.DELETE:
+            self._journal(change, "delete", lambda: provider.delete(
+                change.address, include_data=change.kind == "upload"))
+            self.ctx.history.record_applied(change.address, None)
+            return ""
+        assert want is not None
+        if change.action is Action.REPLACE:
+            self._journal(change, "delete", lambda: provider.delete(change.address))
+            self._journal(change, "create", lambda: provider.create(
+                change.address, want.attrs, want.secrets))
+        elif change.action is Action.CREATE:
+            self._journal(change, "create", lambda: provider.create(
+                change.address, want.attrs, want.secrets))
+        elif change.action is Action.UPDATE:
+            changed = [f.name for f in change.fields]
+            self._journal(change, "update", lambda: provider.update(
+                change.address, want.attrs, changed, want.secrets))
+        detail = ""
+        if change.kind == "upload":
+            detail = self._journal(change, "sync", lambda: self._sync(want))
+        self.ctx.history.record_applied(change.address, want.attrs)
+        return detail
+
+    def _sync(self, want: Desired) -> str:
+        from amlctl.engine.planner import hash_cache_path, plan_upload
+        from amlctl.render.values import human_bytes
+        from amlctl.uploads import HashCache, apply_sync, progress_for
+
+        sync_plan = plan_upload(self.ctx, want)  # fresh: files may have changed since plan
+        store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
+        progress = progress_for(want.address) if self.show_progress else None
+        with HashCache(hash_cache_path(self.ctx)) as cache:
+            outcome = apply_sync(sync_plan, Path(want.attrs["src_dir"]), store,
+                                 progress=progress, cache=cache)
+        for warning in outcome.warnings:
+            self.report(f"{want.address}: warning: {warning}")
+        return (f" ({len(outcome.sent)} files, {human_bytes(outcome.bytes_sent)} sent, "
+                f"{len(outcome.deleted)} deleted)")
+
+    def _run(self, change: Change, want: Desired | None) -> str:
+        provider = self.ctx.provider
+        if change.action is Action.DELETE:
+            run_id = change.detail["run_id"]
+            self._journal(change, "cancel", lambda: provider.cancel_run(run_id))
+            return f" (canceled {run_id})"
+        assert want is not None
+        compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
+        request = RunRequest(
+            name=want.name, spec_hash=want.attrs["spec_hash"], run=want.model,
+            source_dir=self.ctx.loaded.root / want.model.source_directory,
+            compute_max_nodes=compute.max_nodes, secrets=want.secrets,
+        )
+        info = self._journal(change, "submit", lambda: provider.submit_run(request))
+        self.result.runs.append(info)
+        return f" (run {info.id}, {info.status})"

@@ -1,0 +1,88 @@
+"""Saved plans (`plan --out FILE`): what was planned, against which live state.
+
+A plan file holds no secret value: secrets appear only as fingerprints. `apply FILE` re-plans
+with the same options and refuses when the live state or the manifest changed since.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amlctl.engine.plan import Plan
+from amlctl.errors import PlanError, UsageError
+from amlctl.render.jsonplan import plan_document
+
+KIND = "amlctl-plan"
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan file's contents."""
+
+    manifest: str
+    backend: str
+    live_fingerprint: str
+    desired_fingerprint: str
+    targets: list[str]
+    replace: list[str]
+    destroy: bool
+    include_data: bool
+    include_workspace: bool
+    variables: dict[str, Any]
+    document: dict[str, Any]
+
+
+def save_plan(plan: Plan, path: Path, *, targets: list[str], replace: list[str],
+              include_workspace: bool = False, variables: dict[str, Any] | None = None) -> None:
+    """Write the plan atomically (a half-written plan file is never left behind)."""
+    body = {
+        "kind": KIND,
+        "manifest": str(Path(plan.manifest).resolve()),
+        "backend": plan.backend,
+        "live_fingerprint": plan.live_fingerprint,
+        "desired_fingerprint": plan.desired_fingerprint,
+        "targets": targets,
+        "replace": replace,
+        "destroy": plan.destroy,
+        "include_data": plan.include_data,
+        "include_workspace": include_workspace,
+        "variables": variables or {},
+        "plan": plan_document(plan),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_plan(path: Path) -> SavedPlan:
+    """Read a plan file written by `plan --out`."""
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such plan file") from None
+    except ValueError as err:
+        raise UsageError(f"{path}: not a plan file ({err})") from None
+    if not isinstance(body, dict) or body.get("kind") != KIND:
+        raise UsageError(f"{path}: not an amlctl plan file")
+    return SavedPlan(
+        manifest=body["manifest"], backend=body["backend"],
+        live_fingerprint=body["live_fingerprint"],
+        desired_fingerprint=body["desired_fingerprint"], targets=body["targets"],
+        replace=body["replace"], destroy=body["destroy"], include_data=body["include_data"],
+        include_workspace=body.get("include_workspace", False),
+        variables=body.get("variables", {}), document=body["plan"],
+    )
+
+
+def check_current(saved: SavedPlan, fresh: Plan) -> None:
+    """Refuse a saved plan whose live state or manifest changed since it was made."""
+    if fresh.live_fingerprint != saved.live_fingerprint:
+        raise PlanError("the saved plan is stale: the live workspace changed since it was made. "
+                        "Run `amlctl plan` again.")
+    if fresh.desired_fingerprint != saved.desired_fingerprint:
+        raise PlanError("the saved plan is stale: the manifest changed since it was made. "
+                        "Run `amlctl plan` again.")

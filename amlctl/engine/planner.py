@@ -1,0 +1,186 @@
+"""Make a plan: gather desired and live state, diff, limit to targets, fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amlctl.engine import address as addr
+from amlctl.engine.desired import Desired, desired_state
+from amlctl.engine.differ import DiffInput, diff
+from amlctl.engine.history import History
+from amlctl.engine.plan import Action, Change, Plan
+from amlctl.errors import PlanError, UsageError
+from amlctl.manifest.loader import LoadedManifest
+from amlctl.providers.base import LiveObject, Provider
+
+STATE_DIR_NAME = ".amlctl"
+
+
+@dataclass
+class Context:
+    """One manifest bound to its backend: what every engine operation works on."""
+
+    loaded: LoadedManifest
+    provider: Provider
+    history: History
+    state_dir: Path
+    backend: str
+
+    @property
+    def stack(self) -> str:
+        """The stack name (owner tag value)."""
+        return self.loaded.manifest.name
+
+    def close(self) -> None:
+        """Release the provider and history connections."""
+        self.provider.close()
+        self.history.close()
+
+
+def state_dir_for(loaded: LoadedManifest) -> Path:
+    """`AMLCTL_HOME`, else `.amlctl/` beside the manifest."""
+    home = os.environ.get("AMLCTL_HOME")
+    return Path(home) if home else loaded.root / STATE_DIR_NAME
+
+
+def open_context(loaded: LoadedManifest, backend: str | None = None) -> Context:
+    """Bind a loaded manifest to its backend (--backend/AMLCTL_BACKEND over `backend:`)."""
+    from amlctl.providers import get_provider
+
+    chosen = backend or loaded.manifest.backend
+    state_dir = state_dir_for(loaded)
+    workspace = loaded.manifest.workspace.model_dump()
+    provider = get_provider(chosen, workspace, loaded.manifest.name, state_dir)
+    return Context(loaded, provider, History(state_dir, loaded.manifest.name), state_dir, chosen)
+
+
+def make_plan(
+    ctx: Context,
+    *,
+    targets: Iterable[str] = (),
+    replace_addresses: Iterable[str] = (),
+) -> Plan:
+    """What apply would change to make the workspace match the manifest."""
+    desired = desired_state(ctx.loaded)
+    targets = _check_addresses(targets, desired, "--target")
+    replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
+    live = ctx.provider.read_all()
+    runs = {
+        a: ctx.provider.list_runs(experiment=d.attrs["experiment"], spec_hash=d.attrs["spec_hash"])
+        for a, d in desired.items() if d.kind == "run"
+    }
+    uploads = {a: plan_upload(ctx, d) for a, d in desired.items() if d.kind == "upload"}
+    changes, drift = diff(desired, live, DiffInput(
+        stack=ctx.stack, updatable=ctx.provider.updatable_fields, runs=runs, uploads=uploads,
+        replace=replace_set, applied=ctx.history.applied(),
+    ))
+    if targets:
+        keep = _with_dependencies(targets, desired)
+        changes = [c for c in changes if c.address in keep]
+        drift = [d for d in drift if d.address in keep]
+    return Plan(
+        stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
+        changes=tuple(changes), drift=tuple(drift),
+        live_fingerprint=_live_fingerprint(live, runs, uploads),
+        desired_fingerprint=_fingerprint({a: d.attrs for a, d in desired.items()}),
+    )
+
+
+def make_destroy_plan(ctx: Context, *, include_data: bool = False,
+                      include_workspace: bool = False) -> Plan:
+    """Delete everything this stack owns, in reverse dependency order."""
+    desired = desired_state(ctx.loaded)
+    live = ctx.provider.read_all()
+    changes: list[Change] = []
+    for run in ctx.provider.list_runs():
+        if run.active and addr.make("run", run.name) in desired:
+            changes.append(Change(addr.make("run", run.name), "run", run.name, Action.DELETE,
+                                  {"run_id": run.id, "status": run.status}, None,
+                                  reasons=("active run is canceled",),
+                                  detail={"run_id": run.id, "cancel": True}))
+    for address in sorted(live, key=addr.sort_key, reverse=True):
+        obj = live[address]
+        kind = addr.kind_of(address)
+        if obj.owner != ctx.stack or kind == "run":
+            continue
+        if kind == "upload" and not include_data:
+            continue
+        if kind == "workspace" and not include_workspace:
+            continue
+        _, _, name = address.partition(".")
+        reasons = ("uploaded files are deleted (--include-data)",) if kind == "upload" else ()
+        changes.append(Change(address, kind, name or obj.attrs.get("name", ""), Action.DELETE,
+                              obj.attrs, None, reasons=reasons))
+    protected = [c.address for c in changes
+                 if c.address in desired and desired[c.address].prevent_destroy]
+    if protected:
+        raise PlanError(f"prevent_destroy is set on {', '.join(protected)}; destroy refused. "
+                        "Remove prevent_destroy from the manifest first if this is intended.")
+    return Plan(stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
+                changes=tuple(changes), live_fingerprint=_live_fingerprint(live, {}, {}),
+                desired_fingerprint="", destroy=True, include_data=include_data)
+
+
+def plan_upload(ctx: Context, want: Desired) -> Any:
+    """The file-level difference of one upload (a SyncPlan)."""
+    from amlctl.uploads import HashCache, plan_sync
+
+    store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
+    with HashCache(hash_cache_path(ctx)) as cache:
+        return plan_sync(
+            Path(want.attrs["src_dir"]),
+            store.list_files(),
+            exclude=want.attrs["exclude"],
+            delete_extra=want.attrs["delete_extra"],
+            cache=cache,
+        )
+
+
+def hash_cache_path(ctx: Context) -> Path:
+    """Where local file hashes are remembered between runs (size+mtime+inode keyed)."""
+    return ctx.state_dir / "hashcache.db"
+
+
+def _check_addresses(addresses: Iterable[str], desired: dict[str, Desired], flag: str
+                     ) -> list[str]:
+    out = []
+    for address in addresses:
+        addr.split(address)
+        if address not in desired:
+            raise UsageError(f"{flag} {address}: no such resource in the manifest")
+        out.append(address)
+    return out
+
+
+def _with_dependencies(targets: Iterable[str], desired: dict[str, Desired]) -> set[str]:
+    keep: set[str] = set()
+    stack = list(targets)
+    while stack:
+        current = stack.pop()
+        if current in keep:
+            continue
+        keep.add(current)
+        if current in desired:
+            stack.extend(desired[current].deps)
+    return keep
+
+
+def _fingerprint(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _live_fingerprint(live: dict[str, LiveObject], runs: dict[str, Any],
+                      uploads: dict[str, Any]) -> str:
+    return _fingerprint({
+        "live": {a: [o.attrs, o.owner] for a, o in live.items()},
+        "runs": {a: [r.id for r in found] for a, found in runs.items()},
+        "uploads": {a: p.remote_digest for a, p in uploads.items()},
+    })
+

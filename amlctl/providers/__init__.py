@@ -1,0 +1,27 @@
+"""Backends behind one interface, loaded lazily by name (the engine imports none of them)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from amlctl.errors import UsageError
+from amlctl.providers.base import Provider
+
+_BACKENDS = {
+    "local": "amlctl.providers.local.provider:LocalProvider",
+    "azure": "amlctl.providers.azure.provider:AzureProvider",
+}
+
+
+def get_provider(backend: str, workspace: dict[str, Any], stack: str, state_dir: Path
+                 ) -> Provider:
+    """An instance of the named backend for one workspace of one stack."""
+    target = _BACKENDS.get(backend)
+    if target is None:
+        raise UsageError(f"unknown backend {backend!r}; expected one of {sorted(_BACKENDS)}")
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    provider_class: type[Provider] = getattr(module, class_name)
+    return provider_class(workspace=workspace, stack=stack, state_dir=state_dir)

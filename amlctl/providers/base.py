@@ -1,0 +1,160 @@
+"""The provider interface: everything the engine may ask of a backend, and nothing more.
+
+The engine speaks in addresses (`compute.nc6`) and attribute dicts in the manifest's own
+vocabulary. A provider normalises what it reads (enum case, subnet ids, durations) into that
+vocabulary, never returns a secret (only a fingerprint, or None when the service cannot tell),
+and says which fields it can change in place; the engine decides the action from that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+OWNER_TAG = "amlctl.stack"
+SPEC_HASH_TAG = "amlctl.spec_hash"
+
+# Kinds in dependency order: creates and updates follow it, deletes go in reverse.
+KINDS = ("workspace", "datastore", "compute", "experiment", "upload", "run")
+TERMINAL_RUN_STATES = frozenset({"Completed", "Failed", "Canceled"})
+
+
+def fingerprint(secret: str) -> str:
+    """A stable, non-reversible stand-in for a secret, so a changed key shows as a change."""
+    return "sha256:" + hashlib.sha256(b"amlctl:" + secret.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class LiveObject:
+    """An object as it exists in the workspace, normalised to manifest vocabulary."""
+
+    address: str
+    attrs: dict[str, Any]
+    owner: str | None  # the amlctl.stack tag, None when amlctl did not create it
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A submitted run, as `amlctl runs` and the plan see it."""
+
+    id: str
+    name: str  # the manifest's run name
+    experiment: str
+    spec_hash: str
+    status: str
+    compute: str
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """True while the run may still change (not Completed, Failed or Canceled)."""
+        return self.status not in TERMINAL_RUN_STATES
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the engine hands a provider to submit a run."""
+
+    name: str
+    spec_hash: str
+    run: Any  # amlctl.manifest.models.Run
+    source_dir: Path
+    compute_max_nodes: int
+    secrets: dict[str, str]  # env var name -> secret value (never stored in plain text)
+
+
+class FileStore(Protocol):
+    """A folder of a datastore that uploads sync into (see amlctl.uploads)."""
+
+    def list_files(self) -> dict[str, Any]: ...
+    def put_file(self, src: Path, relpath: str) -> Any: ...
+    def delete_file(self, relpath: str) -> None: ...
+
+
+class Provider(ABC):
+    """A backend. One instance serves one workspace of one stack."""
+
+    name: str = ""
+
+    def __init__(self, workspace: dict[str, Any], stack: str, state_dir: Path) -> None:
+        self.workspace = workspace  # the manifest's workspace attributes
+        self.stack = stack
+        self.state_dir = state_dir  # where the engine keeps its lock, journal and history
+
+    # objects ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def read_all(self) -> dict[str, LiveObject]:
+        """Every object of the workspace by address, owned or not (workspace included)."""
+
+    @abstractmethod
+    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        """Create the object (owner tag set). Idempotent: an existing one is updated."""
+
+    @abstractmethod
+    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        """Change `changed` fields in place (only fields in `updatable_fields`)."""
+
+    @abstractmethod
+    def delete(self, address: str, *, include_data: bool = False) -> None:
+        """Delete the object; waits until it is really gone. No error if already gone."""
+
+    @abstractmethod
+    def updatable_fields(self, kind: str) -> frozenset[str]:
+        """Fields of `kind` this backend changes in place; any other change replaces."""
+
+    @abstractmethod
+    def adopt(self, address: str) -> LiveObject:
+        """Tag an existing, unowned object as this stack's (`amlctl import`)."""
+
+    # uploads ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def file_store(self, datastore: str, target_path: str) -> FileStore:
+        """The remote folder an upload syncs to."""
+
+    # runs ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
+                  name: str | None = None) -> list[RunInfo]:
+        """Runs of the workspace, newest first."""
+
+    @abstractmethod
+    def submit_run(self, request: RunRequest) -> RunInfo:
+        """Submit a run; it keeps going after the CLI exits."""
+
+    @abstractmethod
+    def cancel_run(self, run_id: str) -> RunInfo:
+        """Cancel a run (no-op when it already ended)."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """A run by id."""
+
+    @abstractmethod
+    def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
+                 ) -> Iterator[str]:
+        """Log lines of a run, prefixed by role when several processes write."""
+
+    def recover(self) -> list[str]:
+        """Repair what an interrupted apply left half-done; returns what was repaired."""
+        return []
+
+    # status ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def compute_status(self, name: str) -> dict[str, Any]:
+        """A cluster's state, shaped like the SDK's get_status().serialize()."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

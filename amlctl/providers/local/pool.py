@@ -1,0 +1,100 @@
+"""Node pools: how a local AmlCompute cluster scales, evaluated from timestamps (no daemon).
+
+A cluster holds `max(min_nodes, warm)` nodes. Runs take nodes (`acquire`), up to max_nodes; a
+run that does not fit stays queued. Released nodes stay warm (idle) until
+idle_seconds_before_scaledown has passed since the cluster last became less busy, then the
+cluster is back to min_nodes, as AmlCompute does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from amlctl.providers.local.store import Store
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """A cluster's nodes, shaped like AmlCompute's get_status()."""
+
+    current_node_count: int
+    target_node_count: int
+    busy_nodes: int
+    allocation_state: str  # steady | resizing
+    node_state_counts: dict[str, int]
+
+    def serialize(self) -> dict[str, object]:
+        """The SDK's camelCase shape of get_status().serialize()."""
+        return {
+            "currentNodeCount": self.current_node_count,
+            "targetNodeCount": self.target_node_count,
+            "allocationState": self.allocation_state.capitalize(),
+            "nodeStateCounts": {
+                "idleNodeCount": self.node_state_counts["idle"],
+                "runningNodeCount": self.node_state_counts["running"],
+                "preparingNodeCount": self.node_state_counts["preparing"],
+                "leavingNodeCount": self.node_state_counts["leaving"],
+                "preemptedNodeCount": self.node_state_counts["preempted"],
+                "unusableNodeCount": self.node_state_counts["unusable"],
+            },
+            "errors": [],
+        }
+
+
+def status(store: Store, workspace_id: int, compute: str, min_nodes: int,
+           idle_seconds: int, now: float | None = None) -> PoolStatus:
+    """The cluster's nodes at `now`."""
+    now = time.time() if now is None else now
+    row = store.pool(workspace_id, compute)
+    busy = row["busy_nodes"] if row else 0
+    warm = row["warm_nodes"] if row else 0
+    idle_since = row["idle_since"] if row else None
+    if busy < warm and idle_since is not None and now - idle_since >= idle_seconds:
+        warm = busy  # the idle nodes have been released
+    current = max(min_nodes, warm, busy)
+    counts = {"idle": current - busy, "running": busy, "preparing": 0, "leaving": 0,
+              "preempted": 0, "unusable": 0}
+    return PoolStatus(current, current, busy, "steady", counts)
+
+
+def acquire(store: Store, workspace_id: int, compute: str, run_id: str, nodes: int,
+            max_nodes: int) -> bool:
+    """Give `nodes` nodes to a run if the cluster can scale to them; False means queued.
+
+    Idempotent: a run that already holds its nodes gets True again.
+    """
+    with store.transaction() as conn:
+        held = conn.execute("SELECT nodes FROM allocations WHERE run_id=?", (run_id,)).fetchone()
+        if held:
+            return True
+        busy = conn.execute(
+            "SELECT COALESCE(SUM(nodes), 0) FROM allocations WHERE workspace_id=? AND compute=?",
+            (workspace_id, compute)).fetchone()[0]
+        if busy + nodes > max_nodes:
+            return False
+        now = time.time()
+        conn.execute("INSERT INTO allocations VALUES (?,?,?,?,?)",
+                     (run_id, workspace_id, compute, nodes, now))
+        conn.execute(
+            "INSERT INTO pools (workspace_id, compute, busy_nodes, warm_nodes, idle_since) "
+            "VALUES (?,?,?,?,NULL) ON CONFLICT (workspace_id, compute) DO UPDATE SET "
+            "busy_nodes=excluded.busy_nodes, warm_nodes=MAX(pools.warm_nodes, "
+            "excluded.busy_nodes)",
+            (workspace_id, compute, busy + nodes, busy + nodes))
+        return True
+
+
+def release(store: Store, run_id: str) -> None:
+    """Return a run's nodes to its cluster; they stay warm until the idle time passes."""
+    with store.transaction() as conn:
+        held = conn.execute("SELECT workspace_id, compute FROM allocations WHERE run_id=?",
+                            (run_id,)).fetchone()
+        if not held:
+            return
+        conn.execute("DELETE FROM allocations WHERE run_id=?", (run_id,))
+        busy = conn.execute(
+            "SELECT COALESCE(SUM(nodes), 0) FROM allocations WHERE workspace_id=? AND compute=?",
+            (held["workspace_id"], held["compute"])).fetchone()[0]
+        conn.execute("UPDATE pools SET busy_nodes=?, idle_since=? WHERE workspace_id=? AND "
+                     "compute=?", (busy, time.time(), held["workspace_id"], held["compute"]))

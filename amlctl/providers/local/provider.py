@@ -1,0 +1,302 @@
+"""The local backend: a workspace on this machine (SQLite state, folders, real processes).
+
+Same semantics as Azure ML where it matters to a plan: computes change min/max nodes, idle time
+and tags in place and are replaced for anything else; datastores are folders; account keys are
+never stored, only their fingerprint; every object carries its owner stack.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from amlctl.errors import ProviderError, UsageError
+from amlctl.providers.base import (
+    FileStore,
+    LiveObject,
+    Provider,
+    RunInfo,
+    RunRequest,
+)
+from amlctl.providers.local import pool
+from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
+
+UPDATABLE = {
+    "workspace": frozenset({"tags"}),
+    "compute": frozenset({"min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tags"}),
+    "datastore": frozenset({"account_name", "container_name", "share_name", "account_key",
+                            "sas_token", "endpoint"}),
+    "experiment": frozenset({"tags"}),
+    "upload": frozenset({"datastore", "target_path", "delete_extra", "exclude", "src_dir"}),
+}
+DEFAULT_DATASTORE = "default"
+_UPLOAD_RECORD = ("datastore", "target_path")
+
+
+class LocalProvider(Provider):
+    """A workspace in `<state_dir>`: state.db plus one folder per workspace."""
+
+    name = "local"
+
+    def __init__(self, workspace: dict[str, Any], stack: str, state_dir: Path) -> None:
+        super().__init__(workspace, stack, state_dir)
+        self.home = state_dir
+        self.store = Store(state_dir / "state.db")
+
+    def close(self) -> None:
+        """Close the database."""
+        self.store.close()
+
+    # workspace -------------------------------------------------------------------------------
+
+    def _workspace(self) -> WorkspaceRow | None:
+        """The manifest's workspace, found by name (so a moved workspace shows as a change)."""
+        matches = self.store.find_workspaces(self.workspace["name"])
+        exact = [w for w in matches if w.subscription_id == self.workspace["subscription_id"]
+                 and w.resource_group == self.workspace["resource_group"]]
+        if exact:
+            return exact[0]
+        return matches[0] if len(matches) == 1 else None
+
+    def _require_workspace(self) -> WorkspaceRow:
+        ws = self._workspace()
+        if ws is None:
+            raise ProviderError(f"workspace {self.workspace['name']!r} does not exist yet; "
+                                "apply the workspace first")
+        return ws
+
+    def workspace_dir(self, ws: WorkspaceRow | None = None) -> Path:
+        """Folder holding the workspace's datastores and runs."""
+        ws = ws or self._require_workspace()
+        return self.home / "workspaces" / f"{ws.name}-{ws.id}"
+
+    def datastore_dir(self, name: str, ws: WorkspaceRow | None = None) -> Path:
+        """The folder that is a datastore."""
+        return self.workspace_dir(ws) / "datastores" / name
+
+    # reading ---------------------------------------------------------------------------------
+
+    def read_all(self) -> dict[str, LiveObject]:
+        ws = self._workspace()
+        if ws is None:
+            return {}
+        out = {"workspace": LiveObject("workspace", {
+            "name": ws.name, "subscription_id": ws.subscription_id,
+            "resource_group": ws.resource_group, "location": ws.location, "tags": ws.tags,
+        }, ws.owner)}
+        for obj in self.store.list_objects(ws.id):
+            out[f"{obj.kind}.{obj.name}"] = LiveObject(f"{obj.kind}.{obj.name}", obj.attrs,
+                                                       obj.owner)
+        return out
+
+    def updatable_fields(self, kind: str) -> frozenset[str]:
+        return UPDATABLE.get(kind, frozenset())
+
+    # writing ---------------------------------------------------------------------------------
+
+    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        kind, _, name = address.partition(".")
+        if kind == "workspace":
+            ws = self.store.create_workspace(
+                attrs["subscription_id"], attrs["resource_group"], attrs["name"],
+                attrs["location"], attrs.get("tags") or {}, self.stack)
+            self.datastore_dir(DEFAULT_DATASTORE, ws).mkdir(parents=True, exist_ok=True)
+            (self.workspace_dir(ws) / "runs").mkdir(exist_ok=True)
+            if self.store.get_object(ws.id, "datastore", DEFAULT_DATASTORE) is None:
+                self.store.put_object(ws.id, "datastore", DEFAULT_DATASTORE,
+                                      {"type": "workspace_default"}, None)
+            return
+        ws = self._require_workspace()
+        existing = self.store.get_object(ws.id, kind, name)
+        if existing is not None and existing.owner not in (None, self.stack):
+            raise ProviderError(f"{address} belongs to stack {existing.owner!r}")
+        if kind == "datastore":
+            self.datastore_dir(name, ws).mkdir(parents=True, exist_ok=True)
+        self.store.put_object(ws.id, kind, name, self._stored(kind, attrs), self.stack)
+
+    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        kind, _, name = address.partition(".")
+        refused = set(changed) - self.updatable_fields(kind)
+        if refused:
+            raise ProviderError(f"{address}: {', '.join(sorted(refused))} cannot change in "
+                                "place")
+        ws = self._require_workspace()
+        if kind == "workspace":
+            self.store.update_workspace(ws.id, attrs.get("tags") or {}, ws.owner)
+            return
+        current = self.store.get_object(ws.id, kind, name)
+        if current is None:
+            raise ProviderError(f"{address} does not exist")
+        merged = dict(current.attrs)
+        merged.update({k: v for k, v in self._stored(kind, attrs).items() if k in changed
+                       or kind == "upload"})
+        self.store.put_object(ws.id, kind, name, merged, current.owner)
+
+    def delete(self, address: str, *, include_data: bool = False) -> None:
+        kind, _, name = address.partition(".")
+        ws = self._workspace()
+        if ws is None:
+            return
+        if kind == "workspace":
+            shutil.rmtree(self.workspace_dir(ws), ignore_errors=True)
+            self.store.delete_workspace(ws.id)
+            return
+        current = self.store.get_object(ws.id, kind, name)
+        if current is None:
+            return
+        if kind == "upload" and include_data:
+            store = self.file_store(current.attrs["datastore"], current.attrs["target_path"])
+            for relpath in store.list_files():
+                store.delete_file(relpath)
+        if kind == "compute":
+            for run in self.store.list_runs(ws.id):
+                if run.compute == name and run.status not in ("Completed", "Failed",
+                                                               "Canceled"):
+                    self.cancel_run(run.id)
+        self.store.delete_object(ws.id, kind, name)
+
+    def adopt(self, address: str) -> LiveObject:
+        kind, _, name = address.partition(".")
+        ws = self._require_workspace()
+        if kind == "workspace":
+            if ws.owner not in (None, self.stack):
+                raise UsageError(f"workspace belongs to stack {ws.owner!r}")
+            self.store.update_workspace(ws.id, ws.tags, self.stack)
+            return self.read_all()["workspace"]
+        current = self.store.get_object(ws.id, kind, name)
+        if current is None:
+            raise UsageError(f"{address} does not exist in workspace {ws.name!r}")
+        if current.owner not in (None, self.stack):
+            raise UsageError(f"{address} belongs to stack {current.owner!r}")
+        self.store.put_object(ws.id, kind, name, current.attrs, self.stack)
+        return LiveObject(address, current.attrs, self.stack)
+
+    @staticmethod
+    def _stored(kind: str, attrs: dict[str, Any]) -> dict[str, Any]:
+        """What the backend keeps: attrs already hold secret fingerprints, never values."""
+        if kind == "upload":
+            return {k: attrs[k] for k in _UPLOAD_RECORD}
+        return dict(attrs)
+
+    # testing aid -----------------------------------------------------------------------------
+
+    def edit(self, address: str, changes: dict[str, Any], *, create: bool = False) -> None:
+        """Change live state behind amlctl's back (drift tests and demos).
+
+        With `create`, make a new object that no stack owns.
+        """
+        kind, _, name = address.partition(".")
+        ws = self._require_workspace()
+        if kind == "workspace":
+            tags = changes.get("tags", ws.tags)
+            self.store.update_workspace(ws.id, tags, ws.owner)
+            return
+        current = self.store.get_object(ws.id, kind, name)
+        if current is None and not create:
+            raise UsageError(f"{address} does not exist (use --create to make an unowned one)")
+        if current is not None and create:
+            raise UsageError(f"{address} already exists")
+        attrs = dict(current.attrs) if current else {}
+        attrs.update(changes)
+        if kind == "datastore" and create:
+            self.datastore_dir(name, ws).mkdir(parents=True, exist_ok=True)
+        self.store.put_object(ws.id, kind, name, attrs, current.owner if current else None)
+
+    # uploads ---------------------------------------------------------------------------------
+
+    def file_store(self, datastore: str, target_path: str) -> FileStore:
+        from amlctl.uploads import FolderFileStore
+
+        ws = self._workspace()
+        if ws is None:  # nothing uploaded yet: an empty listing under a not-yet-made folder
+            root = self.home / "workspaces" / "_none" / datastore / target_path
+        else:
+            root = self.datastore_dir(datastore, ws) / target_path
+        return FolderFileStore(root, self.home / "blobs.db")
+
+    # runs ------------------------------------------------------------------------------------
+
+    def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
+                  name: str | None = None) -> list[RunInfo]:
+        ws = self._workspace()
+        if ws is None:
+            return []
+        return [_run_info(r) for r in self.store.list_runs(ws.id, experiment, spec_hash, name)]
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        row = self.store.get_run(run_id)
+        return _run_info(row) if row else None
+
+    def submit_run(self, request: RunRequest) -> RunInfo:
+        from amlctl.runs.submit import submit
+
+        ws = self._require_workspace()
+        datastores = {DEFAULT_DATASTORE: self.datastore_dir(DEFAULT_DATASTORE, ws)}
+        for obj in self.store.list_objects(ws.id, "datastore"):
+            datastores[obj.name] = self.datastore_dir(obj.name, ws)
+        row = submit(
+            store=self.store, workspace=ws, home=self.workspace_dir(ws),
+            request=request, datastores=datastores,
+        )
+        return _run_info(row)
+
+    def cancel_run(self, run_id: str) -> RunInfo:
+        from amlctl.runs.supervisor import cancel
+
+        cancel(self.store, run_id)
+        info = self.get_run(run_id)
+        if info is None:
+            raise UsageError(f"no run {run_id!r}")
+        return info
+
+    def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
+                 ) -> Iterator[str]:
+        from amlctl.runs.logs import iter_logs
+
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise UsageError(f"no run {run_id!r}")
+        return iter_logs(self.store, row, role=role, follow=follow)
+
+    def recover(self) -> list[str]:
+        ws = self._workspace()
+        if ws is None:
+            return []
+        repaired = []
+        for run in self.store.list_runs(ws.id):
+            if run.status in ("NotStarted", "Queued", "Preparing", "Running", "Canceling"):
+                from amlctl.runs.submit import ensure_supervised
+
+                note = ensure_supervised(self.store, run.id)
+                if note:
+                    repaired.append(f"run {run.id}: {note}")
+        return repaired
+
+    # status ----------------------------------------------------------------------------------
+
+    def compute_status(self, name: str) -> dict[str, Any]:
+        ws = self._require_workspace()
+        obj = self.store.get_object(ws.id, "compute", name)
+        if obj is None:
+            raise UsageError(f"no compute {name!r} in workspace {ws.name!r}")
+        state = pool.status(self.store, ws.id, name, obj.attrs.get("min_nodes", 0),
+                            obj.attrs.get("idle_seconds_before_scaledown", 1800))
+        return {"provisioningState": "Succeeded", "vmSize": obj.attrs.get("vm_size"),
+                "vmPriority": obj.attrs.get("vm_priority"),
+                "scaleSettings": {"minNodeCount": obj.attrs.get("min_nodes"),
+                                  "maxNodeCount": obj.attrs.get("max_nodes"),
+                                  "nodeIdleTimeBeforeScaleDown":
+                                      f"PT{obj.attrs.get('idle_seconds_before_scaledown')}S"},
+                **state.serialize()}
+
+
+def _run_info(row: RunRow) -> RunInfo:
+    return RunInfo(
+        id=row.id, name=row.name, experiment=row.experiment, spec_hash=row.spec_hash,
+        status=row.status, compute=row.compute, created_at=row.created_at,
+        started_at=row.started_at, ended_at=row.ended_at, error=row.error,
+        extra={"run_dir": row.run_dir},
+    )
