@@ -26,8 +26,30 @@ def load(ctx: typer.Context, file: Path | None, *, allow_missing_secrets: bool =
     return loaded
 
 
-def validate(ctx: typer.Context, file: ManifestOption = None) -> None:
+def validate(
+    ctx: typer.Context,
+    file: ManifestOption = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="More manifests to check (pre-commit passes the changed files here).")] = None,
+) -> None:
     """Check the manifest: syntax, fields, references, names, paths. Exit 1 if invalid."""
+    from amlctl.errors import ManifestError
+
+    paths = ([file] if file else []) + list(files or [])
+    failed = 0
+    for path in paths or [None]:
+        try:
+            _validate_one(ctx, path)
+        except ManifestError as err:
+            if len(paths) <= 1:
+                raise
+            typer.echo(str(err), err=True)
+            failed += 1
+    if failed:
+        raise typer.Exit(1)
+
+
+def _validate_one(ctx: typer.Context, file: Path | None) -> None:
     loaded = load(ctx, file, allow_missing_secrets=True)
     for name in loaded.missing_secrets:
         typer.echo(f"Note: secret {name} is not set here; plan and apply will need it.",
