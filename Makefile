@@ -28,6 +28,7 @@ demo: $(STAMP) ## the quickstart on the local backend
 
 schema: $(STAMP) ## regenerate schemas/amlctl.schema.json from the models
 	$(BIN)/amlctl schema -o schemas/amlctl.schema.json
+	$(BIN)/python -c "from amlctl.manifest.reference import reference_markdown as r; print(r(), end='')" > docs/manifest.md
 
 bench: $(STAMP) ## startup, plan scale and upload benchmarks (ratios to baselines)
 	$(BIN)/python bench/startup.py
