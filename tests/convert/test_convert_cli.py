@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 from batchai_corpus import FIXTURES
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from amlctl.cli.convert_cmd import app
 from amlctl.convert import ConvertError
