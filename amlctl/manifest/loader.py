@@ -10,6 +10,7 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from amlctl.manifest.template import Renderer, SensitiveStr, TemplateError, has_
 
 MAX_FILE_BYTES = 1024 * 1024  # a manifest is config, not data
 MAX_VALUES = 100_000  # bounds alias expansion (billion laughs) in time and memory
+MAX_DEPTH = 64  # no manifest nests deeper; a hostile one must not exhaust the stack
 DEFAULT_FILE = "amlctl.yaml"
 
 Path_ = tuple[str | int, ...]
@@ -48,6 +50,7 @@ class _Walk:
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     count: int = 0
+    stopped: bool = False  # a size or depth limit was hit; the rest is not walked
 
 
 def resolve_manifest_path(file: str | os.PathLike[str] | None) -> Path:
@@ -70,9 +73,14 @@ def load_manifest(
     walk = _Walk(file=str(file))
     data = _to_data(raw, (), walk)
     if walk.problems:
-        raise ManifestError(walk.problems)
+        raise _manifest_error(walk.problems)
+    if data is None:
+        raise ManifestError([Problem(str(file), 1, 1, "", "the manifest is empty")])
     if not isinstance(data, dict):
-        raise ManifestError([Problem(str(file), 1, 1, "", "the manifest must be a mapping")])
+        raise ManifestError([Problem(
+            str(file), 1, 1, "", f"the manifest must be a mapping (version, name, workspace, "
+            f"...), not {_kind(data)}",
+        )])
 
     variables = dict(data.get("vars") or {}) if isinstance(data.get("vars"), dict) else {}
     for var_file in var_files:
@@ -89,11 +97,11 @@ def load_manifest(
     if "vars" in rendered:
         rendered["vars"] = variables
     if walk.problems:
-        raise ManifestError(walk.problems)
+        raise _manifest_error(walk.problems)
 
     manifest = _validate_models(rendered, walk)
     if walk.problems:
-        raise ManifestError(walk.problems)
+        raise _manifest_error(walk.problems)
 
     from amlctl.manifest.validate import check_manifest
 
@@ -107,9 +115,29 @@ def load_manifest(
     problems = check_manifest(loaded)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
-        raise ManifestError(errors)
+        raise _manifest_error(errors)
     loaded.warnings.extend(p for p in problems if p.severity != "error")
     return loaded
+
+
+def _manifest_error(problems: list[Problem]) -> ManifestError:
+    """All problems in file order (a stable sort keeps same-place problems as found)."""
+    return ManifestError(sorted(problems, key=lambda p: (p.file, p.line or 0, p.column or 0)))
+
+
+def _kind(value: Any) -> str:
+    """How a YAML reader names the type of a value, for messages."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    return "a string"
 
 
 def locate(loaded_positions: Mapping[Path_, tuple[int, int]], path: Path_) -> tuple[int, int]:
@@ -155,24 +183,63 @@ def _parse_yaml(text: str, name: str) -> Any:
 
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.Scanner = _depth_limited_scanner()
     try:
         return yaml.load(text)
     except DuplicateKeyError as err:
         mark = err.problem_mark
         key = _duplicate_key_name(err)
-        raise ManifestError(
-            [Problem(name, mark.line + 1, mark.column + 1, "", f"duplicate key {key}")]
-        ) from None
+        raise ManifestError([Problem(
+            name, mark.line + 1, mark.column + 1, "",
+            f"duplicate key {key} (a key may appear only once in a mapping)",
+        )]) from None
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
-        message = " ".join(p for p in (err.context, err.problem) if p)
         raise ManifestError(
-            [Problem(name, line, column, "", f"YAML syntax error: {message}")]
+            [Problem(name, line, column, "", f"YAML syntax error: {_syntax_message(err)}")]
         ) from None
     except YAMLError as err:
         raise ManifestError([Problem(name, None, None, "", f"YAML error: {err}")]) from None
+    except RecursionError:
+        # ruamel's parser recurses once per nesting level; a hostile file can exhaust the stack
+        raise ManifestError(
+            [Problem(name, None, None, "", f"YAML nests deeper than {MAX_DEPTH} levels")]
+        ) from None
+
+
+@cache
+def _depth_limited_scanner() -> type:
+    """ruamel's scanner, refusing flow collections (`[[[...`) nested past MAX_DEPTH.
+
+    Its cost grows with the square of the flow depth: a small hostile file would take seconds
+    before failing on the parser's recursion.
+    """
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.scanner import RoundTripScanner
+
+    class DepthLimitedScanner(RoundTripScanner):  # type: ignore[misc]
+        def fetch_flow_collection_start(self, token_class: Any, to_push: str) -> None:
+            if len(self.flow_context) >= MAX_DEPTH:
+                raise MarkedYAMLError(
+                    problem=f"collections nest deeper than {MAX_DEPTH} levels",
+                    problem_mark=self.reader.get_mark(),
+                )
+            super().fetch_flow_collection_start(token_class, to_push)
+
+    return DepthLimitedScanner
+
+
+def _syntax_message(err: Any) -> str:
+    problem = (err.problem or "").strip()
+    if "'\\t'" in problem:
+        return "tab character: indent YAML with spaces, not tabs"
+    context = (err.context or "").strip()
+    mark = err.context_mark
+    if context and mark is not None and mark is not err.problem_mark:
+        return f"{problem} ({context} at line {mark.line + 1})"
+    return " ".join(p for p in (context, problem) if p)
 
 
 def _duplicate_key_name(err: Exception) -> str:
@@ -192,7 +259,7 @@ def _read_var_file(file: Path) -> dict[str, Any]:
     walk = _Walk(file=str(file))
     data = _to_data(raw, (), walk)
     if walk.problems:
-        raise ManifestError(walk.problems)
+        raise _manifest_error(walk.problems)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -205,14 +272,19 @@ def _to_data(node: Any, path: Path_, walk: _Walk) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     walk.count += 1
-    if walk.count > MAX_VALUES:
-        if walk.count == MAX_VALUES + 1:
-            walk.problems.append(Problem(
-                walk.file, None, None, ".".join(map(str, path)),
+    if walk.count > MAX_VALUES or len(path) > MAX_DEPTH:
+        if not walk.stopped:
+            walk.stopped = True
+            top = path[:1]  # the line of the top-level key is what a reader can find
+            message = (
                 f"the manifest expands to more than {MAX_VALUES} values "
-                "(anchors and aliases nested too deep?)",
-            ))
+                "(aliases of aliases: an alias bomb?)" if walk.count > MAX_VALUES
+                else f"values nest deeper than {MAX_DEPTH} levels"
+            )
+            walk.problems.append(problem_at(walk.file, walk.positions, top, message))
         return None
+    if isinstance(node, CommentedMap | CommentedSeq):
+        _check_tag(node, path, walk)
     if isinstance(node, CommentedMap):
         result: dict[str, Any] = {}
         for key in node:
@@ -224,12 +296,13 @@ def _to_data(node: Any, path: Path_, walk: _Walk) -> Any:
                 walk.positions[child_path] = walk.positions[path]
             if not isinstance(key, str):
                 line, column = walk.positions.get(child_path, (None, None))
+                shown = str(key).lower() if isinstance(key, bool) or key is None else str(key)
                 walk.problems.append(Problem(
                     walk.file, line, column, ".".join(map(str, child_path)),
-                    f"keys must be strings, got {type(key).__name__} {key!r}",
+                    f"key {shown} is {_kind(key)}; quote it (\"{shown}\") to use it as a name",
                 ))
             result[str(key)] = _to_data(node[key], child_path, walk)
-            if walk.count > MAX_VALUES:
+            if walk.stopped:
                 break
         return result
     if isinstance(node, CommentedSeq):
@@ -241,10 +314,28 @@ def _to_data(node: Any, path: Path_, walk: _Walk) -> Any:
             except (KeyError, TypeError, AttributeError):
                 pass
             items.append(_to_data(item, (*path, index), walk))
-            if walk.count > MAX_VALUES:
+            if walk.stopped:
                 break
         return items
+    _check_tag(node, path, walk)
     return _plain_scalar(node)
+
+
+# Explicit YAML tags that only restate a plain type; anything else (!foo, !!python/...) is
+# refused rather than silently read as a string.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{kind}" for kind in ("str", "int", "float", "bool", "null", "map", "seq")
+)
+
+
+def _check_tag(node: Any, path: Path_, walk: _Walk) -> None:
+    tag = getattr(node, "tag", None)
+    value = getattr(tag, "value", None) if tag is not None else None
+    if value and value not in _PLAIN_TAGS:
+        shown = value.replace("tag:yaml.org,2002:", "!!")
+        walk.problems.append(problem_at(
+            walk.file, walk.positions, path, f"unsupported YAML tag {shown}"
+        ))
 
 
 def _key_position(node: Any, key: Any) -> tuple[int, int] | None:
@@ -298,40 +389,101 @@ def _validate_models(data: dict[str, Any], walk: _Walk) -> Any:
     try:
         return Manifest.model_validate(data)
     except ValidationError as err:
-        seen: set[tuple[Path_, str]] = set()
-        for error in err.errors(include_url=False):
-            data_path, parent = _data_path(data, error["loc"])
-            message = _message(error, parent, registry)
-            if (data_path, message) in seen:
-                continue
-            seen.add((data_path, message))
-            walk.problems.append(problem_at(walk.file, walk.positions, data_path, message))
+        for path, message in _model_problems(err.errors(include_url=False), data, registry):
+            walk.problems.append(problem_at(walk.file, walk.positions, path, message))
         return None
     finally:
         MODEL_OF_MAPPING.reset(token)
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Path_, Any]:
-    """The part of a pydantic error location that exists in the data (drops union tags)."""
+@dataclass
+class _Failure:
+    """One pydantic error mapped onto the data: where it is, and whether a union produced it."""
+
+    path: Path_
+    in_union: bool  # the location named a union member, not only keys and indexes
+    error: Any
+    parent: Any
+
+
+def _model_problems(
+    errors: list[Any], data: dict[str, Any], registry: Mapping[int, type]
+) -> list[tuple[Path_, str]]:
+    """(path, message) pairs from pydantic errors, union noise folded into one message each.
+
+    A union reports one error per member that failed. The member that got deepest into the
+    value says what is wrong; members that failed on the value's shape are dropped, and
+    same-place shape failures become one "must be X, Y or Z".
+    """
+    failures = []
+    for error in errors:
+        path, in_union, parent = _data_path(data, error["loc"], error["type"])
+        failures.append(_Failure(path, in_union, error, parent))
+    paths = {f.path for f in failures}
+    failures = [
+        f for f in failures
+        if not f.in_union or not any(len(p) > len(f.path) and p[:len(f.path)] == f.path
+                                     for p in paths)
+    ]
+    grouped: dict[tuple[Path_, bool], list[_Failure]] = {}
+    for failure in failures:
+        grouped.setdefault((failure.path, failure.in_union), []).append(failure)
+
+    result: list[tuple[Path_, str]] = []
+    for (path, in_union), group in grouped.items():
+        shapes = [_EXPECTED.get(f.error["type"]) for f in group]
+        if in_union and len(group) > 1 and all(shapes):
+            unique = list(dict.fromkeys(s for s in shapes if s))
+            choices = ", ".join(unique[:-1]) + f" or {unique[-1]}" if len(unique) > 1 else unique[0]
+            result.append((path, f"must be {choices}{_got(group[0].error)}"))
+            continue
+        for failure in group:
+            message = _message(failure.error, failure.parent, registry)
+            if (path, message) not in result:
+                result.append((path, message))
+    return result
+
+
+def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[Path_, bool, Any]:
+    """The part of a pydantic error location that exists in the data, whether other parts
+    (union members) were skipped, and the mapping or list holding the value."""
     path: list[str | int] = []
-    node, parent = data, None
-    for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
+    node, parent, skipped = data, None, False
+    for index, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             parent, node = node, node[part]
             path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            parent, node = node, node[part]
-            path.append(part)
-        elif isinstance(node, dict) and part == loc[-1] and isinstance(part, str):
+        elif kind == "missing" and index == len(loc) - 1 and isinstance(node, dict):
             path.append(part)  # a missing key: point at its parent, name the key
             parent = node
-            break
-    return tuple(path), parent
+        else:
+            skipped = True
+    return tuple(path), skipped, parent
+
+
+# What a value must be, by pydantic error type; also used to merge a union's errors.
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
 
 
 def _message(error: Any, parent: Any, registry: Mapping[int, type]) -> str:
     kind = error["type"]
-    key = error["loc"][-1] if error["loc"] else ""
+    loc = error["loc"]
+    key = loc[-1] if loc else ""
     if kind == "extra_forbidden":
         model = registry.get(id(parent))
         hint = ""
@@ -347,10 +499,29 @@ def _message(error: Any, parent: Any, registry: Mapping[int, type]) -> str:
         return f"unknown type {error['input'].get('type')!r}; expected one of {expected}"
     if kind == "union_tag_not_found":
         return "missing 'type' that says which kind this is"
-    message = error["msg"]
-    value = error.get("input")
+    if loc == ("version",) and kind == "literal_error":
+        return f"unsupported manifest version{_got(error, '')}: this amlctl reads version 1"
+    if kind in _EXPECTED:
+        return f"must be {_EXPECTED[kind]}{_got(error)}"
+    message = str(error["msg"])
+    if message.startswith("Input should be "):
+        message = "must be " + message.removeprefix("Input should be ")
+    return f"{message}{_got(error)}"
+
+
+def _got(error: Any, template: str = " (got {})") -> str:
+    """The offending value for a message; never a secret, never a page of text."""
+    if "input" not in error:
+        return ""
+    value = error["input"]
     if isinstance(value, SensitiveStr):
-        return message
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return f"{message} (got {value!r})"
-    return message
+        return template.format("a secret") if template else ""
+    if isinstance(value, dict | list) or value is None:
+        shown = _kind(value)
+    elif isinstance(value, bool):
+        shown = "true" if value else "false"
+    else:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:50] + "..." + shown[-6:]
+    return template.format(shown) if template else f" {shown}"

@@ -44,7 +44,7 @@ Secret = Annotated[
 class Workspace(StrictModel):
     """The Azure ML workspace every other resource lives in."""
 
-    name: str = Field(description="Workspace name (2-33 chars, letters, digits, - and _).")
+    name: str = Field(description="Workspace name (3-33 chars, letters, digits, - and _).")
     subscription_id: str = Field(description="Azure subscription id (a GUID).")
     resource_group: str = Field(description="Resource group holding the workspace.")
     location: str = Field(description="Azure region, e.g. westeurope.")

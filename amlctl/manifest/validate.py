@@ -191,8 +191,11 @@ class _Checker:
 
     def check_entry(self, name: str, run: Any) -> None:
         path = ("runs", name)
-        if (run.entry_script is None) == (run.command is None):
-            self.error(path, "give exactly one of entry_script and command")
+        if run.entry_script is not None and run.command is not None:
+            self.error((*path, "command"), "give entry_script or command, not both")
+            return
+        if run.entry_script is None and run.command is None:
+            self.error(path, "required field 'entry_script' is missing (or give a command)")
             return
         if run.entry_script is not None:
             script = self.loaded.root / run.source_directory / run.entry_script
