@@ -25,7 +25,7 @@ class NameRule:
     description: str
 
 
-COMPUTE = NameRule("compute", "A-Za-z0-9-", "A-Za-z", 2, 16, "-", "c",
+COMPUTE = NameRule("compute", "A-Za-z0-9-", "A-Za-z", 2, 16, "-", "cluster",
                    "2-16 characters: letters, digits and '-', starting with a letter")
 EXPERIMENT = NameRule("experiment", "A-Za-z0-9_-", "A-Za-z0-9", 1, 256, "-", "x",
                       "letters, digits, '-' and '_', starting with a letter or digit")
