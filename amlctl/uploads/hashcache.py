@@ -1,0 +1,120 @@
+"""The local hash cache: (path, size, mtime, ctime, inode, device) -> sha256, in SQLite.
+
+Contract:
+- `lookup` returns a sha256 only when every stat field matches what was recorded AND the
+  entry is not "racy": a file whose mtime or ctime was within `racy_window_ns` of the moment
+  it was hashed may have been written again in the same timestamp tick, unseen; such an
+  entry is a doubt, so the caller hashes the file again (as git does with its index). The
+  default window, 2 s, covers the coarsest timestamps in common use (FAT, some network
+  shares); local Linux filesystems tick in milliseconds.
+- It is only a cache: a file that is not a database is replaced by an empty one, commits
+  are not fsynced (WAL, synchronous=NORMAL), and losing it costs one re-read of each file,
+  never a wrong answer.
+- One instance per thread; the sync functions use it from the calling thread only.
+- The file may be shared by many uploads: keys are absolute paths.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from amlctl.uploads.model import FileStat
+
+RACY_WINDOW_NS = 2_000_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hashes (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    dev INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    hashed_at_ns INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
+
+class HashCache:
+    """sha256 of local files, trusted without reading them while their stat is unchanged."""
+
+    def __init__(self, db_path: Path, *, racy_window_ns: int = RACY_WINDOW_NS) -> None:
+        self.db_path = db_path
+        self.racy_window_ns = racy_window_ns
+        self._pending: list[tuple[object, ...]] = []
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError:
+            # Not a database (or damaged): it only ever held a cache, so start afresh.
+            db_path.unlink(missing_ok=True)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit
+        db.execute(_SCHEMA)
+        db.commit()
+        return db
+
+    def lookup(self, path: str, stat: FileStat) -> str | None:
+        """The recorded sha256 of `path` if it is still that version of the file."""
+        row = self._db.execute(
+            "SELECT size, mtime_ns, ctime_ns, ino, dev, sha256, hashed_at_ns"
+            " FROM hashes WHERE path = ?",
+            (path,),
+        ).fetchone()
+        if row is None:
+            return None
+        size, mtime_ns, ctime_ns, ino, dev, sha256, hashed_at_ns = row
+        if FileStat(size, mtime_ns, ctime_ns, ino, dev) != stat:
+            return None
+        if max(mtime_ns, ctime_ns) >= hashed_at_ns - self.racy_window_ns:
+            return None
+        return str(sha256)
+
+    def record(self, path: str, stat: FileStat, sha256: str, hashed_at_ns: int) -> None:
+        """Remember that `path`, as described by `stat`, had this sha256.
+
+        `hashed_at_ns` is wall-clock time (time.time_ns) taken before the file was opened.
+        Written to disk at `flush`/`close`.
+        """
+        self._pending.append(
+            (path, stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino, stat.dev, sha256,
+             hashed_at_ns)
+        )
+
+    def forget_missing(self, root: Path, present: set[str]) -> None:
+        """Drop entries under `root` (absolute) whose path is not in `present`."""
+        prefix = str(root).rstrip("/") + "/"
+        # Range scan on the primary key: every path that starts with prefix.
+        rows = self._db.execute(
+            "SELECT path FROM hashes WHERE path >= ? AND path < ?", (prefix, prefix[:-1] + "0")
+        ).fetchall()
+        gone = [(p,) for (p,) in rows if p not in present]
+        if gone:
+            self._db.executemany("DELETE FROM hashes WHERE path = ?", gone)
+            self._db.commit()
+
+    def flush(self) -> None:
+        """Write recorded entries to the file."""
+        if self._pending:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending
+            )
+            self._db.commit()
+            self._pending.clear()
+
+    def close(self) -> None:
+        """Flush and close."""
+        self.flush()
+        self._db.close()
+
+    def __enter__(self) -> HashCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,124 @@
+"""Walk src_dir into the list of regular files to upload, reading no file contents.
+
+Rules:
+- paths are posix and relative to src_dir; ignore rules (see `ignore`) apply first, so an
+  excluded entry is never looked at further, and an excluded folder is not entered;
+- a symlink whose target lies outside src_dir raises `UploadError` naming it; one inside is
+  followed (a file: uploaded under the link's name; a folder: walked) unless it closes a loop
+  (`UploadError`); a dangling one is skipped with a warning;
+- fifos, sockets and devices are skipped with a warning (never opened: a fifo would block),
+  as are names that are not valid UTF-8 and names that look like our temp files;
+- the result is sorted by relpath.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from amlctl.uploads.atomic import is_temp_name
+from amlctl.uploads.errors import UploadError
+from amlctl.uploads.ignore import IgnoreRules, load_ignore_rules
+from amlctl.uploads.model import FileStat, LocalFile
+
+
+@dataclass(frozen=True)
+class Scan:
+    """The files of src_dir to upload, and what was skipped, in words."""
+
+    files: tuple[LocalFile, ...]
+    warnings: tuple[str, ...]
+
+
+def scan_tree(src_dir: Path, exclude: Sequence[str] = ()) -> Scan:
+    """List the regular files under src_dir that an upload sends (see module doc).
+
+    `LocalFile.path` is absolute (src_dir made absolute, symlinks in it kept), which is the
+    key of the hash cache.
+    """
+    if not src_dir.is_dir():
+        raise UploadError(f"{src_dir}: src_dir is not a folder")
+    rules = load_ignore_rules(src_dir, exclude)
+    root_real = os.path.realpath(src_dir)
+    files: list[LocalFile] = []
+    warnings: list[str] = []
+    # Each pending folder carries the real paths of the folders above it, to spot loops.
+    pending: list[tuple[str, str, tuple[str, ...]]] = [(str(src_dir.absolute()), "", (root_real,))]
+    while pending:
+        folder, prefix, ancestors = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            raise UploadError(f"{prefix or '.'}: cannot list folder: {exc.strerror}") from exc
+        for entry in entries:
+            relpath = prefix + entry.name
+            if not _is_utf8(relpath):
+                warnings.append(f"skipped {relpath!r}: file name is not valid UTF-8")
+                continue
+            _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending)
+    files.sort(key=lambda f: f.relpath)
+    return Scan(tuple(files), tuple(sorted(warnings)))
+
+
+def _visit(
+    entry: os.DirEntry[str],
+    relpath: str,
+    root_real: str,
+    ancestors: tuple[str, ...],
+    rules: IgnoreRules,
+    files: list[LocalFile],
+    warnings: list[str],
+    pending: list[tuple[str, str, tuple[str, ...]]],
+) -> None:
+    is_link = entry.is_symlink()
+    try:
+        st = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        st = None  # a dangling symlink, or the entry vanished under us
+    is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+    if rules and rules.ignored(relpath, is_dir):
+        return
+    real = None
+    if is_link:
+        real = os.path.realpath(entry.path)
+        if real != root_real and not real.startswith(root_real.rstrip(os.sep) + os.sep):
+            raise UploadError(
+                f"{relpath}: symlink points outside src_dir (to {real}); replace it with the "
+                "file itself or exclude it"
+            )
+    if st is None:
+        warnings.append(f"skipped {relpath}: dangling symlink or vanished during the scan")
+    elif is_dir:
+        real = real or os.path.join(ancestors[-1], entry.name)
+        if real in ancestors:
+            raise UploadError(f"{relpath}: symlink loop (points to an enclosing folder)")
+        pending.append((entry.path, relpath + "/", (*ancestors, real)))
+    elif statmod.S_ISREG(st.st_mode):
+        if is_temp_name(entry.name):
+            warnings.append(f"skipped {relpath}: name is reserved for upload temp files")
+        else:
+            files.append(LocalFile(relpath, entry.path, FileStat.of(st)))
+    else:
+        warnings.append(f"skipped {relpath}: {_kind(st.st_mode)}, not a regular file")
+
+
+def _kind(mode: int) -> str:
+    if statmod.S_ISFIFO(mode):
+        return "a fifo"
+    if statmod.S_ISSOCK(mode):
+        return "a socket"
+    if statmod.S_ISCHR(mode) or statmod.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,54 @@
+"""The remote side of a sync: a flat set of files under one target path of a datastore.
+
+A backend implements `FileStore` once per upload target (`<datastore>/<target_path>`); the
+local backend uses `FolderFileStore`, the azure one lists blobs with their size and the
+sha256 it keeps in blob metadata.
+
+Contract for implementations:
+- relpaths are posix, relative to the target path, checked by `check_relpath`;
+- `list_files` returns every complete file, never a temp or partial one; sha256 may be None
+  when the store does not know it (the plan then treats equal sizes as a change);
+- `put_file` is atomic: until it returns, readers see the old file (or none), never part of
+  the new one; it returns what the store now holds, with the sha256 of the bytes it sent
+  (read from src once); src is read to its end, whatever its kind;
+- `delete_file` of an absent file is not an error;
+- `put_file` and `delete_file` may run at once in several threads, never two for the same
+  relpath; `list_files` never runs at the same time as either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from amlctl.uploads.errors import UploadError
+from amlctl.uploads.model import RemoteFile
+
+
+class FileStore(Protocol):
+    """Files under one datastore target path (see module doc for the contract)."""
+
+    def list_files(self) -> dict[str, RemoteFile]:
+        """relpath (posix) -> size and sha256 (or None) of every complete file."""
+        ...
+
+    def put_file(self, src: Path, relpath: str) -> RemoteFile:
+        """Write src's bytes as relpath, atomically."""
+        ...
+
+    def delete_file(self, relpath: str) -> None:
+        """Remove relpath if present."""
+        ...
+
+
+def check_relpath(relpath: str) -> str:
+    """Return relpath if it is a clean posix path inside the target, else raise UploadError."""
+    parts = relpath.split("/")
+    if (
+        not relpath
+        or relpath.startswith("/")
+        or "\x00" in relpath
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise UploadError(f"{relpath!r}: not a relative path inside the upload target")
+    return relpath

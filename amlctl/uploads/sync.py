@@ -1,0 +1,261 @@
+"""Plan and apply the sync of a local src_dir to a `FileStore`.
+
+    listing = store.list_files()
+    with HashCache(cache_db) as cache:
+        plan = plan_sync(src_dir, listing, exclude, delete_extra, cache)
+        result = apply_sync(plan, src_dir, store, progress=..., cache=cache)
+
+`plan_sync` reads file contents only when in doubt: a local file absent from the store is an
+add and a file whose size differs is a change, both without reading; a file of the same size
+is compared by sha256, taken from the hash cache when its stat is unchanged, else read (the
+`hashed` count). Equal sizes against a store that does not know the remote hash count as a
+change. Store files absent locally are deleted only with delete_extra.
+
+`apply_sync` deletes first (so a file can replace a folder of the same name), then copies
+the files to add and change in a thread pool, largest first, each read once and hashed while
+copied by the store. It uploads what the files hold at apply time (a warning names any file
+whose content differs from the plan's hash). On the first failure it stops starting new
+copies, waits for the running ones and raises UploadError with the partial SyncResult in
+`partial`; whatever completed is in the store and in the hash cache, so the next plan only
+lists what is left. Progress callbacks run on the calling thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from amlctl.uploads.atomic import Hashed, hash_file
+from amlctl.uploads.errors import UploadError
+from amlctl.uploads.hashcache import HashCache
+from amlctl.uploads.model import (
+    FileChange,
+    FileStat,
+    LocalFile,
+    RemoteFile,
+    SentFile,
+    SyncPlan,
+    SyncResult,
+)
+from amlctl.uploads.progress import NullProgress, SyncProgress
+from amlctl.uploads.scan import scan_tree
+from amlctl.uploads.store import FileStore
+
+# Threads overlap fsync waits and network round trips; sha256 and file I/O release the GIL.
+DEFAULT_WORKERS = 8
+
+
+def listing_digest(listing: Mapping[str, RemoteFile]) -> str:
+    """A sha256 over a store listing (paths, sizes, hashes), independent of dict order."""
+    digest = hashlib.sha256()
+    for relpath in sorted(listing):
+        remote = listing[relpath]
+        digest.update(f"{relpath}\0{remote.size}\0{remote.sha256 or ''}\n".encode())
+    return digest.hexdigest()
+
+
+def plan_sync(
+    src_dir: Path,
+    store_listing: Mapping[str, RemoteFile],
+    exclude: Sequence[str] = (),
+    delete_extra: bool = False,
+    cache: HashCache | None = None,
+    *,
+    workers: int = DEFAULT_WORKERS,
+) -> SyncPlan:
+    """The file-level difference between src_dir and a store listing (see module doc).
+
+    Raises UploadError for a symlink leaving src_dir. Files hashed here are recorded in
+    `cache` (flushed before returning).
+    """
+    scan = scan_tree(src_dir, exclude)
+    add: list[FileChange] = []
+    change: list[FileChange] = []
+    doubts: list[tuple[LocalFile, RemoteFile]] = []
+    unchanged = 0
+    for local in scan.files:
+        remote = store_listing.get(local.relpath)
+        known = _cached(cache, local)
+        if remote is None:
+            add.append(FileChange(local.relpath, local.stat.size, known))
+        elif remote.size != local.stat.size or remote.sha256 is None:
+            change.append(_change(local, known, remote))
+        elif known is None:
+            doubts.append((local, remote))
+        elif known != remote.sha256:
+            change.append(_change(local, known, remote))
+        else:
+            unchanged += 1
+    for local, remote, sha in _hash_all(doubts, cache, workers):
+        if sha == remote.sha256:
+            unchanged += 1
+        else:
+            change.append(_change(local, sha, remote))
+    if cache is not None:
+        cache.forget_missing(src_dir.absolute(), {f.path for f in scan.files})
+        cache.flush()
+    local_paths = {f.relpath for f in scan.files}
+    extras = sorted(p for p in store_listing if p not in local_paths)
+    delete = tuple(
+        FileChange(p, store_listing[p].size, store_listing[p].sha256) for p in extras
+    ) if delete_extra else ()
+    return SyncPlan(
+        add=tuple(add),
+        change=tuple(sorted(change, key=lambda c: c.relpath)),
+        delete=delete,
+        unchanged=unchanged,
+        kept_extra=0 if delete_extra else len(extras),
+        hashed=len(doubts),
+        delete_extra=delete_extra,
+        remote_digest=listing_digest(store_listing),
+        warnings=scan.warnings,
+    )
+
+
+def apply_sync(
+    plan: SyncPlan,
+    src_dir: Path,
+    store: FileStore,
+    progress: SyncProgress | None = None,
+    workers: int = DEFAULT_WORKERS,
+    cache: HashCache | None = None,
+) -> SyncResult:
+    """Carry out `plan` against `store` (see module doc). Hashes of the files sent are
+    recorded in `cache`, so the next plan need not read them."""
+    started = time.perf_counter()
+    progress = progress or NullProgress()
+    root = src_dir.absolute()
+    to_send = sorted((*plan.add, *plan.change), key=lambda c: (-c.size, c.relpath))
+    sent: list[SentFile] = []
+    deleted: list[str] = []
+    warnings = list(plan.warnings)
+
+    def result() -> SyncResult:
+        return SyncResult(
+            sent=tuple(sorted(sent, key=lambda f: f.relpath)),
+            deleted=tuple(sorted(deleted)),
+            seconds=time.perf_counter() - started,
+            warnings=tuple(warnings),
+        )
+
+    def on_deleted(item: FileChange, _: object) -> None:
+        deleted.append(item.relpath)
+
+    def on_sent(item: FileChange, outcome: _Sent) -> None:
+        remote, before, after, hashed_at = outcome
+        sent.append(SentFile(item.relpath, remote.size, remote.sha256))
+        if item.sha256 is not None and remote.sha256 != item.sha256:
+            warnings.append(f"{item.relpath}: changed since the plan; sent as it is now")
+        # Cache only a hash that provably describes the file for the whole copy.
+        if cache is not None and remote.sha256 and before == after and remote.size == after.size:
+            cache.record(str(root / item.relpath), before, remote.sha256, hashed_at)
+        progress.advance(item.relpath, remote.size)
+
+    progress.start(len(to_send), plan.bytes_to_send)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            deletes = [(store.delete_file, (c.relpath,), c) for c in plan.delete]
+            _run(pool, deletes, on_deleted, result, "delete")
+            sends = [(_send, (store, root, c.relpath), c) for c in to_send]
+            _run(pool, sends, on_sent, result, "upload")
+    finally:
+        if cache is not None:
+            cache.flush()
+        progress.finish()
+    return result()
+
+
+_Sent = tuple[RemoteFile, FileStat, FileStat, int]
+
+
+def _send(store: FileStore, root: Path, relpath: str) -> _Sent:
+    path = root / relpath
+    hashed_at = time.time_ns()
+    try:
+        before = FileStat.of(os.stat(path))
+    except FileNotFoundError as exc:
+        raise UploadError(f"{relpath}: gone from {root} since the plan; plan again") from exc
+    remote = store.put_file(path, relpath)
+    after = FileStat.of(os.stat(path))
+    return remote, before, after, hashed_at
+
+
+def _run(
+    pool: ThreadPoolExecutor,
+    jobs: list[tuple[Callable[..., Any], tuple[Any, ...], FileChange]],
+    on_done: Callable[[FileChange, Any], None],
+    partial: Callable[[], SyncResult],
+    verb: str,
+) -> None:
+    """Run jobs in the pool, calling on_done(item, value) on this thread as each ends.
+
+    At the first failure, cancel what has not started, let running jobs end (their
+    successes still count), and raise UploadError carrying the partial result. On an
+    interrupt (Ctrl-C), cancel what has not started and re-raise.
+    """
+    futures: dict[Future[Any], FileChange] = {
+        pool.submit(fn, *args): item for fn, args, item in jobs
+    }
+    failure: tuple[FileChange, BaseException] | None = None
+    try:
+        for future in as_completed(futures):
+            exc = future.exception()
+            if exc is None:
+                on_done(futures.pop(future), future.result())
+                continue
+            failure = (futures.pop(future), exc)
+            break
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    if failure is None:
+        return
+    for future in futures:
+        future.cancel()
+    for future, item in futures.items():  # copies already running: wait, and count them
+        if not future.cancelled() and future.exception() is None:
+            on_done(item, future.result())
+    item, exc = failure
+    if isinstance(exc, UploadError):
+        message = str(exc)
+    elif isinstance(exc, OSError):
+        message = f"{item.relpath}: {verb} failed: {exc.strerror or exc}"
+    else:
+        message = f"{item.relpath}: {verb} failed: {exc!r}"
+    raise UploadError(f"{message} (apply again to resume)", partial=partial()) from exc
+
+
+def _cached(cache: HashCache | None, local: LocalFile) -> str | None:
+    return cache.lookup(local.path, local.stat) if cache is not None else None
+
+
+def _change(local: LocalFile, sha: str | None, remote: RemoteFile) -> FileChange:
+    return FileChange(local.relpath, local.stat.size, sha, remote.size, remote.sha256)
+
+
+def _hash_all(
+    doubts: list[tuple[LocalFile, RemoteFile]], cache: HashCache | None, workers: int
+) -> list[tuple[LocalFile, RemoteFile, str]]:
+    """Hash the doubtful files in parallel; record each in the cache (on this thread)."""
+    if not doubts:
+        return []
+
+    def one(local: LocalFile) -> tuple[int, Hashed]:
+        hashed_at = time.time_ns()
+        return hashed_at, hash_file(local.path)
+
+    out: list[tuple[LocalFile, RemoteFile, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for (local, remote), (hashed_at, hashed) in zip(
+            doubts, pool.map(one, (local for local, _ in doubts)), strict=True
+        ):
+            if cache is not None and hashed.stat == local.stat:
+                cache.record(local.path, hashed.stat, hashed.sha256, hashed_at)
+            out.append((local, remote, hashed.sha256))
+    return out

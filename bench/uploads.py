@@ -1,0 +1,161 @@
+"""Upload benchmark: each figure printed beside its baseline from the same run.
+
+    python bench/uploads.py [--quick] [--big] [--workers N]
+
+In a temp folder it writes a tree of many small files and a few large ones, then measures:
+1. first sync (list + plan + apply into a FolderFileStore) against `cp -r` of the same
+   tree, and against `cp -r` followed by `sync` (cp makes nothing durable, the sync does
+   fsync every file); target: cp time / our time >= 0.7;
+2. second sync with nothing changed, in fresh objects as a new process would use them;
+   targets: <= 0.5 s and >= 20x faster than the first;
+3. peak memory (ru_maxrss of a child process) syncing one large file against one 10 MB
+   file; target: about equal. The large file is 512 MiB, or 2 GiB with --big.
+
+The tree is made, then left to age past the hash cache's racy window (2 s) before the first
+sync, as data usually is: files written within that window of being hashed are read once
+more by the next plan (see amlctl/uploads/hashcache.py), which is printed separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from amlctl.uploads import (  # noqa: E402 - after the path set-up above
+    DEFAULT_WORKERS,
+    FolderFileStore,
+    HashCache,
+    apply_sync,
+    plan_sync,
+)
+from amlctl.uploads.hashcache import RACY_WINDOW_NS  # noqa: E402
+
+MiB = 1 << 20
+
+_CHILD = """
+import resource, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from amlctl.uploads import FolderFileStore, HashCache, apply_sync, plan_sync
+work = Path(sys.argv[2])
+with FolderFileStore(work / "dst", work / "index.db") as store, \\
+        HashCache(work / "cache.db") as cache:
+    plan = plan_sync(work / "src", store.list_files(), cache=cache)
+    apply_sync(plan, work / "src", store, cache=cache)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller tree (CI smoke run)")
+    parser.add_argument("--big", action="store_true", help="memory case with a 2 GiB file")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    args = parser.parse_args()
+    small_files, large_files, large_mib = (2_000, 3, 8) if args.quick else (10_000, 3, 64)
+    big_mib = 2048 if args.big else (64 if args.quick else 512)
+    with tempfile.TemporaryDirectory(prefix="amlctl-bench-") as tmp:
+        work = Path(tmp)
+        print(f"tree: {small_files} small files (256 B - 8 KiB) + {large_files} x "
+              f"{large_mib} MiB; workers: {args.workers}")
+        made = make_tree(work / "src", small_files, large_files, large_mib)
+        first, second = bench_sync(work, made, args.workers)
+        memory = bench_memory(work, big_mib)
+    print()
+    print("targets: first >= 0.70 of cp -r; second <= 0.5 s and >= 20x faster than the first;"
+          " memory ratio about 1")
+    print(f"first sync vs cp -r: {first:.2f}   second sync: {second[0]:.3f} s "
+          f"({second[1]:.0f}x faster)   memory ratio: {memory:.2f}")
+
+
+def make_tree(src: Path, small_files: int, large_files: int, large_mib: int) -> float:
+    """Write the tree; returns when the last file was written (time.time)."""
+    rng = random.Random(7)
+    per_folder = 100
+    for index in range(small_files):
+        folder = src / f"part{index // per_folder:04d}"
+        if index % per_folder == 0:
+            folder.mkdir(parents=True)
+        (folder / f"item{index:06d}.bin").write_bytes(rng.randbytes(rng.randint(256, 8192)))
+    block = rng.randbytes(MiB)
+    for index in range(large_files):
+        with open(src / f"large{index}.bin", "wb") as fh:
+            for chunk in range(large_mib):
+                fh.write(block[chunk % 7 :] + block[: chunk % 7])
+    return time.time()
+
+
+def bench_sync(work: Path, made: float, workers: int) -> tuple[float, tuple[float, float]]:
+    src = work / "src"
+    subprocess.run(["sync"], check=True)
+    # Let the files age past the racy window, as data normally has (see module doc).
+    time.sleep(max(0.0, made + RACY_WINDOW_NS / 1e9 + 0.1 - time.time()))
+
+    cp_s = timed(lambda: subprocess.run(["cp", "-r", str(src), str(work / "cp")], check=True))
+    sync_s = timed(lambda: subprocess.run(["sync"], check=True))
+    shutil.rmtree(work / "cp")
+    subprocess.run(["sync"], check=True)
+
+    def one_sync() -> tuple[int, int]:
+        with FolderFileStore(work / "dst", work / "index.db") as store, \
+                HashCache(work / "cache.db") as cache:
+            plan = plan_sync(src, store.list_files(), cache=cache)
+            result = apply_sync(plan, src, store, workers=workers, cache=cache)
+        return len(result.sent), plan.hashed
+
+    start = time.perf_counter()
+    sent, _ = one_sync()
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    sent_again, hashed = one_sync()
+    second_s = time.perf_counter() - start
+    assert sent_again == 0, "second sync sent files"
+
+    print(f"cp -r:                   {cp_s:7.3f} s   (+ sync: {cp_s + sync_s:.3f} s)")
+    print(f"first sync ({sent} files):  {first_s:7.3f} s   ratio cp/ours {cp_s / first_s:.2f}"
+          f"   ratio (cp+sync)/ours {(cp_s + sync_s) / first_s:.2f}")
+    print(f"second sync (unchanged): {second_s:7.3f} s   {first_s / second_s:.0f}x faster than "
+          f"the first; files read: {hashed}")
+    return cp_s / first_s, (second_s, first_s / second_s)
+
+
+def bench_memory(work: Path, big_mib: int) -> float:
+    peaks = {}
+    for label, size in (("10 MB", 10 * 1000 * 1000), (f"{big_mib} MiB", big_mib * MiB)):
+        case = work / f"mem-{size}"
+        (case / "src").mkdir(parents=True)
+        with open(case / "src" / "data.bin", "wb") as fh:
+            block = random.Random(size).randbytes(MiB)
+            for offset in range(0, size, MiB):
+                fh.write(block[: min(MiB, size - offset)])
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(ROOT), str(case)],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        peaks[label] = int(out.split()[-1])  # KiB on Linux
+        shutil.rmtree(case)
+    small, big = peaks.values()
+    for label, kib in peaks.items():
+        print(f"peak memory syncing {label:>9}: {kib / 1024:6.1f} MiB")
+    print(f"memory ratio big/small: {big / small:.2f}")
+    return big / small
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()
