@@ -1,0 +1,46 @@
+"""A run's identity: a digest of its source snapshot and a hash of everything defining it.
+
+The engine submits a run when no run with its `spec_hash` exists in the experiment; the same
+definition over the same source gives the same hash on any machine and in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from amlctl.runs.snapshot import source_files
+
+SPEC_HASH_LENGTH = 16
+_CHUNK = 1 << 20
+
+
+def source_digest(source_dir: Path) -> str:
+    """sha256 (hex) over the snapshot's relative paths and contents, in path order.
+
+    Uses the snapshot's own file selection (`.amlignore`, `__pycache__` ...), so a change to
+    an ignored file changes nothing.
+    """
+    digest = hashlib.sha256()
+    for relpath in source_files(source_dir):
+        path = source_dir / relpath
+        digest.update(relpath.encode() + b"\0")
+        digest.update(str(path.stat().st_size).encode() + b"\0")
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """One text per value: sorted keys, no spaces, non-ASCII kept, tuples as lists."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def spec_hash(definition: dict[str, Any], source_digest: str) -> str:
+    """The run's identity: a short hex hash of its definition and its source digest."""
+    text = canonical_json({"definition": definition, "source": source_digest})
+    return hashlib.sha256(text.encode()).hexdigest()[:SPEC_HASH_LENGTH]

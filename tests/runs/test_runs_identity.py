@@ -1,0 +1,82 @@
+"""Source digest and spec hash: deterministic, blind to ignored files, alive to edits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from amlctl.runs.identity import source_digest, spec_hash
+from amlctl.runs.snapshot import copy_snapshot, source_files
+
+
+def make_tree(root: Path) -> Path:
+    (root / "pkg").mkdir(parents=True)
+    (root / "train.py").write_text("print('hi')\n")
+    (root / "pkg" / "model.py").write_text("W = 1\n")
+    return root
+
+
+def test_digest_is_deterministic_and_location_independent(tmp_path: Path) -> None:
+    a = make_tree(tmp_path / "a")
+    b = make_tree(tmp_path / "b")
+    assert source_digest(a) == source_digest(b) == source_digest(a)
+    assert len(source_digest(a)) == 64
+
+
+def test_digest_changes_on_content_edit_and_rename(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    before = source_digest(src)
+    (src / "train.py").write_text("print('bye')\n")
+    edited = source_digest(src)
+    assert edited != before
+    (src / "train.py").rename(src / "main.py")
+    assert source_digest(src) not in (before, edited)
+
+
+def test_pycache_and_amlignore_rules_are_left_out(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / ".amlignore").write_text("# scratch\n*.log\n/data/\nbuild/\n!keep.log\n")
+    before = source_digest(src)
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    (src / "run.log").write_text("noise")
+    (src / "keep.log").write_text("kept")
+    (src / "data").mkdir()
+    (src / "data" / "big.bin").write_bytes(b"x" * 100)
+    (src / "pkg" / "data").mkdir()
+    (src / "pkg" / "data" / "small.txt").write_text("not anchored at top: kept")
+    (src / "pkg" / "build").mkdir()
+    (src / "pkg" / "build" / "out.o").write_text("ignored at any depth")
+    assert source_files(src) == [".amlignore", "keep.log", "pkg/data/small.txt",
+                                 "pkg/model.py", "train.py"]
+    assert source_digest(src) != before  # keep.log and small.txt are part of it
+    (src / "run.log").write_text("more noise")
+    (src / "data" / "big.bin").write_bytes(b"y")
+    after = source_digest(src)
+    assert after == source_digest(src)
+
+
+def test_gitignore_is_used_without_amlignore(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / ".gitignore").write_text("pkg/\n")
+    assert source_files(src) == [".gitignore", "train.py"]
+
+
+def test_snapshot_copies_exactly_the_digested_files(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    copied = copy_snapshot(src, tmp_path / "snap")
+    assert copied == ["pkg/model.py", "train.py"]
+    assert source_digest(tmp_path / "snap") == source_digest(src)
+
+
+def test_spec_hash_is_short_stable_and_sensitive() -> None:
+    definition = {"entry_script": "train.py", "arguments": ["--steps", "5"],
+                  "distribution": {"type": "none"}}
+    reordered = {"distribution": {"type": "none"}, "arguments": ["--steps", "5"],
+                 "entry_script": "train.py"}
+    h = spec_hash(definition, "abc")
+    assert len(h) == 16 and int(h, 16) >= 0
+    assert spec_hash(reordered, "abc") == h
+    assert spec_hash(definition, "abd") != h
+    assert spec_hash({**definition, "arguments": ["--steps", "6"]}, "abc") != h

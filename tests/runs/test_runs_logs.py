@@ -1,0 +1,58 @@
+"""Run logs: one stream per task, prefixed when several are shown, filtered, followed."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from amlctl.runs import status
+from amlctl.runs.errors import RunError
+from amlctl.runs.logs import run_logs
+from tests.runs.conftest import RunEnv
+
+TWO_WORKERS = {"type": "multi_worker", "node_count": 1, "worker_count": 2}
+
+
+def test_lines_are_prefixed_by_task_when_several_streams_are_shown(env: RunEnv) -> None:
+    row = env.submit(distribution=TWO_WORKERS, arguments=["--lines", "2"])
+    assert env.wait(row).status == status.COMPLETED
+    lines = list(run_logs(env.store, row.id))
+    assert lines == ["[worker:0] worker 0 line 0", "[worker:0] worker 0 line 1",
+                     "[worker:0] done",
+                     "[worker:1] worker 1 line 0", "[worker:1] worker 1 line 1",
+                     "[worker:1] done"]
+
+
+def test_a_role_filter_shows_one_stream_without_prefix(env: RunEnv) -> None:
+    row = env.submit(distribution={"type": "parameter_server", "worker_count": 2},
+                     arguments=["--lines", "1"])
+    assert env.wait(row).status == status.COMPLETED
+    assert list(run_logs(env.store, row.id, role="worker:1")) == ["worker 1 line 0", "done"]
+    assert list(run_logs(env.store, row.id, role="ps")) == ["ps 0 line 0"]
+    assert len(list(run_logs(env.store, row.id, role="worker"))) == 4
+    with pytest.raises(RunError, match="no task 'chief'"):
+        list(run_logs(env.store, row.id, role="chief"))
+
+
+def test_follow_streams_until_the_run_ends(env: RunEnv) -> None:
+    flag = env.tmp / "finish"
+    row = env.submit(distribution=TWO_WORKERS, arguments=["--lines", "1", "--wait-file",
+                                                          str(flag)])
+    env.wait_status(row, status.RUNNING)
+    seen: list[str] = []
+    follower = threading.Thread(
+        target=lambda: seen.extend(run_logs(env.store, row.id, follow=True,
+                                            poll_seconds=0.05)))
+    follower.start()
+    env.records(row, 2)
+    flag.touch()
+    follower.join(timeout=15)
+    assert not follower.is_alive()
+    assert sorted(seen) == ["[worker:0] done", "[worker:0] worker 0 line 0",
+                            "[worker:1] done", "[worker:1] worker 1 line 0"]
+
+
+def test_unknown_run(env: RunEnv) -> None:
+    with pytest.raises(RunError, match="no run 'nope'"):
+        list(run_logs(env.store, "nope"))

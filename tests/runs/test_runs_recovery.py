@@ -1,0 +1,56 @@
+"""ensure_supervised: a run whose supervisor never started or died is repaired."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from amlctl.runs import procs, status
+from amlctl.runs.submit import ensure_supervised, spawn_supervisor
+from amlctl.runs.supervisor import MODULE
+from tests.runs.conftest import RunEnv
+
+
+def test_a_run_recorded_but_never_started_gets_its_supervisor(env: RunEnv) -> None:
+    # As if the CLI was SIGKILLed between recording the run and starting its supervisor.
+    row = env.submit(start=False)
+    time.sleep(0.3)
+    assert env.store.get_run(row.id).status == status.NOT_STARTED
+    again = ensure_supervised(env.store, row.id)
+    assert status.supervisor_alive(again.supervisor_pid, row.id, MODULE) or (
+        again.status != status.NOT_STARTED)
+    assert env.wait(row).status == status.COMPLETED
+    assert ensure_supervised(env.store, row.id).status == status.COMPLETED  # no-op when ended
+
+
+def test_a_run_whose_supervisor_died_while_running_is_failed_and_cleaned_up(env: RunEnv
+                                                                           ) -> None:
+    row = env.submit(arguments=["--sleep", "60"])
+    running = env.wait_status(row, status.RUNNING)
+    task_pid = env.records(row, 1)["worker:0"]["pid"]
+    assert running.supervisor_pid
+    os.kill(running.supervisor_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while status.supervisor_alive(running.supervisor_pid, row.id, MODULE):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert procs.alive(task_pid)  # the orphaned task is still there
+    repaired = ensure_supervised(env.store, row.id)
+    assert repaired.status == status.FAILED
+    assert "supervisor" in (repaired.error or "") and "stopped unexpectedly" in repaired.error
+    assert "Running" in repaired.error
+    assert not procs.alive(task_pid)
+    assert env.store.pool(env.workspace.id, "cpu")["busy_nodes"] == 0
+
+
+def test_a_second_supervisor_for_the_same_run_steps_aside(env: RunEnv) -> None:
+    flag = env.tmp / "go"
+    row = env.submit(arguments=["--wait-file", str(flag)])
+    env.wait_status(row, status.RUNNING)
+    first = env.store.get_run(row.id).supervisor_pid
+    spawn_supervisor(env.store, row.id)  # e.g. two recoveries racing
+    time.sleep(0.5)
+    assert env.store.get_run(row.id).supervisor_pid == first
+    flag.touch()
+    assert env.wait(row).status == status.COMPLETED
