@@ -72,10 +72,13 @@ def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
     with pytest.MonkeyPatch.context() as mp:
         _apply_env(mp, env)
         with route_hosts(service.port) as refused:
-            pytest.importorskip("azureml.core", reason=SKIP_REASON)
             from amlctl.providers.azure import sdk
 
-            sdk.load()
+            try:
+                sdk.load()  # first: it sets the SDK's retry count before the SDK reads it
+            except sdk.AzureSdkMissing:
+                pytest.skip(SKIP_REASON)
+            pytest.importorskip("azureml.core", reason=SKIP_REASON)
         assert not refused, f"importing the SDK tried to reach {refused}"
     try:
         yield AzureEdge(service, env, home)

@@ -422,9 +422,13 @@ class FakeAzure:
         if m:
             ws = self._workspace(m.group(1), m.group(2))
             if m.group(3) is None:
-                if call.method != "GET":
-                    raise ServiceError(405, "MethodNotAllowed", "Only GET is modelled")
                 self._api_version(call, WORKSPACE_API_VERSIONS)
+                if call.method == "PATCH":
+                    body = call.json()
+                    if "tags" in body:
+                        ws.tags = dict(body["tags"] or {})
+                elif call.method != "GET":
+                    raise ServiceError(405, "MethodNotAllowed", "Only GET and PATCH are modelled")
                 return self._json(200, self._workspace_body(ws))
             self._api_version(call, COMPUTE_API_VERSIONS)
             name = urllib.parse.unquote(m.group(3))

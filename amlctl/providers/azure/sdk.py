@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,7 +69,10 @@ def load() -> Sdk:
         # policy instead, so the SDK makes one attempt unless the user asked otherwise.
         os.environ.setdefault("AZUREML_DEFAULT_RETRIES", "0")
         try:
-            with captured_output():
+            # the SDK warns about its own deprecated pieces at import: not the user's concern
+            with captured_output(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
                 from azureml._base_sdk_common import __version__ as version
                 from azureml.core import (
                     ComputeTarget,

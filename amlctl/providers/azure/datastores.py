@@ -1,0 +1,106 @@
+"""Datastores: register blob containers and file shares, read them back without secrets.
+
+Registration goes through the SDK's `register_azure_blob_container` / `register_azure_file_share`
+with the account key or SAS token; a change re-registers with overwrite=True (the SDK's update
+path). Read-back never returns a secret: only its fingerprint, so a rotated key shows as a
+change without ever being printed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from amlctl.errors import ProviderError
+from amlctl.providers.azure import sdk
+from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
+from amlctl.providers.base import fingerprint
+
+DEFAULT_ENDPOINT = "core.windows.net"
+# Re-registering replaces the whole definition, so every field but the type changes in place.
+UPDATABLE = frozenset({"account_name", "container_name", "share_name", "account_key",
+                       "sas_token", "endpoint"})
+TYPES = {"AzureBlob": "azure_blob", "AzureFile": "azure_file"}
+
+
+def normalise(ds: Any) -> dict[str, Any] | None:
+    """A registered datastore in manifest vocabulary; None for kinds amlctl does not manage."""
+    kind = TYPES.get(getattr(ds, "datastore_type", ""))
+    if kind is None:
+        return None
+    credential_type = getattr(ds, "credential_type", "None")
+    key = ds.account_key if credential_type == "AccountKey" and ds.account_key else None
+    sas = ds.sas_token if credential_type == "Sas" and ds.sas_token else None
+    attrs: dict[str, Any] = {"type": kind, "account_name": ds.account_name,
+                             "account_key": fingerprint(key) if key else None,
+                             "sas_token": fingerprint(sas) if sas else None}
+    if kind == "azure_blob":
+        attrs["container_name"] = ds.container_name
+        endpoint = ds.endpoint
+        attrs["endpoint"] = None if endpoint in (None, "", DEFAULT_ENDPOINT) else endpoint
+    else:
+        attrs["share_name"] = ds.container_name
+    return attrs
+
+
+class Datastores:
+    """The registered datastores of one workspace."""
+
+    def __init__(self, workspace: Any, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.ws = workspace
+        self.policy = policy
+
+    def read_all(self) -> dict[str, dict[str, Any]]:
+        """name -> attributes of every blob or file datastore of the workspace."""
+        found = call("listing datastores", lambda: self.ws.datastores, self.policy)
+        out = {}
+        for name, ds in found.items():
+            attrs = normalise(ds)
+            if attrs is not None:
+                out[name] = attrs
+        return out
+
+    def get(self, name: str) -> Any | None:
+        """The SDK datastore, or None when no datastore has that name."""
+        s = sdk.load()
+        try:
+            return call(f"reading datastore {name}", lambda: s.Datastore.get(self.ws, name),
+                        self.policy)
+        except AzureCallError as e:
+            if e.status == 404 or "not found" in str(e).lower() or "does not exist" in str(e):
+                return None
+            raise
+
+    def default(self) -> Any:
+        """The workspace's default datastore."""
+        return call("reading the default datastore", self.ws.get_default_datastore,
+                    self.policy)
+
+    def register(self, name: str, attrs: dict[str, Any], secrets: dict[str, str],
+                 overwrite: bool) -> dict[str, Any]:
+        """Register (or with overwrite, re-register) the datastore; returns what was read back."""
+        s = sdk.load()
+        key, sas = secrets.get("account_key"), secrets.get("sas_token")
+        if attrs["type"] == "azure_blob":
+            def register() -> Any:
+                return s.Datastore.register_azure_blob_container(
+                    self.ws, name, container_name=attrs["container_name"],
+                    account_name=attrs["account_name"], account_key=key, sas_token=sas,
+                    endpoint=attrs.get("endpoint") or None, overwrite=overwrite)
+        elif attrs["type"] == "azure_file":
+            def register() -> Any:
+                return s.Datastore.register_azure_file_share(
+                    self.ws, name, file_share_name=attrs["share_name"],
+                    account_name=attrs["account_name"], account_key=key, sas_token=sas,
+                    overwrite=overwrite)
+        else:
+            raise ProviderError(f"datastore.{name}: type {attrs['type']!r} is not supported "
+                                "by the azure backend")
+        with sdk.captured_output():
+            ds = call(f"registering datastore {name}", register, self.policy)
+        return normalise(ds) or {}
+
+    def unregister(self, name: str) -> None:
+        """Remove the registration (the storage and its data stay). Absent: nothing to do."""
+        ds = self.get(name)
+        if ds is not None:
+            call(f"unregistering datastore {name}", ds.unregister, self.policy)

@@ -1,0 +1,310 @@
+"""AzureProvider: the provider interface over azureml-sdk (v1).
+
+Ownership: the workspace, clusters and experiments carry the `amlctl.stack` tag; datastores
+and uploads, which Azure ML cannot tag, are recorded under `.amlctl/objects/` in the default
+datastore (see records.py). Nothing here imports azureml until the first call that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from amlctl.errors import ProviderError, UsageError
+from amlctl.providers.azure import auth as auth_mod
+from amlctl.providers.azure import computes as computes_mod
+from amlctl.providers.azure import datastores as datastores_mod
+from amlctl.providers.azure import workspace as workspace_mod
+from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy
+from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord, RunService, SdkRunService
+from amlctl.providers.base import (
+    OWNER_TAG,
+    SPEC_HASH_TAG,
+    FileStore,
+    LiveObject,
+    Provider,
+    RunInfo,
+    RunRequest,
+)
+
+log = logging.getLogger("amlctl.azure")
+
+DEFAULT_DATASTORE = "default"
+UPDATABLE = {
+    "workspace": frozenset({"tags"}),
+    "compute": computes_mod.UPDATABLE,
+    "datastore": datastores_mod.UPDATABLE,
+    "experiment": frozenset({"tags"}),
+    "upload": frozenset({"datastore", "target_path", "delete_extra", "exclude", "src_dir"}),
+}
+
+
+class _EmptyStore:
+    """The listing of an upload target that cannot exist yet (workspace not created)."""
+
+    def list_files(self) -> dict[str, Any]:
+        return {}
+
+    def put_file(self, src: Path, relpath: str) -> Any:
+        raise ProviderError("the workspace does not exist yet; apply it first")
+
+    def delete_file(self, relpath: str) -> None:
+        return None
+
+
+class AzureProvider(Provider):
+    """One Azure ML workspace of one stack."""
+
+    name = "azure"
+
+    def __init__(self, workspace: dict[str, Any], stack: str, state_dir: Path, *,
+                 auth: Any = None, cloud: str | None = None,
+                 run_service: RunService | None = None, policy: RetryPolicy = DEFAULT_POLICY,
+                 compute_settings: computes_mod.ComputeSettings | None = None) -> None:
+        super().__init__(workspace, stack, state_dir)
+        self._auth = auth
+        self._cloud = cloud
+        self._run_service = run_service
+        self.policy = policy
+        self.compute_settings = compute_settings
+        self._ws: Any = None
+
+    # plumbing ----------------------------------------------------------------------------------
+
+    def _credentials(self) -> tuple[Any, str]:
+        if self._auth is None:
+            credential = auth_mod.resolve()
+            log.info("authenticating as %s", credential.description)
+            self._auth, self._cloud = credential.auth, credential.cloud
+        return self._auth, self._cloud or auth_mod.cloud_name()
+
+    def _open(self) -> Any | None:
+        if self._ws is None:
+            auth, cloud = self._credentials()
+            self._ws = workspace_mod.open_workspace(self.workspace, auth, cloud, self.policy)
+        return self._ws
+
+    def _require(self) -> Any:
+        return workspace_mod.require(self._open(), self.workspace["name"])
+
+    def _computes(self) -> computes_mod.Computes:
+        return computes_mod.Computes(self._require(), self.stack, self.policy,
+                                     self.compute_settings)
+
+    def _datastores(self) -> datastores_mod.Datastores:
+        return datastores_mod.Datastores(self._require(), self.policy)
+
+    def _records(self) -> Any:
+        from amlctl.providers.azure.records import Records
+
+        default = self._datastores().default()
+        container = default.blob_service.get_container_client(default.container_name)
+        return Records(container, self.policy)
+
+    def runs(self) -> RunService:
+        """The run history edge (the SDK's unless one was given)."""
+        if self._run_service is None:
+            self._run_service = SdkRunService(self._require(), self.policy)
+        return self._run_service
+
+    # objects -----------------------------------------------------------------------------------
+
+    def read_all(self) -> dict[str, LiveObject]:
+        ws = self._open()
+        if ws is None:
+            return {}
+        attrs, owner = workspace_mod.read(ws)
+        out = {"workspace": LiveObject("workspace", attrs, owner)}
+        for name, (compute, compute_owner) in self._computes().read_all().items():
+            out[f"compute.{name}"] = LiveObject(f"compute.{name}", compute, compute_owner)
+        records = self._records()
+        owners = {n: r.get("owner") for n, r in records.list("datastore").items()}
+        for name, ds in self._datastores().read_all().items():
+            out[f"datastore.{name}"] = LiveObject(f"datastore.{name}", ds, owners.get(name))
+        for name, tags in self.runs().experiments().items():
+            owner_tag = tags.pop(OWNER_TAG, None)
+            out[f"experiment.{name}"] = LiveObject(f"experiment.{name}", {"tags": tags},
+                                                   owner_tag)
+        for name, record in records.list("upload").items():
+            out[f"upload.{name}"] = LiveObject(
+                f"upload.{name}", {"datastore": record.get("datastore"),
+                                   "target_path": record.get("target_path")},
+                record.get("owner"))
+        return out
+
+    def updatable_fields(self, kind: str) -> frozenset[str]:
+        return UPDATABLE.get(kind, frozenset())
+
+    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        kind, _, name = address.partition(".")
+        if kind == "workspace":
+            auth, _ = self._credentials()
+            self._ws = workspace_mod.create_workspace(
+                attrs, auth, self.stack, bool(self.workspace.get("create_resource_group")),
+                self.policy)
+        elif kind == "compute":
+            self._computes().create(name, attrs, secrets)
+        elif kind == "datastore":
+            # the record goes first: a crash then leaves an owned name, never an orphan
+            self._records().put("datastore", name, {"owner": self.stack})
+            self._datastores().register(name, attrs, secrets, overwrite=True)
+        elif kind == "experiment":
+            self.runs().ensure_experiment(name, {**attrs.get("tags", {}),
+                                                 OWNER_TAG: self.stack}, [])
+        elif kind == "upload":
+            self._record_upload(name, attrs)
+        else:
+            raise ProviderError(f"{address}: the azure backend cannot create a {kind}")
+
+    def _record_upload(self, name: str, attrs: dict[str, Any]) -> None:
+        self._records().put("upload", name, {"owner": self.stack,
+                                             "datastore": attrs["datastore"],
+                                             "target_path": attrs["target_path"]})
+
+    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        kind, _, name = address.partition(".")
+        refused = set(changed) - self.updatable_fields(kind)
+        if refused:
+            raise ProviderError(f"{address}: {', '.join(sorted(refused))} cannot change in "
+                                "place on Azure ML")
+        if kind == "workspace":
+            workspace_mod.set_tags(self._require(), attrs.get("tags") or {}, self.stack,
+                                   self.policy)
+        elif kind == "compute":
+            self._computes().update(name, attrs)
+        elif kind == "datastore":
+            self._datastores().register(name, attrs, secrets, overwrite=True)
+        elif kind == "experiment":
+            live = self.runs().experiments().get(name, {})
+            wanted = {**attrs.get("tags", {}), OWNER_TAG: self.stack}
+            self.runs().ensure_experiment(name, wanted, [k for k in live if k not in wanted])
+        elif kind == "upload":
+            self._record_upload(name, attrs)
+
+    def delete(self, address: str, *, include_data: bool = False) -> None:
+        kind, _, name = address.partition(".")
+        if self._open() is None:
+            return
+        if kind == "workspace":
+            workspace_mod.delete_workspace(self._require(), self.policy)
+            self._ws = None
+        elif kind == "compute":
+            self._computes().delete(name)
+        elif kind == "datastore":
+            self._datastores().unregister(name)
+            self._records().delete("datastore", name)
+        elif kind == "experiment":
+            if name in self.runs().experiments():
+                self.runs().archive_experiment(name)
+        elif kind == "upload":
+            record = self._records().list("upload").get(name)
+            if record is not None and include_data:
+                store = self.file_store(record["datastore"], record["target_path"])
+                for relpath in store.list_files():
+                    store.delete_file(relpath)
+            self._records().delete("upload", name)
+
+    def adopt(self, address: str) -> LiveObject:
+        kind, _, name = address.partition(".")
+        live = self.read_all().get(address)
+        if live is None:
+            raise UsageError(f"{address} does not exist in workspace {self.workspace['name']!r}")
+        if live.owner not in (None, self.stack):
+            raise UsageError(f"{address} belongs to stack {live.owner!r}")
+        if kind == "workspace":
+            workspace_mod.set_tags(self._require(), live.attrs.get("tags") or {}, self.stack,
+                                   self.policy)
+        elif kind == "datastore":
+            self._records().put("datastore", name, {"owner": self.stack})
+        elif kind == "experiment":
+            self.runs().ensure_experiment(name, {OWNER_TAG: self.stack}, [])
+        elif kind == "compute":
+            raise UsageError(f"{address}: Azure ML cannot re-tag an existing cluster, so amlctl "
+                             "cannot adopt it; let amlctl create a cluster under a new name")
+        else:
+            raise UsageError(f"{address}: cannot adopt a {kind}")
+        return LiveObject(address, live.attrs, self.stack)
+
+    def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
+        if not address.startswith("compute.") or self._open() is None:
+            return []
+        return self._computes().preflight(attrs)
+
+    # uploads -----------------------------------------------------------------------------------
+
+    def file_store(self, datastore: str, target_path: str) -> FileStore:
+        from amlctl.providers.azure.blobfiles import BlobFileStore
+
+        if self._open() is None:
+            return _EmptyStore()
+        stores = self._datastores()
+        ds = stores.default() if datastore == DEFAULT_DATASTORE else stores.get(datastore)
+        if ds is None:
+            return _EmptyStore()  # registered later in the same apply
+        if getattr(ds, "datastore_type", "") != "AzureBlob":
+            raise ProviderError(f"datastore {datastore!r} is not a blob container; the azure "
+                                "backend uploads to blob datastores only")
+        container = ds.blob_service.get_container_client(ds.container_name)
+        return BlobFileStore(container, target_path, self.policy)
+
+    # runs --------------------------------------------------------------------------------------
+
+    def _datastore_for(self, name: str) -> Any:
+        stores = self._datastores()
+        ds = stores.default() if name == DEFAULT_DATASTORE else stores.get(name)
+        if ds is None:
+            raise ProviderError(f"the workspace has no datastore {name!r}")
+        return ds
+
+    def _info(self, record: RunRecord) -> RunInfo:
+        return RunInfo(id=record.id, name=record.tags.get(RUN_NAME_TAG, ""),
+                       experiment=record.experiment,
+                       spec_hash=record.tags.get(SPEC_HASH_TAG, ""), status=record.status,
+                       compute=record.target or "", created_at=record.created_at,
+                       started_at=record.started_at, ended_at=record.ended_at,
+                       error=record.error)
+
+    def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
+                  name: str | None = None) -> list[RunInfo]:
+        if self._open() is None:
+            return []
+        if experiment is not None and experiment not in self.runs().experiments():
+            return []
+        tags = {OWNER_TAG: self.stack}
+        if spec_hash:
+            tags[SPEC_HASH_TAG] = spec_hash
+        if name:
+            tags[RUN_NAME_TAG] = name
+        return [self._info(r) for r in self.runs().find(experiment, tags)]
+
+    def submit_run(self, request: RunRequest) -> RunInfo:
+        from amlctl.providers.azure.runs import build_run
+
+        built = build_run(request, self.stack, self._datastore_for)
+        try:
+            record = self.runs().submit(request.run.experiment, built.config, built.tags)
+        finally:
+            built.cleanup()
+        return self._info(record)
+
+    def cancel_run(self, run_id: str) -> RunInfo:
+        return self._info(self.runs().cancel(run_id))
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        record = self.runs().get(run_id)
+        return self._info(record) if record else None
+
+    def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
+                 ) -> Iterator[str]:
+        for line in self.runs().logs(run_id, follow):
+            if role is None or line.startswith(f"[{role}"):
+                yield line
+
+    # status ------------------------------------------------------------------------------------
+
+    def compute_status(self, name: str) -> dict[str, Any]:
+        return self._computes().status(name)

@@ -1,0 +1,460 @@
+"""Runs on Azure ML: a manifest run as a ScriptRunConfig, and the seam that submits it.
+
+`build_run` makes the SDK objects offline: ScriptRunConfig with TensorflowConfiguration
+(worker_count, parameter_server_count) or MpiConfiguration and the run's node_count, datastore
+inputs as DataReferences added to `run_config.data_references` (the SDK does not pick them up
+from the arguments), an Environment from pip / conda / docker image, tags `amlctl.stack`,
+`amlctl.spec_hash` and `amlctl.run`. `compat: batchai` runs through `batchai_launcher.py`,
+copied into a staged snapshot next to the user's files.
+
+Everything that talks to the run history service goes through `RunService`, whose SDK
+implementation is `SdkRunService`: tests swap only that edge and check the real SDK objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from amlctl.errors import ProviderError
+from amlctl.providers.azure import sdk
+from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+
+log = logging.getLogger("amlctl.azure.runs")
+
+RUN_NAME_TAG = "amlctl.run"
+LAUNCHER = "amlctl_batchai_launcher.py"
+DATAREFERENCE = "AZUREML_DATAREFERENCE_"
+DEFAULT_MAX_RUN_SECONDS = 2592000  # the SDK's default: 30 days
+# AML's statuses folded into the six amlctl shows (the others are transitional).
+STATUS = {"NotStarted": "Queued", "Starting": "Preparing", "Provisioning": "Preparing",
+          "Preparing": "Preparing", "Queued": "Queued", "Running": "Running",
+          "Finalizing": "Running", "CancelRequested": "Running", "Completed": "Completed",
+          "Failed": "Failed", "Canceled": "Canceled", "NotResponding": "Failed"}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the service reports it (plain data, no SDK object)."""
+
+    id: str
+    experiment: str
+    status: str
+    tags: dict[str, str]
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    target: str | None = None
+
+
+class RunService(Protocol):
+    """The edge to the run history service (experiments and runs)."""
+
+    def experiments(self) -> dict[str, dict[str, str]]:
+        """Active experiments: name -> tags."""
+        ...
+
+    def ensure_experiment(self, name: str, tags: dict[str, str],
+                          remove: list[str]) -> None:
+        """Create the experiment if needed, set `tags` and remove the `remove` keys."""
+        ...
+
+    def archive_experiment(self, name: str) -> None:
+        """Archive (AML never deletes an experiment that has runs)."""
+        ...
+
+    def submit(self, experiment: str, config: Any, tags: dict[str, str]) -> RunRecord:
+        """Submit a ScriptRunConfig."""
+        ...
+
+    def find(self, experiment: str | None, tags: dict[str, str]) -> list[RunRecord]:
+        """Runs carrying all `tags` (server-side filter), newest first."""
+        ...
+
+    def get(self, run_id: str) -> RunRecord | None:
+        """A run by id."""
+        ...
+
+    def cancel(self, run_id: str) -> RunRecord:
+        """Cancel an active run."""
+        ...
+
+    def logs(self, run_id: str, follow: bool) -> Iterator[str]:
+        """Log lines, streaming while the run is active when `follow`."""
+        ...
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+@dataclass
+class BuiltRun:
+    """The SDK objects of one submission, and the staged folder to remove afterwards."""
+
+    config: Any  # ScriptRunConfig
+    tags: dict[str, str]
+    data_references: dict[str, Any] = field(default_factory=dict)
+    staged: Path | None = None
+
+    def cleanup(self) -> None:
+        """Remove the staged snapshot, if one was made."""
+        if self.staged is not None:
+            shutil.rmtree(self.staged, ignore_errors=True)
+            self.staged = None
+
+
+def _field(model: Any, name: str, default: Any = None) -> Any:
+    if isinstance(model, Mapping):
+        return model.get(name, default)
+    return getattr(model, name, default)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def _is_data_input(value: Any) -> bool:
+    value = _plain(value)
+    return isinstance(value, Mapping) and "datastore" in value and "path" in value
+
+
+def input_id(hint: str) -> str:
+    """An identifier for an inline input, from the flag before it (`--input-data` ->
+    `input_data`), the same rule the local backend applies."""
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", hint.lstrip("-")).strip("_")
+    if not ident:
+        return "input"
+    return f"input_{ident}" if ident[0].isdigit() else ident
+
+
+class _References:
+    """Data references of one run: named inputs plus inline ones, each id used once."""
+
+    def __init__(self, datastore_for: Callable[[str], Any]) -> None:
+        self.datastore_for = datastore_for
+        self.refs: dict[str, Any] = {}
+        self.keys: dict[str, tuple[str, str, str]] = {}
+
+    def add(self, ref_id: str, value: Any, exact: bool = False) -> str:
+        value = _plain(value)
+        key = (str(value["datastore"]), str(value["path"]).strip("/"),
+               str(value.get("mode") or "mount"))
+        candidate, n = ref_id, 2
+        while candidate in self.keys and self.keys[candidate] != key:
+            if exact:
+                raise ProviderError(f"input id {ref_id!r} is used twice")
+            candidate, n = f"{ref_id}_{n}", n + 1
+        if candidate not in self.keys:
+            ds = self.datastore_for(key[0])
+            ref = ds.path(key[1], data_reference_name=candidate)
+            self.refs[candidate] = ref.as_mount() if key[2] == "mount" else ref.as_download()
+            self.keys[candidate] = key
+        return str(self.refs[candidate])  # "$AZUREML_DATAREFERENCE_<id>", as AML expands it
+
+
+def render_arguments(arguments: Any, refs: _References) -> list[str]:
+    """A flag map or a list as strings; DataInputs become data references."""
+    out: list[str] = []
+    if isinstance(arguments, Mapping):
+        for flag, value in arguments.items():
+            out.append(str(flag))
+            if value is None:
+                continue  # a bare flag
+            out.append(refs.add(input_id(str(flag)), value) if _is_data_input(value)
+                       else str(value))
+        return out
+    items = list(arguments or [])
+    for position, value in enumerate(items):
+        if _is_data_input(value):
+            previous = items[position - 1] if position else None
+            is_flag = isinstance(previous, str) and previous.startswith("-") and \
+                "=" not in previous
+            out.append(refs.add(input_id(previous if is_flag else "input"), value))
+        else:
+            out.append(str(value))
+    return out
+
+
+def _distribution(s: sdk.Sdk, dist: Any) -> tuple[Any, int | None]:
+    """The SDK's distributed job config and the node count to set, for a manifest
+    distribution."""
+    kind = _field(dist, "type", "none") if dist is not None else "none"
+    if kind == "parameter_server":
+        return (s.TensorflowConfiguration(worker_count=int(_field(dist, "worker_count", 1)),
+                                          parameter_server_count=int(_field(
+                                              dist, "parameter_server_count", 1))),
+                int(_field(dist, "node_count", 1)))
+    if kind == "multi_worker":
+        return (s.TensorflowConfiguration(worker_count=int(_field(dist, "worker_count", 1)),
+                                          parameter_server_count=0),
+                int(_field(dist, "node_count", 1)))
+    if kind == "mpi":
+        nodes = int(_field(dist, "node_count", 1))
+        return (s.MpiConfiguration(process_count_per_node=int(_field(
+            dist, "process_count_per_node", 1)), node_count=nodes), nodes)
+    return None, None
+
+
+def _conda_path(conda_file: str, source_dir: Path) -> Path:
+    path = Path(conda_file)
+    for candidate in (path, source_dir / path, source_dir.parent / path):
+        if candidate.is_file():
+            return candidate
+    raise ProviderError(f"conda_file {conda_file!r} not found (looked next to the manifest "
+                        f"and in {source_dir})")
+
+
+def build_environment(name: str, env: Any, use_gpu: bool, secrets: Mapping[str, str],
+                      source_dir: Path) -> Any:
+    """An Environment: conda file, else pip packages; docker base image when given."""
+    s = sdk.load()
+    env = _plain(env) or {}
+    conda_file = env.get("conda_file")
+    if conda_file:
+        environment = s.Environment.from_conda_specification(
+            name, str(_conda_path(conda_file, source_dir)))
+    else:
+        environment = s.Environment(name)
+        environment.python.conda_dependencies = s.CondaDependencies.create(
+            pip_packages=list(env.get("pip") or []))
+    if env.get("docker_image"):
+        environment.docker.base_image = env["docker_image"]
+    elif use_gpu:
+        from azureml.core.environment import DEFAULT_GPU_IMAGE
+
+        environment.docker.base_image = DEFAULT_GPU_IMAGE
+    variables = {}
+    for key, value in (env.get("env_vars") or {}).items():
+        variables[key] = secrets.get(key) if key in secrets else (
+            value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
+    environment.environment_variables = variables
+    return environment
+
+
+def run_tags(request: RunRequest, stack: str) -> dict[str, str]:
+    """The user's tags plus the ones amlctl finds its runs by."""
+    tags = {str(k): str(v) for k, v in (_field(request.run, "tags", {}) or {}).items()}
+    tags.update({OWNER_TAG: stack, SPEC_HASH_TAG: request.spec_hash,
+                 RUN_NAME_TAG: request.name})
+    return tags
+
+
+def build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], Any]) -> BuiltRun:
+    """The ScriptRunConfig (and data references, tags) for a run request; no network."""
+    s = sdk.load()
+    run = request.run
+    refs = _References(datastore_for)
+    for ref_id, value in (_field(run, "inputs", {}) or {}).items():
+        refs.add(str(ref_id), value, exact=True)
+    arguments = render_arguments(_field(run, "arguments", []), refs)
+    job_config, node_count = _distribution(s, _field(run, "distribution"))
+    environment = build_environment(f"amlctl-{stack}-{request.name}",
+                                    _field(run, "environment"), bool(_field(run, "use_gpu")),
+                                    request.secrets, request.source_dir)
+    source_dir, staged = request.source_dir, None
+    script, command = _field(run, "entry_script"), _field(run, "command")
+    if _field(run, "compat") == "batchai":
+        staged = stage_with_launcher(request.source_dir)
+        source_dir = staged / "snapshot"
+        variables = dict(environment.environment_variables or {})
+        if script:
+            variables["AMLCTL_BATCHAI_ENTRY_SCRIPT"] = script
+        else:
+            variables["AMLCTL_BATCHAI_COMMAND"] = command
+        variables["AMLCTL_BATCHAI_OUTPUTS"] = ",".join(_field(run, "outputs", []) or [])
+        role_args = _plain(_field(run, "role_arguments")) or {}
+        if role_args:
+            variables["AMLCTL_BATCHAI_ROLE_ARGS"] = json.dumps(
+                {role: render_arguments(args, refs) for role, args in role_args.items()})
+        environment.environment_variables = variables
+        script, command = LAUNCHER, None
+    elif command:
+        command = " ".join([command, *arguments]) if arguments else command
+        arguments = []
+    config = s.ScriptRunConfig(
+        source_directory=str(source_dir), script=script,
+        arguments=arguments if script else None, command=command,
+        compute_target=_field(run, "compute"), environment=environment,
+        distributed_job_config=job_config,
+        max_run_duration_seconds=_field(run, "max_run_duration_seconds")
+        or DEFAULT_MAX_RUN_SECONDS)
+    if node_count is not None:
+        config.run_config.node_count = node_count
+    config.run_config.data_references = {k: r.to_config() for k, r in refs.refs.items()}
+    return BuiltRun(config, run_tags(request, stack), dict(refs.refs), staged)
+
+
+def stage_with_launcher(source_dir: Path) -> Path:
+    """A temporary copy of the snapshot files plus the Batch AI launcher."""
+    from amlctl.runs.snapshot import copy_snapshot
+
+    staged = Path(tempfile.mkdtemp(prefix="amlctl-snapshot-"))
+    copy_snapshot(source_dir, staged / "snapshot")
+    if (staged / "snapshot" / LAUNCHER).exists():
+        raise ProviderError(f"{source_dir} already holds a file named {LAUNCHER}; rename it")
+    shutil.copyfile(Path(__file__).with_name("batchai_launcher.py"),
+                    staged / "snapshot" / LAUNCHER)
+    return staged
+
+
+# --- the SDK edge -----------------------------------------------------------------------------
+
+
+def _timestamp(value: Any) -> float | None:
+    if not value:
+        return None
+    from dateutil.parser import isoparse
+
+    return isoparse(str(value)).timestamp()
+
+
+def record_of(run: Any) -> RunRecord:
+    """A RunRecord from an SDK Run, using the details the listing already carried."""
+    dto = run._run_dto  # the listing's payload: no extra request per run
+    error = dto.get("error") or None
+    if isinstance(error, dict):
+        error = (error.get("error") or error).get("message") or json.dumps(error)[:300]
+    return RunRecord(
+        id=run.id, experiment=run.experiment.name,
+        status=STATUS.get(str(dto.get("status") or run.status), str(dto.get("status"))),
+        tags=dict(dto.get("tags") or {}),
+        created_at=_timestamp(dto.get("created_utc")) or 0.0,
+        started_at=_timestamp(dto.get("start_time_utc")),
+        ended_at=_timestamp(dto.get("end_time_utc")),
+        error=error, target=dto.get("target"))
+
+
+class SdkRunService:
+    """RunService over azureml-core (Experiment, Run)."""
+
+    def __init__(self, workspace: Any, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        self.ws = workspace
+        self.policy = policy
+
+    def _experiment(self, name: str) -> Any:
+        s = sdk.load()
+        return call(f"opening experiment {name}", lambda: s.Experiment(self.ws, name),
+                    self.policy)
+
+    def experiments(self) -> dict[str, dict[str, str]]:
+        s = sdk.load()
+        found = call("listing experiments", lambda: s.Experiment.list(self.ws), self.policy)
+        return {e.name: dict(e.tags or {}) for e in found}
+
+    def ensure_experiment(self, name: str, tags: dict[str, str],
+                          remove: list[str]) -> None:
+        experiment = self._experiment(name)
+        call(f"tagging experiment {name}", lambda: experiment.set_tags(tags), self.policy)
+        if remove:
+            call(f"untagging experiment {name}", lambda: experiment.remove_tags(remove),
+                 self.policy)
+
+    def archive_experiment(self, name: str) -> None:
+        experiment = self._experiment(name)
+        call(f"archiving experiment {name}", experiment.archive, self.policy)
+
+    def submit(self, experiment: str, config: Any, tags: dict[str, str]) -> RunRecord:
+        exp = self._experiment(experiment)
+        with sdk.captured_output():
+            run = call(f"submitting a run to {experiment}",
+                       lambda: exp.submit(config, tags=tags), self.policy)
+        return record_of(run)
+
+    def find(self, experiment: str | None, tags: dict[str, str]) -> list[RunRecord]:
+        names = [experiment] if experiment else list(self.experiments())
+        out: list[RunRecord] = []
+        for name in names:
+            exp = self._experiment(name)
+            out.extend(call(f"listing runs of {name}",
+                            lambda e=exp: [record_of(r) for r in e.get_runs(tags=tags)],
+                            self.policy))
+        return sorted(out, key=lambda r: r.created_at, reverse=True)
+
+    def _run(self, run_id: str) -> Any | None:
+        try:
+            return call(f"reading run {run_id}", lambda: self.ws.get_run(run_id), self.policy)
+        except ProviderError as e:
+            if "not found" in str(e).lower() or getattr(e, "status", None) == 404:
+                return None
+            raise
+
+    def get(self, run_id: str) -> RunRecord | None:
+        run = self._run(run_id)
+        return record_of(run) if run is not None else None
+
+    def cancel(self, run_id: str) -> RunRecord:
+        run = self._run(run_id)
+        if run is None:
+            raise ProviderError(f"no run {run_id!r}")
+        if STATUS.get(run.get_status(), "Running") not in ("Completed", "Failed", "Canceled"):
+            call(f"canceling run {run_id}", run.cancel, self.policy)
+        return record_of(run)
+
+    def logs(self, run_id: str, follow: bool) -> Iterator[str]:
+        run = self._run(run_id)
+        if run is None:
+            raise ProviderError(f"no run {run_id!r}")
+        if follow:
+            yield from self._follow(run)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            files = call(f"downloading logs of {run_id}",
+                         lambda: run.get_all_logs(destination=folder), self.policy)
+            for path in sorted(files):
+                role = Path(path).stem
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        yield f"[{role}] {line.rstrip()}"
+
+
+    def _follow(self, run: Any) -> Iterator[str]:
+        """Stream what `wait_for_completion(show_output=True)` prints, line by line."""
+        lines: queue.Queue[str | None] = queue.Queue()
+        failure: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                with sdk.captured_output():
+                    run.wait_for_completion(show_output=True, raise_on_error=False)
+            except Exception as e:  # handed to the reading thread below
+                failure.append(e)
+            finally:
+                lines.put(None)
+
+        worker = threading.Thread(target=wait, name=f"follow-{run.id}", daemon=True)
+        handler = _QueueHandler(lines, worker)
+        sdk.log.addHandler(handler)
+        try:
+            worker.start()
+            while (line := lines.get()) is not None:
+                yield line
+        finally:
+            sdk.log.removeHandler(handler)
+        if failure:
+            raise ProviderError(f"following run {run.id} failed: {failure[0]}") from failure[0]
+
+
+class _QueueHandler(logging.Handler):
+    """Passes on the SDK output of one thread (the one waiting on the run)."""
+
+    def __init__(self, lines: queue.Queue[str | None], thread: threading.Thread) -> None:
+        super().__init__()
+        self.lines = lines
+        self.thread = thread
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread.ident:
+            self.lines.put(record.getMessage())

@@ -1,0 +1,81 @@
+"""The Azure ML workspace: open it, create it when the manifest asks, keep its tags."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from amlctl.errors import ProviderError
+from amlctl.providers.azure import sdk
+from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
+from amlctl.providers.base import OWNER_TAG
+
+log = logging.getLogger("amlctl.azure.workspace")
+
+
+def _not_found(err: AzureCallError) -> bool:
+    text = str(err).lower()
+    return err.status == 404 or "not found" in text or "could not be found" in text
+
+
+def open_workspace(attrs: dict[str, Any], auth: Any, cloud: str,
+                   policy: RetryPolicy = DEFAULT_POLICY) -> Any | None:
+    """The SDK Workspace named by the manifest, or None when it does not exist (yet)."""
+    s = sdk.load()
+    try:
+        return call(f"opening workspace {attrs['name']}", lambda: s.Workspace.get(
+            attrs["name"], auth=auth, subscription_id=attrs["subscription_id"],
+            resource_group=attrs["resource_group"], cloud=cloud), policy)
+    except AzureCallError as e:
+        if _not_found(e):
+            return None
+        raise
+
+
+def create_workspace(attrs: dict[str, Any], auth: Any, stack: str, create_resource_group: bool,
+                     policy: RetryPolicy = DEFAULT_POLICY) -> Any:
+    """Create the workspace (ARM template deployment, several minutes) tagged as this stack's.
+
+    exist_ok makes a re-run after an interrupted apply pick up the finished workspace.
+    """
+    s = sdk.load()
+    tags = {**(attrs.get("tags") or {}), OWNER_TAG: stack}
+    with sdk.captured_output():
+        return call(f"creating workspace {attrs['name']}", lambda: s.Workspace.create(
+            name=attrs["name"], auth=auth, subscription_id=attrs["subscription_id"],
+            resource_group=attrs["resource_group"], location=attrs["location"],
+            create_resource_group=create_resource_group, tags=tags, exist_ok=True,
+            show_output=True), policy)
+
+
+def read(ws: Any) -> tuple[dict[str, Any], str | None]:
+    """Workspace attributes in manifest vocabulary, and its owner stack."""
+    tags = dict(ws.tags or {})
+    owner = tags.pop(OWNER_TAG, None)
+    return ({"name": ws.name, "subscription_id": ws.subscription_id,
+             "resource_group": ws.resource_group, "location": ws.location, "tags": tags}, owner)
+
+
+def set_tags(ws: Any, tags: dict[str, str], owner: str | None,
+             policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    """Replace the workspace tags (the owner tag is kept or set as given)."""
+    wanted = dict(tags)
+    if owner:
+        wanted[OWNER_TAG] = owner
+    call(f"updating tags of workspace {ws.name}", lambda: ws.update(tags=wanted), policy)
+    call(f"reading workspace {ws.name}", ws.get_details, policy)  # the SDK caches tags
+
+
+def delete_workspace(ws: Any, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    """Delete the workspace itself (its storage, key vault and insights stay: they may hold
+    data)."""
+    with sdk.captured_output():
+        call(f"deleting workspace {ws.name}",
+             lambda: ws.delete(delete_dependent_resources=False, no_wait=False), policy)
+
+
+def require(ws: Any | None, name: str) -> Any:
+    """The workspace, or an error saying it must be applied first."""
+    if ws is None:
+        raise ProviderError(f"workspace {name!r} does not exist yet; apply the workspace first")
+    return ws
