@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class History:
     def __init__(self, state_dir: Path, stack: str) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.stack = stack
+        # Executor threads share the connection; the lock keeps each insert and its rowid
+        # together.
+        self._lock = threading.Lock()
         self._conn = sqlite3.connect(state_dir / "engine.db", timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -46,25 +50,28 @@ class History:
 
     def record_applied(self, address: str, attrs: dict[str, Any] | None) -> None:
         """Remember what was applied to `address` (None: it was deleted)."""
-        if attrs is None:
-            self._conn.execute("DELETE FROM applied WHERE stack=? AND address=?",
-                               (self.stack, address))
-        else:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO applied VALUES (?,?,?,?)",
-                (self.stack, address, json.dumps(attrs, sort_keys=True), time.time()))
+        with self._lock:
+            if attrs is None:
+                self._conn.execute("DELETE FROM applied WHERE stack=? AND address=?",
+                                   (self.stack, address))
+            else:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO applied VALUES (?,?,?,?)",
+                    (self.stack, address, json.dumps(attrs, sort_keys=True), time.time()))
 
     def begin(self, apply_id: str, address: str, step: str) -> int:
         """Journal a step as begun; returns its id for `end`."""
-        cursor = self._conn.execute(
-            "INSERT INTO journal (stack, apply_id, address, step, state, at) "
-            "VALUES (?,?,?,?,'begun',?)", (self.stack, apply_id, address, step, time.time()))
-        return int(cursor.lastrowid or 0)
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO journal (stack, apply_id, address, step, state, at) "
+                "VALUES (?,?,?,?,'begun',?)", (self.stack, apply_id, address, step, time.time()))
+            return int(cursor.lastrowid or 0)
 
     def end(self, entry: int, ok: bool, detail: str | None = None) -> None:
         """Mark a journalled step done or failed."""
-        self._conn.execute("UPDATE journal SET state=?, detail=?, at=? WHERE id=?",
-                           ("done" if ok else "failed", detail, time.time(), entry))
+        with self._lock:
+            self._conn.execute("UPDATE journal SET state=?, detail=?, at=? WHERE id=?",
+                               ("done" if ok else "failed", detail, time.time(), entry))
 
     def interrupted(self) -> list[tuple[str, str]]:
         """(address, step) of steps begun but never finished: an apply was killed there."""

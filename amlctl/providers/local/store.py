@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,10 +104,15 @@ class RunRow:
 
 
 class Store:
-    """The local backend's database, at `<home>/state.db`."""
+    """The local backend's database, at `<home>/state.db`.
+
+    One connection shared by the executor's worker threads: a re-entrant lock serialises its
+    use, since a second thread's BEGIN inside the first one's transaction would fail.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
@@ -128,28 +134,37 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing late)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _fetchone(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
 
     # workspaces ------------------------------------------------------------------------------
 
     def get_workspace(self, subscription_id: str, resource_group: str, name: str
                       ) -> WorkspaceRow | None:
         """The workspace with this identity, or None."""
-        row = self._conn.execute(
+        row = self._fetchone(
             "SELECT * FROM workspaces WHERE subscription_id=? AND resource_group=? AND name=?",
             (subscription_id, resource_group, name),
-        ).fetchone()
+        )
         return _workspace(row) if row else None
 
     def find_workspaces(self, name: str) -> list[WorkspaceRow]:
         """Workspaces with this name in any subscription/resource group."""
-        rows = self._conn.execute("SELECT * FROM workspaces WHERE name=?", (name,)).fetchall()
+        rows = self._fetchall("SELECT * FROM workspaces WHERE name=?", (name,))
         return [_workspace(r) for r in rows]
 
     def create_workspace(self, subscription_id: str, resource_group: str, name: str,
@@ -185,20 +200,20 @@ class Store:
     def list_objects(self, workspace_id: int, kind: str | None = None) -> list[ObjectRow]:
         """Objects of one kind (or all) in a workspace, by name."""
         if kind is None:
-            rows = self._conn.execute(
+            rows = self._fetchall(
                 "SELECT kind, name, attrs, owner FROM objects WHERE workspace_id=? "
-                "ORDER BY kind, name", (workspace_id,)).fetchall()
+                "ORDER BY kind, name", (workspace_id,))
         else:
-            rows = self._conn.execute(
+            rows = self._fetchall(
                 "SELECT kind, name, attrs, owner FROM objects WHERE workspace_id=? AND kind=? "
-                "ORDER BY name", (workspace_id, kind)).fetchall()
+                "ORDER BY name", (workspace_id, kind))
         return [ObjectRow(r["kind"], r["name"], json.loads(r["attrs"]), r["owner"]) for r in rows]
 
     def get_object(self, workspace_id: int, kind: str, name: str) -> ObjectRow | None:
         """One object, or None."""
-        row = self._conn.execute(
+        row = self._fetchone(
             "SELECT kind, name, attrs, owner FROM objects WHERE workspace_id=? AND kind=? "
-            "AND name=?", (workspace_id, kind, name)).fetchone()
+            "AND name=?", (workspace_id, kind, name))
         if row is None:
             return None
         return ObjectRow(row["kind"], row["name"], json.loads(row["attrs"]), row["owner"])
@@ -229,9 +244,8 @@ class Store:
 
     def pool(self, workspace_id: int, compute: str) -> sqlite3.Row | None:
         """The node-pool counters of a compute (None before its first allocation)."""
-        return self._conn.execute(
-            "SELECT * FROM pools WHERE workspace_id=? AND compute=?", (workspace_id, compute)
-        ).fetchone()
+        return self._fetchone(
+            "SELECT * FROM pools WHERE workspace_id=? AND compute=?", (workspace_id, compute))
 
     # runs ------------------------------------------------------------------------------------
 
@@ -249,7 +263,7 @@ class Store:
 
     def get_run(self, run_id: str) -> RunRow | None:
         """A run by id."""
-        row = self._conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        row = self._fetchone("SELECT * FROM runs WHERE id=?", (run_id,))
         return _run(row) if row else None
 
     def list_runs(self, workspace_id: int, experiment: str | None = None,
@@ -263,7 +277,7 @@ class Store:
                 query += f" AND {column}=?"
                 params.append(value)
         query += " ORDER BY created_at DESC, rowid DESC"
-        return [_run(r) for r in self._conn.execute(query, params).fetchall()]
+        return [_run(r) for r in self._fetchall(query, params)]
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set some columns of a run (status, error, started_at, ended_at, supervisor_pid)."""
