@@ -168,8 +168,7 @@ def apply(
         else:
             typer.echo(render_plan(the_plan, _styler(ctx)), nl=False)
         if not the_plan.has_changes:
-            if saved is None:
-                typer.echo("Apply complete. Nothing to do.")
+            typer.echo("Apply complete. Nothing to do.")
             result = None
         else:
             if saved is None:
@@ -192,7 +191,8 @@ def _report_result(result: ApplyResult, plan: Plan) -> None:
             typer.echo(f"  {address}: {error}", err=True)
         raise typer.Exit(1)
     counts = plan.counts()
-    typer.echo(f"Apply complete. Resources: {counts['add']} added, {counts['change']} changed, "
+    verb = "Destroy" if plan.destroy else "Apply"
+    typer.echo(f"{verb} complete. Resources: {counts['add']} added, {counts['change']} changed, "
                f"{counts['destroy']} destroyed.")
 
 

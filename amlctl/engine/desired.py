@@ -69,7 +69,9 @@ def desired_state(loaded: LoadedManifest) -> dict[str, Desired]:
             "target_path": upload.target_path.strip("/"),
             "delete_extra": upload.delete_extra,
             "exclude": list(upload.exclude),
-            "src_dir": str(loaded.root / upload.src_dir),
+            # Resolved, so the plan is the same however the manifest path was spelt
+            # (`apply PLANFILE` reloads it by its absolute path).
+            "src_dir": str((loaded.root / upload.src_dir).resolve()),
         }
         out[make("upload", name)] = Desired(
             make("upload", name), "upload", name, attrs,

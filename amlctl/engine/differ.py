@@ -41,7 +41,8 @@ def diff(desired: Mapping[str, Desired], live: Mapping[str, LiveObject], ctx: Di
             continue
         _, _, name = address.partition(".")
         changes.append(Change(address, kind_of(address), name, Action.DELETE, obj.attrs, None,
-                              reasons=("not in the manifest any more (owned by this stack)",)))
+                              reasons=("not in the manifest any more; owned by this stack",),
+                              sensitive_fields=secret_fields(obj.attrs)))
     drift = [d for d in (_drift(a, live.get(a), ctx.applied.get(a)) for a in desired) if d]
     _check_prevent_destroy(changes, desired)
     return changes, drift
@@ -70,7 +71,8 @@ def _change(want: Desired, have: LiveObject | None, ctx: DiffInput) -> Change:
                       fields, ("replacement requested with --replace",),
                       sensitive_fields=_sensitive(want))
     if not fields:
-        return Change(want.address, want.kind, want.name, Action.NOOP, have.attrs, want.attrs)
+        return Change(want.address, want.kind, want.name, Action.NOOP, have.attrs, want.attrs,
+                      sensitive_fields=_sensitive(want))
     forced = [f.name for f in fields if f.forces_replacement]
     if forced:
         return Change(want.address, want.kind, want.name, Action.REPLACE, have.attrs, want.attrs,
@@ -83,7 +85,7 @@ def _change(want: Desired, have: LiveObject | None, ctx: DiffInput) -> Change:
 def _field_changes(want: Desired, have: LiveObject, updatable: frozenset[str]
                    ) -> tuple[FieldChange, ...]:
     out = []
-    sensitive = _sensitive(want)
+    sensitive = _sensitive(want) | secret_fields(have.attrs)
     for key, value in want.attrs.items():
         before = have.attrs.get(key)
         if key in sensitive and before is None:
@@ -152,6 +154,11 @@ def _drift(address: str, have: LiveObject | None, applied: dict[str, Any] | None
 
 def _sensitive(want: Desired) -> frozenset[str]:
     return frozenset(key.split(".", 1)[0] for key in want.secrets)
+
+
+def secret_fields(attrs: Mapping[str, Any]) -> frozenset[str]:
+    """Fields of a live object holding a secret's fingerprint: redacted like secrets."""
+    return frozenset(k for k, v in attrs.items() if isinstance(v, str) and v.startswith("sha256:"))
 
 
 def _check_prevent_destroy(changes: list[Change], desired: Mapping[str, Desired]) -> None:

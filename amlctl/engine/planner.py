@@ -12,7 +12,7 @@ from typing import Any
 
 from amlctl.engine import address as addr
 from amlctl.engine.desired import Desired, desired_state
-from amlctl.engine.differ import DiffInput, diff
+from amlctl.engine.differ import DiffInput, diff, secret_fields
 from amlctl.engine.history import History
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.errors import PlanError, UsageError
@@ -116,7 +116,8 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
         _, _, name = address.partition(".")
         reasons = ("uploaded files are deleted (--include-data)",) if kind == "upload" else ()
         changes.append(Change(address, kind, name or obj.attrs.get("name", ""), Action.DELETE,
-                              obj.attrs, None, reasons=reasons))
+                              obj.attrs, None, reasons=reasons,
+                              sensitive_fields=secret_fields(obj.attrs)))
     protected = [c.address for c in changes
                  if c.address in desired and desired[c.address].prevent_destroy]
     if protected:

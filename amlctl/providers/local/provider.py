@@ -32,6 +32,12 @@ UPDATABLE = {
     "upload": frozenset({"datastore", "target_path", "delete_extra", "exclude", "src_dir"}),
 }
 DEFAULT_DATASTORE = "default"
+# What Azure ML fills in for a cluster made elsewhere (portal, CLI) when not given.
+_SERVICE_DEFAULTS = {
+    "compute": {"vm_priority": "dedicated", "min_nodes": 0,
+                "idle_seconds_before_scaledown": 1800, "vnet": None, "tags": {}},
+    "experiment": {"tags": {}},
+}
 _UPLOAD_RECORD = ("datastore", "target_path")
 
 
@@ -199,7 +205,7 @@ class LocalProvider(Provider):
             raise UsageError(f"{address} does not exist (use --create to make an unowned one)")
         if current is not None and create:
             raise UsageError(f"{address} already exists")
-        attrs = dict(current.attrs) if current else {}
+        attrs = dict(current.attrs) if current else dict(_SERVICE_DEFAULTS.get(kind, {}))
         attrs.update(changes)
         if kind == "datastore" and create:
             self.datastore_dir(name, ws).mkdir(parents=True, exist_ok=True)
