@@ -1,0 +1,37 @@
+"""Fixtures for engine tests: a clean environment, a manifest folder, `amlctl` in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from enginekit import Cli, in_process, write_basic
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AMLCTL_* setting of the machine running the tests leaks into them."""
+    for name in list(os.environ):
+        if name.startswith("AMLCTL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The current folder: a manifest folder whose state lives in `.amlctl/` beside it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def basic_project(project: Path) -> Path:
+    """`project` holding the basic manifest as amlctl.yaml and its small data folder."""
+    write_basic(project)
+    return project
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """Run `amlctl ARGS...` in-process and capture its output (see enginekit.in_process)."""
+    return in_process(capsys, monkeypatch)

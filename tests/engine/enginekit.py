@@ -1,0 +1,103 @@
+"""Helpers shared by the engine tests: `amlctl` in-process or as a subprocess, and a small
+manifest with one object of each kind the engine manages."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from amlctl.cli import main
+
+BASIC_MANIFEST = """\
+version: 1
+name: story
+workspace:
+  name: story-ws
+  subscription_id: "00000000-0000-0000-0000-000000000000"
+  resource_group: story-rg
+  location: westeurope
+computes:
+  cpu:
+    vm_size: STANDARD_D2_V2
+    max_nodes: {max_nodes}
+  gpu:
+    vm_size: STANDARD_NC6S_V3
+    max_nodes: 2
+datastores:
+  images:
+    type: azure_blob
+    account_name: storyacct
+    container_name: images
+uploads:
+  digits:
+    datastore: default
+    src_dir: data
+    target_path: digits
+experiments:
+  train: {{}}
+"""
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one `amlctl` invocation did."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+Cli = Callable[..., CliResult]
+
+
+def write_basic(folder: Path, max_nodes: int = 2) -> None:
+    """BASIC_MANIFEST as `folder/amlctl.yaml`, and its data folder."""
+    (folder / "amlctl.yaml").write_text(BASIC_MANIFEST.format(max_nodes=max_nodes))
+    (folder / "data").mkdir(exist_ok=True)
+    for i in range(3):
+        (folder / "data" / f"part-{i}.csv").write_text(f"{i},{i * i}\n" * 50)
+
+
+def in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """A function running `amlctl ARGS...` in-process, with no terminal on stdin."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        try:
+            main(list(args))
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        else:
+            code = 0
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+def amlctl_command(*args: str) -> list[str]:
+    """The command line of a real `amlctl` process with this interpreter."""
+    return [sys.executable, "-m", "amlctl", *args]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of an `amlctl` subprocess: no AMLCTL_* leaking in, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLCTL_")}
+    env.update(extra)
+    return env
+
+
+def run_amlctl(cwd: Path, *args: str, timeout: float = 60, **env: str) -> CliResult:
+    """Run `amlctl ARGS...` as a subprocess in `cwd`, without a terminal, and wait for it."""
+    done = subprocess.run(amlctl_command(*args), cwd=cwd, env=subprocess_env(**env),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    return CliResult(done.returncode, done.stdout, done.stderr)
