@@ -20,7 +20,7 @@ from amlctl.convert.batchai_cluster import set_max_nodes as grow_max_nodes
 from amlctl.convert.batchai_job import JobConverter, RunDraft
 from amlctl.convert.errors import ConvertError
 from amlctl.convert.report import Outcome, Report, SourceSummary
-from amlctl.convert.sources import SourceFile, load_source
+from amlctl.convert.sources import SourceFile, format_path, load_source
 from amlctl.convert.storage import Storage
 
 GENERAL = "(conversion)"  # the report's source for what no input file says
@@ -273,36 +273,24 @@ def _envelope(src: SourceFile, hints: _Hints, report: Report, target: str) -> No
 
 
 def _account_for_the_rest(src: SourceFile, report: Report) -> None:
-    """Every field no converter spoke for gets an entry: nothing disappears unreported."""
-    reported: set[str] = set()
-    for leaf in src.leaf_paths():
-        if report.covered(src.name, leaf):
+    """Every field no converter spoke for gets an entry: nothing disappears unreported.
+
+    An unknown subtree gets one entry at its top, not one per leaf; the file itself and its
+    `properties` wrapper are never reported whole.
+    """
+    done: list[str] = []
+    for parts, leaves in src.walk():
+        if parts in ((), ("properties",)):
             continue
-        top = _highest_uncovered(src, report, leaf)
-        if top in reported:
+        path = format_path(parts)
+        if any(path == d or path.startswith(d + ".") or path.startswith(d + "[") for d in done):
             continue
-        reported.add(top)
-        report.add(src.name, top, Outcome.ACTION, None,
+        if any(report.covered(src.name, leaf) for leaf in leaves):
+            continue
+        done.append(path)
+        report.add(src.name, path, Outcome.ACTION, None,
                    "not understood by the converter: no Azure ML equivalent known; check it "
                    "by hand")
-
-
-def _highest_uncovered(src: SourceFile, report: Report, leaf: str) -> str:
-    """The outermost field above `leaf` none of whose contents were reported."""
-    leaves = list(src.leaf_paths())
-    parts = re.findall(r"[^.\[\]]+|\[\d+\]", leaf)
-    candidate = leaf
-    for end in range(len(parts) - 1, 0, -1):
-        prefix = "".join(p if p.startswith("[") else ("." + p if i else p)
-                         for i, p in enumerate(parts[:end]))
-        below = [x for x in leaves if x.startswith(prefix + ".") or x.startswith(prefix + "[")]
-        if any(report.covered(src.name, x) for x in below) or any(
-                e.field == prefix and not e.remark for e in report.for_source(src.name)):
-            break
-        if prefix in ("properties",):
-            break
-        candidate = prefix
-    return candidate
 
 
 def _sort_entries(src: SourceFile, report: Report) -> None:

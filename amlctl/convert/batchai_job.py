@@ -1,71 +1,37 @@
 """A Batch AI job as an amlctl run (`runs.NAME`).
 
-Batch AI jobs named their data through variables: `$AZ_BATCHAI_INPUT_<ID>` (input
-directories), `$AZ_BATCHAI_OUTPUT_<ID>` (output directories), mount roots, and per-process
-values (`$AZ_BATCHAI_PS_HOSTS`, `$AZ_BATCHAI_TASK_INDEX`). Inputs become datastore inputs,
-outputs become the run's `outputs/<ID>` folders, and what only a Batch AI launcher could
-provide stays for `compat: batchai`, which sets those variables for unchanged scripts.
+Each toolkit's settings become how the run starts (entry script or command, arguments) and
+how it spreads (distribution); `batchai_values` translates the Batch AI variables in its
+command lines. What only a Batch AI launcher could provide stays for `compat: batchai`,
+which sets those variables for unchanged scripts.
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
-from amlctl.convert import cmdline, names, yamldoc
+from amlctl.convert import cmdline, yamldoc
 from amlctl.convert.batchai_cluster import ComputeDraft
+from amlctl.convert.batchai_values import COMPAT_VARS, MOUNT_IN_TEXT, DataRef, Values
 from amlctl.convert.cmdline import BATCHAI_VAR, Item
 from amlctl.convert.report import Outcome, Report
 from amlctl.convert.sources import SourceFile
-from amlctl.convert.storage import DEFAULT_DATASTORE, Mount, Storage, locate
+from amlctl.convert.storage import Mount, Storage, locate
 
 TOOLKITS = (
     "tensorFlowSettings", "horovodSettings", "customMpiSettings", "cntkSettings",
     "pyTorchSettings", "chainerSettings", "caffe2Settings", "caffeSettings",
     "customToolkitSettings",
 )
-
-# Per-process variables `compat: batchai` sets; host and index ones describe the TF cluster.
-COMPAT_VARS = frozenset({
-    "AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS", "AZ_BATCHAI_TASK_INDEX",
-    "AZ_BATCHAI_NUM_GPUS", "AZ_BATCHAI_JOB_TEMP",
-})
-TF_CLUSTER_VARS = frozenset({"AZ_BATCHAI_PS_HOSTS", "AZ_BATCHAI_WORKER_HOSTS",
-                             "AZ_BATCHAI_TASK_INDEX"})
-_ADVICE = {
-    "AZ_BATCHAI_SHARED_JOB_TEMP": "a folder shared by the job's nodes: use a datastore path "
-                                  "(an input in mount mode) instead",
-    "AZ_BATCHAI_PYTORCH_INIT_METHOD": "initialise torch.distributed with init_method='env://' "
-                                      "(Azure ML sets MASTER_ADDR and MASTER_PORT)",
-    "AZ_BATCHAI_MOUNT_ROOT": "no mount root in Azure ML: use a datastore input",
-    "AZ_BATCHAI_JOB_MOUNT_ROOT": "no mount root in Azure ML: use a datastore input",
-}
-_INPUT_REF = re.compile(r"^\$(?:\{AZ_BATCHAI_INPUT_(?P<b>\w+)\}|AZ_BATCHAI_INPUT_(?P<p>\w+))"
-                        r"(?P<rest>/.*)?$")
-_OUTPUT_REF = re.compile(r"\$(?:\{AZ_BATCHAI_OUTPUT_(?P<b>\w+)\}|AZ_BATCHAI_OUTPUT_(?P<p>\w+))")
-_MOUNT_IN_TEXT = re.compile(r"\$(?:\{AZ_BATCHAI_(?:JOB_)?MOUNT_ROOT\}"
-                            r"|AZ_BATCHAI_(?:JOB_)?MOUNT_ROOT(?![A-Za-z0-9_]))[^\s'\";|&<>()`]*")
 _PIP_INSTALL = re.compile(r"^(?:python\d?(?:\.\d+)? -m )?pip\d?(?:\.\d+)? install (?P<args>.+)$")
 _DURATION = re.compile(r"^(?:(?P<d>\d+)\.)?(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d)(?:\.\d+)?$")
 _ISO_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?"
                            r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
-
-
-@dataclass(frozen=True)
-class DataRef:
-    """A datastore path handed to the run (a manifest DataInput)."""
-
-    datastore: str
-    path: str
-
-    def node(self) -> CommentedMap:
-        """The DataInput as a flow mapping."""
-        return yamldoc.mapping({"datastore": self.datastore, "path": self.path}, flow=True)
 
 
 @dataclass
@@ -80,26 +46,22 @@ class RunDraft:
 
 
 @dataclass
+class _Program:
+    """What a toolkit's settings become: how the run starts and how it spreads."""
+
+    head: CommentedMap  # source_directory, entry_script or command, arguments
+    distribution: dict[str, Any] | None = None
+    note: str = ""  # where the distribution came from
+    role_arguments: CommentedMap | None = None
+
+
+@dataclass
 class _Roles:
     """Argument items per Batch AI role of a TensorFlow job."""
 
     master: list[Item] | None
     worker: list[Item] | None
     ps: list[Item] | None
-
-
-@dataclass
-class _State:
-    """What the translation of one job's command lines found along the way."""
-
-    inputs: dict[str, DataRef] = field(default_factory=dict)
-    input_dirs: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (path, field)
-    used_inputs: set[str] = field(default_factory=set)
-    outputs: list[str] = field(default_factory=list)
-    used_outputs: set[str] = field(default_factory=set)
-    compat_needs: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
-    var_fields: dict[str, list[str]] = field(default_factory=dict)  # compat var -> fields
-    reported: set[tuple[str, str]] = field(default_factory=set)
 
 
 class JobConverter:
@@ -115,8 +77,9 @@ class JobConverter:
         self.report = report
         self.compat_allowed = compat_allowed
         self.target = f"runs.{run_name}"
-        self.state = _State()
         self.job_mounts: list[Mount] = storage.read_mounts(src, "mountVolumes")
+        self.values = Values(src, self.target, self.job_mounts, compute.mounts, report)
+        self.compat_needs: list[tuple[str, str]] = []  # (field, reason) compat: batchai serves
         self.body = yamldoc.mapping()
         self.node_count = max(_int(src.get("nodeCount"), 1), 1)
 
@@ -127,21 +90,20 @@ class JobConverter:
         body = self.body
         body["experiment"] = self.experiment
         body["compute"] = self.compute.name
-        self._read_directories()
+        self.values.read_directories()
         toolkit = self._toolkit()
-        parts = self._convert_toolkit(toolkit)
-        body.update(parts.pop("head"))
+        program = self._convert_toolkit(toolkit)
+        body.update(program.head)
         self._undeclared_io()
-        if self.state.inputs:
+        if self.values.inputs:
             body["inputs"] = yamldoc.mapping(
-                {k: v.node() for k, v in self.state.inputs.items()})
-        if self.state.outputs:
-            body["outputs"] = yamldoc.sequence(self.state.outputs, flow=True)
+                {k: v.node() for k, v in self.values.inputs.items()})
+        if self.values.outputs:
+            body["outputs"] = yamldoc.sequence(self.values.outputs, flow=True)
             yamldoc.note(body, "outputs", "written under outputs/<ID>, kept with the run", 2)
-        distribution = parts.pop("distribution")
-        if distribution:
-            body["distribution"] = yamldoc.mapping(distribution, flow=True)
-            yamldoc.note(body, "distribution", parts.pop("distribution_note", ""), 2, above=True)
+        if program.distribution:
+            body["distribution"] = yamldoc.mapping(program.distribution, flow=True)
+            yamldoc.note(body, "distribution", program.note, 2, above=True)
         environment, gpu = self._environment()
         if environment:
             body["environment"] = environment
@@ -151,7 +113,7 @@ class JobConverter:
             why = ("the cluster's VM size has GPUs" if self.compute.gpus
                    else "the job's image is a GPU image")
             yamldoc.note(body, "use_gpu", why, 2)
-        role_arguments = parts.pop("role_arguments", None)
+        role_arguments = program.role_arguments
         self._compat(role_arguments)
         if role_arguments is not None and body.get("compat") == "batchai":
             body["role_arguments"] = role_arguments
@@ -171,7 +133,7 @@ class JobConverter:
                             f"this one was not: make it a run of its own")
         return present[0] if present else None
 
-    def _convert_toolkit(self, toolkit: str | None) -> dict[str, Any]:
+    def _convert_toolkit(self, toolkit: str | None) -> _Program:
         if toolkit is None:
             return self._no_toolkit()
         handler = {
@@ -189,7 +151,7 @@ class JobConverter:
 
     # toolkits --------------------------------------------------------------------------------
 
-    def _tensorflow(self, key: str) -> dict[str, Any]:
+    def _tensorflow(self, key: str) -> _Program:
         settings = self.src.get(key)
         head = self._script(key)
         self._interpreter(key)
@@ -203,7 +165,7 @@ class JobConverter:
             items = roles.master if roles.master is not None else roles.worker or []
             self._report_args(key, ("masterCommandLineArgs", "workerCommandLineArgs"))
             head.update(self._arguments(items))
-            return {"head": head, "distribution": None}
+            return _Program(head)
 
         workers = _int(settings.get("workerCount"), self.node_count)
         ps_count = _int(settings.get("parameterServerCount"), 1)
@@ -228,34 +190,31 @@ class JobConverter:
         self.node_count = node_count
         distribution = {"type": "parameter_server", "node_count": node_count,
                         "worker_count": workers, "parameter_server_count": ps_count}
-        result: dict[str, Any] = {"head": head, "distribution": distribution,
-                                  "distribution_note": f"{self.src.field(key)} and nodeCount"}
         common, role_arguments = self._split_roles(key, roles)
         head.update(self._arguments(common))
-        if role_arguments is not None:
-            result["role_arguments"] = role_arguments
-        return result
+        return _Program(head, distribution, f"{self.src.field(key)} and nodeCount",
+                        role_arguments)
 
-    def _horovod(self, key: str) -> dict[str, Any]:
+    def _horovod(self, key: str) -> _Program:
         head = self._script(key)
         self._interpreter(key)
         head.update(self._arguments(self._args(key, "commandLineArgs") or []))
         self._report_args(key, ("commandLineArgs",))
         distribution, note = self._mpi(key, always=True)
-        return {"head": head, "distribution": distribution, "distribution_note": note}
+        return _Program(head, distribution, note)
 
-    def _chainer(self, key: str) -> dict[str, Any]:
+    def _chainer(self, key: str) -> _Program:
         result = self._horovod(key)
-        result["distribution_note"] += "; ChainerMN runs under MPI as in Batch AI"
+        result.note += "; ChainerMN runs under MPI as in Batch AI"
         return result
 
-    def _custom_mpi(self, key: str) -> dict[str, Any]:
+    def _custom_mpi(self, key: str) -> _Program:
         command = str(self.src.get(key, "commandLine", default=""))
         head = self._command(key, "commandLine", command)
         distribution, note = self._mpi(key, always=True)
-        return {"head": head, "distribution": distribution, "distribution_note": note}
+        return _Program(head, distribution, note)
 
-    def _cntk(self, key: str) -> dict[str, Any]:
+    def _cntk(self, key: str) -> _Program:
         settings = self.src.get(key)
         language = str(settings.get("languageType", "")).lower()
         brainscript = language == "brainscript" or (
@@ -276,9 +235,9 @@ class JobConverter:
             head.update(self._arguments(self._args(key, "commandLineArgs") or []))
             self._report_args(key, ("commandLineArgs",))
         distribution, note = self._mpi(key, always=False)
-        return {"head": head, "distribution": distribution, "distribution_note": note}
+        return _Program(head, distribution, note)
 
-    def _pytorch(self, key: str) -> dict[str, Any]:
+    def _pytorch(self, key: str) -> _Program:
         head = self._script(key)
         self._interpreter(key)
         head.update(self._arguments(self._args(key, "commandLineArgs") or []))
@@ -294,9 +253,9 @@ class JobConverter:
                             "OMPI_COMM_WORLD_RANK and initialise torch.distributed with "
                             f"backend {str(backend).lower()}" if distribution else
                             "a single process needs no communication backend")
-        return {"head": head, "distribution": distribution, "distribution_note": note}
+        return _Program(head, distribution, note)
 
-    def _caffe2(self, key: str) -> dict[str, Any]:
+    def _caffe2(self, key: str) -> _Program:
         head = self._script(key)
         self._interpreter(key)
         head.update(self._arguments(self._args(key, "commandLineArgs") or []))
@@ -312,9 +271,9 @@ class JobConverter:
                             "Azure ML has no Caffe2 launcher (Caffe2 is part of PyTorch now): "
                             "the run starts one process per node under MPI; the script's "
                             "rendezvous (shard id, shared file store) needs rework", remark=True)
-        return {"head": head, "distribution": distribution, "distribution_note": note}
+        return _Program(head, distribution, note)
 
-    def _caffe(self, key: str) -> dict[str, Any]:
+    def _caffe(self, key: str) -> _Program:
         settings = self.src.get(key)
         if "configFilePath" in settings and "pythonScriptFilePath" not in settings:
             args = str(settings.get("commandLineArgs", ""))
@@ -331,9 +290,9 @@ class JobConverter:
         self.report.add(self.src.name, self.src.field(key), Outcome.ACTION, None,
                         "Azure ML has no Caffe environment: give the run a docker image with "
                         "Caffe (environment.docker_image)", remark=True)
-        return {"head": head, "distribution": distribution, "distribution_note": note}
+        return _Program(head, distribution, note)
 
-    def _custom_toolkit(self, key: str) -> dict[str, Any]:
+    def _custom_toolkit(self, key: str) -> _Program:
         command = str(self.src.get(key, "commandLine", default=""))
         head = self._command(key, "commandLine", command)
         if self.node_count > 1:
@@ -343,9 +302,9 @@ class JobConverter:
                             "reserved: Azure ML runs it once on one node; use an mpi "
                             "distribution if it started processes on the other nodes")
             self.node_count = 1
-        return {"head": head, "distribution": None}
+        return _Program(head)
 
-    def _no_toolkit(self) -> dict[str, Any]:
+    def _no_toolkit(self) -> _Program:
         head = yamldoc.mapping({"source_directory": "src",
                                 "command": "echo 'the Batch AI job named no toolkit'"})
         yamldoc.note(head, "command", "placeholder: write the job's command", 2)
@@ -353,7 +312,7 @@ class JobConverter:
                         f"{self.target}.command",
                         "the job has no toolkit settings: the run is a skeleton; write its "
                         "command or entry_script", remark=True)
-        return {"head": head, "distribution": None}
+        return _Program(head)
 
     # pieces of toolkits ----------------------------------------------------------------------
 
@@ -390,35 +349,12 @@ class JobConverter:
     def _script(self, key: str) -> CommentedMap:
         field_path = self.src.field(key, "pythonScriptFilePath")
         path = str(self.src.get(key, "pythonScriptFilePath", default=""))
-        directory, script, note, outcome = self._script_location(path)
+        directory, script, note, outcome = self.values.script_location(path)
         head = yamldoc.mapping({"source_directory": directory, "entry_script": script})
         yamldoc.note(head, "entry_script", f"{field_path}", 2)
         self.report.add(self.src.name, field_path, outcome,
                         f"{self.target}.source_directory, {self.target}.entry_script", note)
         return head
-
-    def _script_location(self, path: str) -> tuple[str, str, str, Outcome]:
-        expanded = path
-        match = _INPUT_REF.match(path)
-        if match:
-            input_id = match.group("b") or match.group("p")
-            if input_id in self.state.input_dirs:
-                expanded = self.state.input_dirs[input_id][0].rstrip("/") + (
-                    match.group("rest") or "")
-        location = locate(expanded, self.job_mounts, self.compute.mounts)
-        script = posixpath.basename(expanded) or "main.py"
-        if location is None or location.rel in ("", "."):
-            return ("src", script, f"the script came from {path}: put it in ./src beside the "
-                    "manifest (Azure ML snapshots the source directory)", Outcome.ACTION)
-        directory = posixpath.dirname(location.rel) or "src"
-        where = (f"folder {posixpath.dirname(location.inner) or '(root)'} of "
-                 f"{location.mount.description}" if location.mount else
-                 f"${location.root_var}/{posixpath.dirname(location.rel)}")
-        if location.mount is not None:
-            location.mount.code_uses.append(f"{self.target}.source_directory")
-        return (directory, script, f"copy {where} to ./{directory} beside the manifest: Azure "
-                "ML snapshots the source directory instead of reading code from a mount",
-                Outcome.ACTION)
 
     def _interpreter(self, key: str) -> None:
         if self.src.get(key, "pythonInterpreterPath") is not None:
@@ -430,7 +366,7 @@ class JobConverter:
     def _command(self, key: str, field_key: str, line: str,
                  also: tuple[str, ...] = ()) -> CommentedMap:
         fields = [self.src.field(key, f) for f in (field_key, *also)]
-        command = self._text(line, fields[0])
+        command = self.values.text(line, fields[0])
         head = yamldoc.mapping({"source_directory": "src", "command": command})
         yamldoc.note(head, "command", " + ".join(fields), 2)
         yamldoc.note(head, "source_directory", "command runs still snapshot a folder: create "
@@ -460,7 +396,7 @@ class JobConverter:
             return None
         field_path = self.src.field(key, arg_key)
         items = cmdline.group(cmdline.split(str(text)))
-        return [Item(i.flag, self._value(i.value, field_path) if i.value is not None else None,
+        return [Item(i.flag, None if i.value is None else self.values.value(i.value, field_path),
                      i.joined) for i in items]
 
     def _arguments(self, items: list[Item]) -> dict[str, Any]:
@@ -521,7 +457,7 @@ class JobConverter:
             "worker": yamldoc.sequence([_node(t) for i in worker_extra for t in i.tokens()],
                                        flow=True),
         })
-        self.state.compat_needs.append(
+        self.compat_needs.append(
             (self.src.field(key, "parameterServerCommandLineArgs"),
              "parameter servers and workers had different arguments (role_arguments)"))
         self.report.add(self.src.name, self.src.field(key, "parameterServerCommandLineArgs"),
@@ -554,152 +490,26 @@ class JobConverter:
 
     # values ----------------------------------------------------------------------------------
 
-    def _value(self, token: Any, field_path: str) -> Any:
-        """One argument value: datastore input, outputs/<ID> path, or text."""
-        if not isinstance(token, str):
-            return token
-        match = _INPUT_REF.match(token)
-        if match:
-            input_id = match.group("b") or match.group("p")
-            ref = self._input_ref(input_id, match.group("rest") or "", field_path)
-            if ref is not None:
-                return ref
-        location = locate(token, self.job_mounts, self.compute.mounts)
-        if location is not None:
-            return self._data_ref(token, field_path)
-        return cmdline.scalar(self._text(token, field_path))
-
-    def _text(self, text: str, field_path: str) -> str:
-        """A command or argument text with its Batch AI variables rewritten or kept."""
-        def output(match: re.Match[str]) -> str:
-            output_id = match.group("b") or match.group("p")
-            self.state.used_outputs.add(output_id)
-            if output_id not in self.state.outputs:
-                self.state.outputs.append(output_id)
-                self._once(field_path, f"output {output_id}", Outcome.ACTION,
-                           f"$AZ_BATCHAI_OUTPUT_{output_id} names no outputDirectories entry: "
-                           f"it is now outputs/{output_id}")
-            return f"outputs/{output_id}"
-
-        def mount(match: re.Match[str]) -> str:
-            ref = self._data_ref(match.group(0), field_path)
-            input_id = self._declare(ref)
-            return f"$AZUREML_DATAREFERENCE_{input_id}"
-
-        def input_var(match: re.Match[str]) -> str:
-            input_id = match.group("b") or match.group("p")
-            ref = self._input_ref(input_id, "", field_path)
-            if ref is None:
-                return match.group(0)
-            self.state.inputs.setdefault(input_id, ref)
-            return f"$AZUREML_DATAREFERENCE_{input_id}"
-
-        text = _OUTPUT_REF.sub(output, text)
-        text = _MOUNT_IN_TEXT.sub(mount, text)
-        text = re.sub(r"\$(?:\{AZ_BATCHAI_INPUT_(?P<b>\w+)\}|AZ_BATCHAI_INPUT_(?P<p>\w+))",
-                      input_var, text)
-        for var in cmdline.variables(text):
-            self._variable(var, field_path)
-        return text
-
-    def _variable(self, var: str, field_path: str) -> None:
-        if var in COMPAT_VARS:
-            fields = self.state.var_fields.setdefault(var, [])
-            if field_path not in fields:
-                fields.append(field_path)
-            return
-        if var.startswith("AZ_BATCHAI_INPUT_"):
-            return  # reported where the input was found missing
-        advice = _ADVICE.get(var, "Azure ML has no equivalent")
-        self._once(field_path, var, Outcome.ACTION, f"${var} is left as written: {advice}")
-
-    def _input_ref(self, input_id: str, rest: str, field_path: str) -> DataRef | None:
-        self.state.used_inputs.add(input_id)
-        known = self.state.input_dirs.get(input_id)
-        if known is None:
-            self._once(field_path, f"input {input_id}", Outcome.ACTION,
-                       f"$AZ_BATCHAI_INPUT_{input_id} names no inputDirectories entry (it was "
-                       "empty in Batch AI): left as written; point it at a datastore path")
-            return None
-        return self._data_ref(known[0].rstrip("/") + rest, known[1])
-
-    def _data_ref(self, path: str, field_path: str) -> DataRef:
-        location = locate(path, self.job_mounts, self.compute.mounts)
-        if location is None:
-            self._once(field_path, path, Outcome.ACTION,
-                       f"{path} is not under a mount root: upload the data to a datastore "
-                       f"(default, path {posixpath.basename(path) or '.'}) and check the input")
-            return DataRef(DEFAULT_DATASTORE, posixpath.basename(path) or ".")
-        store = location.datastore
-        if store is not None and location.mount is not None:
-            store.wanted = True
-            location.mount.uses.append(self.target)
-            return DataRef(store.name, location.inner)
-        what = (location.mount.description if location.mount else
-                f"no known mount at ${location.root_var}/{location.rel.split('/')[0]}")
-        self._once(field_path, path, Outcome.ACTION,
-                   f"{path} ({what}): upload that data to the workspace's default datastore "
-                   f"at {location.rel}, or point the input at the datastore that holds it")
-        return DataRef(DEFAULT_DATASTORE, location.rel or ".")
-
-    def _declare(self, ref: DataRef) -> str:
-        for input_id, known in self.state.inputs.items():
-            if known == ref:
-                return input_id
-        base = names.sanitise(posixpath.basename(ref.path).upper() or ref.datastore.upper(),
-                              names.ENV_ID)
-        input_id = names.unique(base, list(self.state.inputs) + list(self.state.input_dirs),
-                                names.ENV_ID)
-        self.state.inputs[input_id] = ref
-        return input_id
-
-    def _once(self, field_path: str, what: str, outcome: Outcome, note: str) -> None:
-        if (field_path, what) in self.state.reported:
-            return
-        self.state.reported.add((field_path, what))
-        self.report.add(self.src.name, field_path, outcome, self.target, note)
-
-    # directories -----------------------------------------------------------------------------
-
-    def _read_directories(self) -> None:
-        for index, entry in enumerate(_list(self.src.get("inputDirectories"))):
-            if isinstance(entry, dict) and "id" in entry and "path" in entry:
-                self.state.input_dirs[str(entry["id"])] = (
-                    str(entry["path"]), self.src.field("inputDirectories", index))
-        for index, entry in enumerate(_list(self.src.get("outputDirectories"))):
-            if not isinstance(entry, dict) or "id" not in entry:
-                continue
-            raw_id = str(entry["id"])
-            output_id = names.sanitise(raw_id, names.ENV_ID)
-            if output_id not in self.state.outputs:
-                self.state.outputs.append(output_id)
-            extra = f" (renamed from {raw_id})" if output_id != raw_id else ""
-            self.report.add(self.src.name, self.src.field("outputDirectories", index),
-                            Outcome.MAPPED, f"{self.target}.outputs",
-                            f"written to outputs/{output_id}{extra}, kept with the run and "
-                            "downloadable from it; pathPrefix and pathSuffix are no longer "
-                            "needed")
-
     def _undeclared_io(self) -> None:
         """Input and output directories no command line names: the script reads the variables."""
-        for input_id, (path, field_path) in self.state.input_dirs.items():
-            if input_id in self.state.used_inputs:
+        for input_id, (path, field_path) in self.values.input_dirs.items():
+            if input_id in self.values.used_inputs:
                 self.report.add(self.src.name, field_path, Outcome.MAPPED,
-                                f"{self.target}.arguments" if input_id not in self.state.inputs
+                                f"{self.target}.arguments" if input_id not in self.values.inputs
                                 else f"{self.target}.inputs.{input_id}",
                                 f"{path} as a datastore input")
                 continue
-            ref = self._data_ref(path, field_path)
-            self.state.inputs[input_id] = ref
-            self.state.compat_needs.append(
+            ref = self.values.data_ref(path, field_path)
+            self.values.inputs[input_id] = ref
+            self.compat_needs.append(
                 (field_path, f"the script may read $AZ_BATCHAI_INPUT_{input_id} itself"))
             self.report.add(self.src.name, field_path, Outcome.MAPPED,
                             f"{self.target}.inputs.{input_id}",
                             f"{path} as input {input_id} ($AZUREML_DATAREFERENCE_{input_id}; "
                             f"$AZ_BATCHAI_INPUT_{input_id} with compat: batchai)")
-        for output_id in self.state.outputs:
-            if output_id not in self.state.used_outputs:
-                self.state.compat_needs.append(
+        for output_id in self.values.outputs:
+            if output_id not in self.values.used_outputs:
+                self.compat_needs.append(
                     (self.src.field("outputDirectories"),
                      f"the script may read $AZ_BATCHAI_OUTPUT_{output_id} itself"))
 
@@ -711,10 +521,10 @@ class JobConverter:
             lines["role_arguments"] = role_arguments
         written = yamldoc.dump(yamldoc.mapping(lines))
         kept = set(cmdline.variables(written))
-        for var, fields in self.state.var_fields.items():
+        for var, fields in self.values.var_fields.items():
             if var in kept:
-                self.state.compat_needs.extend((f, var) for f in fields)
-        needs = self.state.compat_needs
+                self.compat_needs.extend((f, var) for f in fields)
+        needs = self.compat_needs
         if not needs:
             return
         if self.compat_allowed:
@@ -724,7 +534,7 @@ class JobConverter:
                          f"scripts read: {'; '.join(reasons)}", 2)
             return
         for field_path, reason in needs:
-            self._once(field_path, f"compat {reason}", Outcome.ACTION,
+            self.values.once(field_path, f"compat {reason}", Outcome.ACTION,
                        f"{_reason(reason)}: without compat: batchai the script must use Azure "
                        "ML's variables (TF_CONFIG, AZUREML_DATAREFERENCE_<ID>, outputs/)")
 
@@ -783,7 +593,7 @@ class JobConverter:
         if not isinstance(line, str):
             return []
         field_path = self.src.field("jobPreparation", "commandLine")
-        for match in _MOUNT_IN_TEXT.finditer(line):
+        for match in MOUNT_IN_TEXT.finditer(line):
             location = locate(match.group(0), self.job_mounts, self.compute.mounts)
             if location is not None and location.mount is not None:
                 location.mount.other_uses.append(field_path)

@@ -75,6 +75,10 @@ class SourceFile:
         """The path of every leaf value in the file (empty mappings and lists count as leaves)."""
         yield from (format_path(p) for p in _leaves(self.raw, ()))
 
+    def walk(self) -> Iterator[tuple[tuple[PathPart, ...], list[str]]]:
+        """Every node of the file, outermost first: its path and the leaf paths below it."""
+        yield from _walk(self.raw, ())
+
 
 def format_path(parts: tuple[PathPart, ...]) -> str:
     """`("properties", "a", 0, "b")` -> `properties.a[0].b`."""
@@ -156,6 +160,17 @@ def _leaves(value: Any, path: tuple[PathPart, ...]) -> Iterator[tuple[PathPart, 
             yield from _leaves(child, (*path, index))
     else:
         yield path
+
+
+def _walk(value: Any, path: tuple[PathPart, ...]
+          ) -> Iterator[tuple[tuple[PathPart, ...], list[str]]]:
+    yield path, [format_path(p) for p in _leaves(value, path)]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _walk(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _walk(child, (*path, index))
 
 
 # `<AZURE_BATCHAI_STORAGE_ACCOUNT>`-style placeholders that `az batchai` filled in from its
