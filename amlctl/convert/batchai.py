@@ -9,7 +9,8 @@ commented document.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
@@ -78,6 +79,7 @@ def convert_batchai(
         raise ConvertError("nothing to convert: give at least one --cluster FILE or --job FILE")
     cluster_files = [load_source(Path(p), "cluster") for p in clusters]
     job_files = [load_source(Path(p), "job") for p in jobs]
+    cluster_files, job_files = _distinct_labels(cluster_files, job_files)
     report = Report()
     storage = Storage(report)
     hints = _Hints()
@@ -127,6 +129,19 @@ def convert_batchai(
 
 
 # names -------------------------------------------------------------------------------------
+
+def _distinct_labels(clusters: list[SourceFile], jobs: list[SourceFile]
+                     ) -> tuple[list[SourceFile], list[SourceFile]]:
+    """Inputs that share a file name (team-a/job.json, team-b/job.json) go by their path."""
+    counts = Counter(s.path.name for s in clusters + jobs)
+    if all(n == 1 for n in counts.values()):
+        return clusters, jobs
+
+    def label(src: SourceFile) -> SourceFile:
+        return replace(src, label=src.path.as_posix()) if counts[src.path.name] > 1 else src
+
+    return [label(s) for s in clusters], [label(s) for s in jobs]
+
 
 def _stem_name(path: Path) -> str:
     """A resource name from a file name: `Horovod__Horovod-PyTorch.job.json` -> Horovod-PyTorch.

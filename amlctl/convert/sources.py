@@ -43,11 +43,13 @@ class SourceFile:
     raw: dict[str, Any]
     props: dict[str, Any]
     prefix: tuple[PathPart, ...]
+    label: str = ""  # set when two inputs share a file name
 
     @property
     def name(self) -> str:
-        """The file name, as the report and manifest comments show it."""
-        return self.path.name
+        """The file as the report and manifest comments name it: its name, or the path given
+        when another input has the same name."""
+        return self.label or self.path.name
 
     def field(self, *parts: PathPart) -> str:
         """Dotted path of a field of `props`, as written in the file."""

@@ -343,3 +343,16 @@ def test_placeholders_read_the_az_batchai_variables(write: Any) -> None:
     assert store["account_key"] == "{{ secret_env('AZURE_BATCHAI_STORAGE_KEY') }}"
     [todo] = entry(conversion, "<AZURE_BATCHAI_STORAGE_ACCOUNT>")
     assert todo.outcome is Outcome.ACTION
+
+
+def test_inputs_with_the_same_file_name_stay_apart(tmp_path: Path) -> None:
+    for team in ("team-a", "team-b"):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "job.json").write_text(json.dumps(job(
+            nodeCount=1, customToolkitSettings={"commandLine": f"echo {team}"})))
+    conversion = convert_batchai([], [tmp_path / "team-a" / "job.json",
+                                      tmp_path / "team-b" / "job.json"])
+    sources = [s.source for s in conversion.report.sources]
+    assert sources == [(tmp_path / "team-a" / "job.json").as_posix(),
+                       (tmp_path / "team-b" / "job.json").as_posix()]
+    assert list(data(conversion)["runs"]) == ["job", "job-2"]
