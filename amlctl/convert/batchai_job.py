@@ -170,17 +170,15 @@ class JobConverter:
         workers = _int(settings.get("workerCount"), self.node_count)
         ps_count = _int(settings.get("parameterServerCount"), 1)
         node_count = self.node_count
-        for count_key, value, default in (("workerCount", workers, "nodeCount"),
-                                          ("parameterServerCount", ps_count, "1")):
-            self.report.add(self.src.name, self.src.field(key, count_key)
-                            if count_key in settings else self.src.field(key),
-                            Outcome.MAPPED,
-                            f"{self.target}.distribution."
-                            + ("worker_count" if count_key == "workerCount"
-                               else "parameter_server_count"),
-                            f"{value}" + ("" if count_key in settings
-                                          else f" (Batch AI's default: {default})"),
-                            remark=count_key not in settings)
+        for count_key, target, value, default in (
+                ("workerCount", "worker_count", workers, "nodeCount"),
+                ("parameterServerCount", "parameter_server_count", ps_count, "1")):
+            given = count_key in settings
+            field_path = self.src.field(key, count_key) if given else self.src.field(key)
+            self.report.add(self.src.name, field_path, Outcome.MAPPED,
+                            f"{self.target}.distribution.{target}",
+                            str(value) if given else f"{value} (Batch AI's default: {default})",
+                            remark=not given)
         if node_count > workers + ps_count:
             self.report.add(self.src.name, self.src.field("nodeCount"), Outcome.ACTION,
                             f"{self.target}.distribution.node_count",
