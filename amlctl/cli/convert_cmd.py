@@ -38,16 +38,18 @@ def batchai(
         typer.Option("--report", metavar="FILE", help="Also write the report as Markdown."),
     ] = None,
     workspace: Annotated[
-        str | None, typer.Option("--workspace", help="Azure ML workspace name.")
+        str | None, typer.Option("--workspace", metavar="NAME", help="Azure ML workspace name.")
     ] = None,
     resource_group: Annotated[
-        str | None, typer.Option("--resource-group", help="Resource group of the workspace.")
+        str | None,
+        typer.Option("--resource-group", metavar="RG", help="Resource group of the workspace."),
     ] = None,
     location: Annotated[
-        str | None, typer.Option("--location", help="Azure region of the workspace.")
+        str | None,
+        typer.Option("--location", metavar="REGION", help="Azure region of the workspace."),
     ] = None,
     subscription_id: Annotated[
-        str | None, typer.Option("--subscription-id", help="Azure subscription id.")
+        str | None, typer.Option("--subscription-id", metavar="ID", help="Azure subscription id.")
     ] = None,
     no_compat: Annotated[
         bool,
