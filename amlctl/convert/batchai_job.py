@@ -194,10 +194,7 @@ class JobConverter:
                         role_arguments)
 
     def _horovod(self, key: str) -> _Program:
-        head = self._script(key)
-        self._interpreter(key)
-        head.update(self._arguments(self._args(key, "commandLineArgs") or []))
-        self._report_args(key, ("commandLineArgs",))
+        head = self._python(key)
         distribution, note = self._mpi(key, always=True)
         return _Program(head, distribution, note)
 
@@ -221,25 +218,12 @@ class JobConverter:
             self.report.add(self.src.name, self.src.field(key, "languageType"), Outcome.MAPPED,
                             f"{self.target}.command" if brainscript
                             else f"{self.target}.entry_script")
-        if brainscript:
-            config = str(settings.get("configFilePath", ""))
-            args = str(settings.get("commandLineArgs", ""))
-            line = f"cntk configFile={config}" + (f" {args}" if args else "")
-            head = self._command(key, "configFilePath", line,
-                                 also=("commandLineArgs",) if args else ())
-        else:
-            head = self._script(key)
-            self._interpreter(key)
-            head.update(self._arguments(self._args(key, "commandLineArgs") or []))
-            self._report_args(key, ("commandLineArgs",))
+        head = self._config_command(key, "cntk configFile=") if brainscript else self._python(key)
         distribution, note = self._mpi(key, always=False)
         return _Program(head, distribution, note)
 
     def _pytorch(self, key: str) -> _Program:
-        head = self._script(key)
-        self._interpreter(key)
-        head.update(self._arguments(self._args(key, "commandLineArgs") or []))
-        self._report_args(key, ("commandLineArgs",))
+        head = self._python(key)
         distribution, note = self._mpi(key, always=False)
         backend = self.src.get(key, "communicationBackend")
         if backend is not None:
@@ -254,10 +238,7 @@ class JobConverter:
         return _Program(head, distribution, note)
 
     def _caffe2(self, key: str) -> _Program:
-        head = self._script(key)
-        self._interpreter(key)
-        head.update(self._arguments(self._args(key, "commandLineArgs") or []))
-        self._report_args(key, ("commandLineArgs",))
+        head = self._python(key)
         distribution = None
         note = ""
         if self.node_count > 1:
@@ -274,16 +255,9 @@ class JobConverter:
     def _caffe(self, key: str) -> _Program:
         settings = self.src.get(key)
         if "configFilePath" in settings and "pythonScriptFilePath" not in settings:
-            args = str(settings.get("commandLineArgs", ""))
-            line = f"caffe train --solver={settings['configFilePath']}" + (
-                f" {args}" if args else "")
-            head = self._command(key, "configFilePath", line,
-                                 also=("commandLineArgs",) if args else ())
+            head = self._config_command(key, "caffe train --solver=")
         else:
-            head = self._script(key)
-            self._interpreter(key)
-            head.update(self._arguments(self._args(key, "commandLineArgs") or []))
-            self._report_args(key, ("commandLineArgs",))
+            head = self._python(key)
         distribution, note = self._mpi(key, always=False)
         self.report.add(self.src.name, self.src.field(key), Outcome.ACTION, None,
                         "Azure ML has no Caffe environment: give the run a docker image with "
@@ -343,6 +317,22 @@ class JobConverter:
         note = (f"{self.src.field(key, 'processCount')} over nodeCount" if given is not None
                 else "nodeCount, one process per node (Batch AI's default)")
         return {"type": "mpi", "node_count": nodes, "process_count_per_node": per_node}, note
+
+    def _python(self, key: str) -> CommentedMap:
+        """A Python toolkit's script and arguments (pythonScriptFilePath, commandLineArgs)."""
+        head = self._script(key)
+        self._interpreter(key)
+        head.update(self._arguments(self._args(key, "commandLineArgs") or []))
+        self._report_args(key, ("commandLineArgs",))
+        return head
+
+    def _config_command(self, key: str, prefix: str) -> CommentedMap:
+        """A toolkit started from a config file: `<prefix><configFilePath> <commandLineArgs>`."""
+        args = str(self.src.get(key, "commandLineArgs", default=""))
+        line = f"{prefix}{self.src.get(key, 'configFilePath', default='')}" + (
+            f" {args}" if args else "")
+        return self._command(key, "configFilePath", line,
+                             also=("commandLineArgs",) if args else ())
 
     def _script(self, key: str) -> CommentedMap:
         field_path = self.src.field(key, "pythonScriptFilePath")
