@@ -229,6 +229,7 @@ class FakeAzure:
         self.containers: dict[tuple[str, str], dict[str, Blob]] = {}
         self.account_keys: dict[str, str] = {}
         self.uncommitted_blocks: dict[tuple[str, str, str], dict[str, bytes]] = {}
+        self.service_principals: dict[str, str] = {}  # client id -> secret
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
         # knobs
@@ -271,6 +272,7 @@ class FakeAzure:
             self.containers.clear()
             self.account_keys.clear()
             self.uncommitted_blocks.clear()
+            self.service_principals.clear()
             self.calls.clear()
             self.failures.clear()
             self.operation_polls = 0
@@ -304,6 +306,11 @@ class FakeAzure:
             for c in containers:
                 self.containers.setdefault((account, c), {})
             return key
+
+    def add_service_principal(self, client_id: str, secret: str) -> None:
+        """Let the token endpoint accept this client id and secret."""
+        with self.lock:
+            self.service_principals[client_id] = secret
 
     def fail_next(self, method: str, path_fragment: str, status: int, times: int = 1,
                   reset_connection: bool = False) -> None:
@@ -346,6 +353,8 @@ class FakeAzure:
                     return self._aml(call)
                 if call.host.endswith(BLOB_HOST_SUFFIX):
                     return self._blob(call)
+                if call.host == AAD_HOST:
+                    return self._aad(call)
                 raise ServiceError(404, "HostNotFound", f"No service at {call.host}")
             except ServiceError as e:
                 return self._error(e.status, e.code, e.message, xml=call.host.endswith(
@@ -392,6 +401,46 @@ class FakeAzure:
         h = {"Content-Type": "application/json; charset=utf-8"}
         h.update(headers or {})
         return status, h, json.dumps(obj).encode()
+
+    # -- Microsoft Entra ID (client credentials only) ------------------------------------------
+
+    def _aad(self, call: Call) -> tuple[int, dict[str, str], bytes]:
+        base = f"https://{AAD_HOST}"
+        m = re.match(r"^/([^/]+)/v2\.0/\.well-known/openid-configuration$", call.path)
+        if m and call.method == "GET":
+            tenant = m.group(1)
+            return self._json(200, {
+                "issuer": f"{base}/{tenant}/v2.0",
+                "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
+                "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "token"],
+                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                "tenant_region_scope": "EU"})
+        if call.path == "/common/discovery/instance" and call.method == "GET":
+            return self._json(200, {
+                "tenant_discovery_endpoint":
+                    f"{base}/common/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": AAD_HOST, "preferred_cache": AAD_HOST,
+                              "aliases": [AAD_HOST]}]})
+        m = re.match(r"^/([^/]+)/oauth2/v2\.0/token$", call.path)
+        if m and call.method == "POST":
+            form = dict(urllib.parse.parse_qsl(call.body.decode()))
+            if form.get("grant_type") != "client_credentials":
+                return self._json(400, {"error": "unsupported_grant_type"})
+            client = form.get("client_id", "")
+            if self.service_principals.get(client) != form.get("client_secret"):
+                return self._json(401, {"error": "invalid_client", "error_description":
+                                        "AADSTS7000215: Invalid client secret provided."})
+            scope = form.get("scope", "").split()[0]
+            audience = scope[: -len(".default")] if scope.endswith("/.default") else scope
+            audience = audience[:-1] if audience.endswith("//") else audience
+            return self._json(200, {"token_type": "Bearer", "expires_in": 3599,
+                                    "ext_expires_in": 3599,
+                                    "access_token": make_token(audience, tenant=m.group(1))})
+        raise ServiceError(404, "NotFound", f"No route for {call.method} {call.path}")
 
     # -- ARM ----------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,8 +229,10 @@ def build_environment(name: str, env: Any, use_gpu: bool, secrets: Mapping[str, 
             name, str(_conda_path(conda_file, source_dir)))
     else:
         environment = s.Environment(name)
-        environment.python.conda_dependencies = s.CondaDependencies.create(
-            pip_packages=list(env.get("pip") or []))
+        with warnings.catch_warnings():  # the SDK's vendored YAML warns about itself
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            environment.python.conda_dependencies = s.CondaDependencies.create(
+                pip_packages=list(env.get("pip") or []))
     if env.get("docker_image"):
         environment.docker.base_image = env["docker_image"]
     elif use_gpu:
