@@ -64,6 +64,7 @@ VM_SIZES: dict[str, tuple[str, int, int, float, bool]] = {
     "STANDARD_D3_V2": ("standardDv2Family", 4, 0, 14.0, True),
     "STANDARD_DS3_V2": ("standardDSv2Family", 4, 0, 14.0, True),
     "STANDARD_D4S_V3": ("standardDSv3Family", 4, 0, 16.0, True),
+    "STANDARD_D2_V3": ("standardDv3Family", 2, 0, 8.0, True),
     "STANDARD_NC6": ("standardNCFamily", 6, 1, 56.0, True),
     "STANDARD_NC6S_V3": ("standardNCSv3Family", 6, 1, 112.0, True),
     "STANDARD_NC4AS_T4_V3": ("standardNCASv3_T4Family", 4, 1, 28.0, True),

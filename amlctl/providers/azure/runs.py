@@ -229,10 +229,8 @@ def build_environment(name: str, env: Any, use_gpu: bool, secrets: Mapping[str, 
             name, str(_conda_path(conda_file, source_dir)))
     else:
         environment = s.Environment(name)
-        with warnings.catch_warnings():  # the SDK's vendored YAML warns about itself
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
-            environment.python.conda_dependencies = s.CondaDependencies.create(
-                pip_packages=list(env.get("pip") or []))
+        environment.python.conda_dependencies = s.CondaDependencies.create(
+            pip_packages=list(env.get("pip") or []))
     if env.get("docker_image"):
         environment.docker.base_image = env["docker_image"]
     elif use_gpu:
@@ -257,6 +255,13 @@ def run_tags(request: RunRequest, stack: str) -> dict[str, str]:
 
 def build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], Any]) -> BuiltRun:
     """The ScriptRunConfig (and data references, tags) for a run request; no network."""
+    with warnings.catch_warnings():  # the SDK's vendored YAML warns about its own API
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return _build_run(request, stack, datastore_for)
+
+
+def _build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], Any]
+               ) -> BuiltRun:
     s = sdk.load()
     run = request.run
     refs = _References(datastore_for)

@@ -1,0 +1,72 @@
+"""The quickstart manifest planned and applied on the azure backend through the real engine.
+
+The real SDK runs against the fake service (only the network edge is replaced); experiments
+and run submission go to the in-memory history double. Workspace creation (an ARM template
+deployment) is not modelled, so the workspace exists beforehand, owned by the stack.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SUBSCRIPTION
+from fake_service import FakeAzure
+from history_double import HistoryDouble
+
+from amlctl.providers.azure.computes import ComputeSettings
+from amlctl.providers.azure.provider import AzureProvider
+from amlctl.providers.azure.retry import RetryPolicy
+from amlctl.providers.base import OWNER_TAG
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
+
+
+@pytest.fixture
+def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Any:
+    from amlctl.engine.history import History
+    from amlctl.engine.planner import Context
+    from amlctl.manifest.loader import load_manifest
+
+    if not (EXAMPLE / "amlctl.yaml").is_file():
+        pytest.skip("the quickstart example is not there")
+    shutil.copytree(EXAMPLE, tmp_path / "mnist")
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+    monkeypatch.delenv("AMLCTL_HOME", raising=False)
+    loaded = load_manifest(tmp_path / "mnist" / "amlctl.yaml")
+    fake.add_workspace("mnist-rg", "mnist-ws", tags={"team": "vision", OWNER_TAG: "mnist"})
+    state = tmp_path / "mnist" / ".amlctl"
+    provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", state,
+                             auth=token_auth, cloud="AzureCloud", run_service=HistoryDouble(),
+                             policy=RetryPolicy(sleep=lambda _s: None),
+                             compute_settings=ComputeSettings(sleep=lambda _s: None))
+    ctx = Context(loaded, provider, History(state, "mnist"), state, "azure")
+    yield ctx
+    ctx.close()
+
+
+def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
+    """apply creates the cluster, experiment, upload and run; a second plan has no changes."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.plan import Action
+    from amlctl.engine.planner import make_plan
+
+    first = make_plan(context)
+    actions = {c.address: c.action for c in first.changes}
+    assert actions == {"workspace": Action.NOOP, "compute.cpu-cluster": Action.CREATE,
+                       "experiment.tensorflow_experiment": Action.CREATE,
+                       "upload.mnist": Action.CREATE, "run.tf-mnist": Action.CREATE}
+    result = apply_plan(context, first)
+    assert result.ok, result
+    second = make_plan(context)
+    assert {c.address: c.action for c in second.changes if c.action is not Action.NOOP} == {}
+    history = context.provider.runs()
+    assert len(history.submissions) == 1
+    rc = history.submissions[0].config.run_config
+    assert (rc.tensorflow.worker_count, rc.tensorflow.parameter_server_count,
+            rc.node_count) == (2, 1, 2)
+    uploaded = fake.calls_to("PUT", "/mnist_dataset/")
+    assert uploaded, "the upload sent files to blob storage"
