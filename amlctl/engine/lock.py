@@ -54,23 +54,29 @@ def workspace_lock(state_dir: Path, command: str, timeout: float = 0.0) -> Itera
     lock_id = uuid.uuid4().hex[:12]
     record = {"id": lock_id, "host": socket.gethostname(), "pid": os.getpid(),
               "time": time.time(), "command": command}
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            if time.monotonic() >= deadline:
-                holder = read_lock(state_dir) or {}
-                raise LockError(
-                    f"the workspace is locked: {_describe(holder)}. If no apply is running, "
-                    f"release it with `amlctl force-unlock {holder.get('id')}`."
-                ) from None
-            time.sleep(0.2)
-    with os.fdopen(fd, "w") as handle:
+    # The record is written aside and hard-linked into place: taking the lock and naming the
+    # holder are one atomic step, so a competitor never reads a lock file still empty.
+    draft = state_dir / f".{LOCK_FILE}.{lock_id}"
+    with open(draft, "w") as handle:
         json.dump(record, handle)
         handle.flush()
         os.fsync(handle.fileno())
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                os.link(draft, path)
+                break
+            except FileExistsError:
+                if time.monotonic() >= deadline:
+                    holder = read_lock(state_dir) or {}
+                    raise LockError(
+                        f"the workspace is locked: {_describe(holder)}. If no apply is "
+                        f"running, release it with `amlctl force-unlock {holder.get('id')}`."
+                    ) from None
+                time.sleep(0.2)
+    finally:
+        draft.unlink(missing_ok=True)
     try:
         yield lock_id
     finally:

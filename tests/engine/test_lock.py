@@ -1,0 +1,130 @@
+"""One apply per workspace at a time: the lock lets one through and names its holder to others.
+
+The first apply is a real process paused after its first step (AMLCTL_PAUSE_AFTER_STEP), so it
+holds the lock for as long as the test needs; the others are real processes too.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from enginekit import Cli, journal, run_amlctl, start_amlctl, state_rows, wait_for
+
+from amlctl.engine.lock import workspace_lock
+
+
+def _lock_file(project: Path) -> Path:
+    return project / ".amlctl" / "apply.lock"
+
+
+def _holder(project: Path) -> dict[str, Any]:
+    return json.loads(_lock_file(project).read_text())
+
+
+@pytest.fixture
+def paused_apply(basic_project: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """An `amlctl apply` holding the workspace lock, asleep after creating the workspace."""
+    log = basic_project / "first-apply.log"
+    proc = start_amlctl(basic_project, log, "apply", "--auto-approve",
+                        AMLCTL_PAUSE_AFTER_STEP="1")
+    wait_for(lambda: journal(basic_project, "done") or proc.poll() is not None,
+             what="the first apply's first step")
+    assert proc.poll() is None, log.read_text()
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_second_apply_fails_fast_naming_the_holder(
+        basic_project: Path, paused_apply: subprocess.Popen[bytes], cli: Cli) -> None:
+    before = state_rows(basic_project)
+    holder = _holder(basic_project)
+    started = time.monotonic()
+    second = run_amlctl(basic_project, "apply", "--auto-approve")
+    assert second.code == 1, second
+    assert time.monotonic() - started < 10  # fails at once (the time is the interpreter's)
+    assert (f"the workspace is locked: lock {holder['id']} held by amlctl apply "
+            f"(pid {paused_apply.pid} on {socket.gethostname()}, since ") in second.stderr
+    assert f"release it with `amlctl force-unlock {holder['id']}`" in second.stderr
+    assert "stale" not in second.stderr
+    destroy = run_amlctl(basic_project, "destroy", "--auto-approve")
+    assert destroy.code == 1 and "the workspace is locked" in destroy.stderr
+    # nothing was changed by the refused commands; the holder still owns the lock
+    assert state_rows(basic_project) == before
+    assert journal(basic_project, "done") == [("workspace", "create")]
+    assert _holder(basic_project) == holder
+    # reading needs no lock: plan still works while an apply runs
+    assert cli("plan").code == 0
+
+
+def test_lock_timeout_waits_then_gives_up(
+        basic_project: Path, paused_apply: subprocess.Popen[bytes]) -> None:
+    started = time.monotonic()
+    second = run_amlctl(basic_project, "apply", "--auto-approve", "--lock-timeout", "1.5")
+    assert second.code == 1 and "the workspace is locked" in second.stderr
+    assert time.monotonic() - started >= 1.5
+
+
+def test_lock_timeout_gets_the_lock_once_released(basic_project: Path) -> None:
+    held = threading.Event()
+
+    def hold() -> None:
+        with workspace_lock(basic_project / ".amlctl", "a test holder"):
+            held.set()
+            time.sleep(1.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    started = time.monotonic()
+    second = run_amlctl(basic_project, "apply", "--auto-approve", "--lock-timeout", "30")
+    holder.join()
+    assert second.code == 0, second
+    assert "Apply complete. Resources: 6 added" in second.stdout
+    assert time.monotonic() - started < 30
+    assert not _lock_file(basic_project).exists()
+
+
+def test_lock_released_after_apply_even_when_it_fails(basic_project: Path, cli: Cli) -> None:
+    assert cli("apply").code == 1  # refused: no terminal to confirm on
+    assert not _lock_file(basic_project).exists()
+    assert cli("apply", "--auto-approve").code == 0
+    assert not _lock_file(basic_project).exists()
+
+
+def test_stale_lock_is_named_and_force_unlock_needs_its_id(
+        basic_project: Path, paused_apply: subprocess.Popen[bytes], cli: Cli) -> None:
+    holder = _holder(basic_project)
+    paused_apply.kill()
+    paused_apply.wait()
+
+    after_crash = cli("apply", "--auto-approve")
+    assert after_crash.code == 1
+    assert f"(pid {paused_apply.pid} on {socket.gethostname()}" in after_crash.stderr
+    assert "that process is gone, so the lock is stale" in after_crash.stderr
+    assert f"amlctl force-unlock {holder['id']}" in after_crash.stderr
+
+    wrong = cli("force-unlock", "0000deadbeef")
+    assert wrong.code == 1
+    assert f"lock id '0000deadbeef' does not match the current lock '{holder['id']}'" \
+        in wrong.stderr
+    assert _lock_file(basic_project).exists()
+
+    right = cli("force-unlock", holder["id"])
+    assert right.code == 0, right
+    assert (f"Removed lock {holder['id']} (held by amlctl apply, pid {paused_apply.pid} on "
+            f"{socket.gethostname()})") in right.stdout
+    assert not _lock_file(basic_project).exists()
+    assert cli("force-unlock", holder["id"]).code == 1  # not locked any more
+
+    assert cli("apply", "--auto-approve").code == 0
+    assert "No changes." in cli("plan").stdout
