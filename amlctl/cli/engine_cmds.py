@@ -139,7 +139,7 @@ def apply(
     lock_timeout: LockTimeout = 0.0,
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
-    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.executor import apply_plan, recover
     from amlctl.engine.lock import workspace_lock
     from amlctl.engine.planfile import check_current, load_plan
     from amlctl.engine.planner import make_destroy_plan, make_plan
@@ -155,6 +155,7 @@ def apply(
         settings(ctx).variables = {**saved.variables, **settings(ctx).variables}
     with engine_context(ctx, file) as context, \
             workspace_lock(context.state_dir, "amlctl apply", lock_timeout):
+        recover(context, report=typer.echo)
         if saved is not None and saved.destroy:
             the_plan = make_destroy_plan(context, include_data=saved.include_data,
                                          include_workspace=saved.include_workspace)
@@ -230,13 +231,14 @@ def destroy(
     lock_timeout: LockTimeout = 0.0,
 ) -> None:
     """Delete everything this stack owns: cancel active runs, delete clusters and datastores."""
-    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.executor import apply_plan, recover
     from amlctl.engine.lock import workspace_lock
     from amlctl.engine.planner import make_destroy_plan
     from amlctl.render.human import render_plan
 
     with engine_context(ctx, file) as context, \
             workspace_lock(context.state_dir, "amlctl destroy", lock_timeout):
+        recover(context, report=typer.echo)
         the_plan = make_destroy_plan(context, include_data=include_data,
                                      include_workspace=include_workspace)
         typer.echo(render_plan(the_plan, _styler(ctx)), nl=False)

@@ -9,6 +9,7 @@ it, delete of a missing one is a no-op), and run submission is repaired by the p
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -47,7 +48,7 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
                show_progress: bool = False) -> ApplyResult:
     """Carry out the plan's changes. Call with the workspace lock held."""
     result = ApplyResult()
-    result.recovered = _recover(ctx, report)
+    result.recovered = recover(ctx, report)
     desired = {} if plan.destroy else desired_state(ctx.loaded)
     apply_id = uuid.uuid4().hex[:12]
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
@@ -63,7 +64,9 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
     return result
 
 
-def _recover(ctx: Context, report: Report) -> list[str]:
+def recover(ctx: Context, report: Report = lambda _: None) -> list[str]:
+    """Report and repair what an interrupted apply left; call with the lock held, before
+    planning (a repair may change what the plan sees). Returns what was found."""
     interrupted = ctx.history.interrupted()
     repaired = ctx.provider.recover()
     if interrupted:
@@ -98,8 +101,13 @@ class _Runner:
         self.report = report
         self.result = result
         self.show_progress = show_progress
+        # Test hooks for crash tests: sleep once step N is done, or once the Nth primitive
+        # action is done but not yet journalled (the window a crash is hardest to recover in).
         self.pause_after = int(os.environ.get("AMLCTL_PAUSE_AFTER_STEP", "0") or 0)
+        self.pause_in = int(os.environ.get("AMLCTL_PAUSE_IN_STEP", "0") or 0)
         self.steps_done = 0
+        self.actions_done = 0
+        self._count_lock = threading.Lock()
 
     def run_phase(self, changes: list[Change], deps: dict[str, set[str]]) -> None:
         by_address = {c.address: c for c in changes}
@@ -148,9 +156,12 @@ class _Runner:
             raise ProviderError(f"{type(err).__name__}: {err}") from err
         elapsed = time.monotonic() - started
         self.report(f"{change.address}: done after {elapsed:.1f}s{detail}")
-        self.steps_done += 1
-        if self.pause_after and self.steps_done >= self.pause_after:
-            time.sleep(3600)  # test hook: lets crash tests SIGKILL between steps
+        with self._count_lock:
+            self.steps_done += 1
+            pause = bool(self.pause_after) and self.steps_done >= self.pause_after
+        if pause:  # test hook: lets crash tests SIGKILL between steps
+            self.report(f"{change.address}: paused (AMLCTL_PAUSE_AFTER_STEP)")
+            time.sleep(3600)
 
     def _journal(self, change: Change, step: str, action: Callable[[], Any]) -> Any:
         entry = self.ctx.history.begin(self.apply_id, change.address, step)
@@ -159,6 +170,12 @@ class _Runner:
         except BaseException as err:
             self.ctx.history.end(entry, False, str(err)[:500])
             raise
+        with self._count_lock:
+            self.actions_done += 1
+            pause = bool(self.pause_in) and self.actions_done >= self.pause_in
+        if pause:  # test hook: lets crash tests SIGKILL inside a step
+            self.report(f"{change.address}: paused in {step} (AMLCTL_PAUSE_IN_STEP)")
+            time.sleep(3600)
         self.ctx.history.end(entry, True)
         return value
 

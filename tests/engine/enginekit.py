@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +27,10 @@ workspace:
   location: westeurope
 computes:
   cpu:
-    vm_size: STANDARD_D2_V2
+    vm_size: Standard_D2_v3
     max_nodes: {max_nodes}
   gpu:
-    vm_size: STANDARD_NC6S_V3
+    vm_size: Standard_NC4as_T4_v3
     max_nodes: 2
 datastores:
   images:
@@ -101,3 +103,41 @@ def run_amlctl(cwd: Path, *args: str, timeout: float = 60, **env: str) -> CliRes
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout, check=False)
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def start_amlctl(cwd: Path, log: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    """Start `amlctl ARGS...` in `cwd`, its stdout and stderr going to `log` (no pipe to fill)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(amlctl_command(*args), cwd=cwd, env=subprocess_env(**env),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> None:
+    """Poll `condition` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def journal(folder: Path, state: str) -> list[tuple[str, str]]:
+    """(address, step) of journal entries in `state` (begun, done, failed, recovered)."""
+    path = folder / ".amlctl" / "engine.db"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path, timeout=10) as conn:
+        try:
+            return conn.execute("SELECT address, step FROM journal WHERE state=? ORDER BY id",
+                                (state,)).fetchall()
+        except sqlite3.OperationalError:  # the table is not made yet
+            return []
+
+
+def state_rows(folder: Path) -> list[tuple[str, str, str | None, str]]:
+    """(kind, name, owner, attrs) of every object of the local backend, workspaces included."""
+    with sqlite3.connect(folder / ".amlctl" / "state.db", timeout=10) as conn:
+        rows = conn.execute(
+            "SELECT 'workspace', name, owner, location FROM workspaces UNION ALL "
+            "SELECT kind, name, owner, attrs FROM objects ORDER BY 1, 2").fetchall()
+    return [tuple(r) for r in rows]

@@ -107,12 +107,10 @@ class LocalProvider(Provider):
         if kind == "workspace":
             ws = self.store.create_workspace(
                 attrs["subscription_id"], attrs["resource_group"], attrs["name"],
-                attrs["location"], attrs.get("tags") or {}, self.stack)
+                attrs["location"], attrs.get("tags") or {}, self.stack,
+                built_in={"datastore": {DEFAULT_DATASTORE: {"type": "workspace_default"}}})
             self.datastore_dir(DEFAULT_DATASTORE, ws).mkdir(parents=True, exist_ok=True)
             (self.workspace_dir(ws) / "runs").mkdir(exist_ok=True)
-            if self.store.get_object(ws.id, "datastore", DEFAULT_DATASTORE) is None:
-                self.store.put_object(ws.id, "datastore", DEFAULT_DATASTORE,
-                                      {"type": "workspace_default"}, None)
             return
         ws = self._require_workspace()
         existing = self.store.get_object(ws.id, kind, name)

@@ -168,15 +168,29 @@ class Store:
         return [_workspace(r) for r in rows]
 
     def create_workspace(self, subscription_id: str, resource_group: str, name: str,
-                         location: str, tags: dict[str, str], owner: str | None) -> WorkspaceRow:
-        """Insert a workspace (idempotent: an existing one is returned unchanged)."""
+                         location: str, tags: dict[str, str], owner: str | None,
+                         built_in: dict[str, dict[str, dict[str, Any]]] | None = None
+                         ) -> WorkspaceRow:
+        """Insert a workspace (idempotent: an existing one is returned unchanged), with the
+        objects every workspace comes with (`built_in`: kind -> name -> attrs, no owner) in the
+        same transaction, so a crash never leaves a workspace without them."""
+        now = time.time()
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO workspaces (subscription_id, resource_group, name, "
                 "location, tags, owner, created_at) VALUES (?,?,?,?,?,?,?)",
-                (subscription_id, resource_group, name, location, json.dumps(tags), owner,
-                 time.time()),
+                (subscription_id, resource_group, name, location, json.dumps(tags), owner, now),
             )
+            (workspace_id,) = conn.execute(
+                "SELECT id FROM workspaces WHERE subscription_id=? AND resource_group=? AND "
+                "name=?", (subscription_id, resource_group, name)).fetchone()
+            for kind, objects in (built_in or {}).items():
+                for object_name, attrs in objects.items():
+                    conn.execute(
+                        "INSERT OR IGNORE INTO objects (workspace_id, kind, name, attrs, owner, "
+                        "created_at, updated_at) VALUES (?,?,?,?,NULL,?,?)",
+                        (workspace_id, kind, object_name, json.dumps(attrs, sort_keys=True),
+                         now, now))
         found = self.get_workspace(subscription_id, resource_group, name)
         assert found is not None
         return found
