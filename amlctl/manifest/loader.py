@@ -338,10 +338,17 @@ def _check_tag(node: Any, path: Path_, walk: _Walk) -> None:
         ))
 
 
-def _key_position(node: Any, key: Any) -> tuple[int, int] | None:
+def _key_position(node: Any, key: Any, depth: int = 0) -> tuple[int, int] | None:
+    """Where `key` is written: in the mapping itself, or in a mapping merged with `<<:`."""
     try:
         line, column = node.lc.key(key)
     except (KeyError, TypeError, AttributeError):
+        if depth > MAX_DEPTH:
+            return None
+        for merged in getattr(node, "merge", None) or ():
+            source = merged[1] if isinstance(merged, tuple) else merged  # older ruamel: (i, map)
+            if key in source:
+                return _key_position(source, key, depth + 1)
         return None
     return (line + 1, column + 1)
 
@@ -488,7 +495,10 @@ def _message(error: Any, parent: Any, registry: Mapping[int, type]) -> str:
         model = registry.get(id(parent))
         hint = ""
         if model is not None:
-            close = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+            fields = list(model.model_fields)
+            close = difflib.get_close_matches(str(key), fields, n=1) or [
+                f for f in fields if f.startswith(str(key)) or str(key).startswith(f)
+            ][:1]
             if close:
                 hint = f" (did you mean '{close[0]}'?)"
         return f"unknown field '{key}'{hint}"

@@ -1,0 +1,281 @@
+"""The loader on its own: positions, anchors and merge keys, hints, templating, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from amlctl.errors import ManifestError
+from amlctl.manifest.loader import load_manifest
+from amlctl.manifest.template import SensitiveStr
+
+WORKSPACE = """\
+version: 1
+name: demo
+workspace:
+  name: demo-ws
+  subscription_id: "0"
+  resource_group: rg
+  location: westeurope
+"""
+
+
+def write(folder: Path, text: str) -> Path:
+    path = folder / "amlctl.yaml"
+    path.write_text(text)
+    return path
+
+
+def errors_of(path: Path, **kwargs) -> list[str]:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, **kwargs)
+    return [str(e) for e in caught.value.errors]
+
+
+def test_positions_of_keys_nested_values_and_list_items(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+computes:
+  cpu:
+    vm_size: Standard_D2_v3
+    max_nodes: 2
+experiments:
+  mnist: {}
+runs:
+  train:
+    experiment: mnist
+    compute: cpu
+    source_directory: src
+    entry_script: train.py
+    arguments:
+      - --steps
+      - 100
+      - {datastore: default, path: digits}
+    outputs:
+    - model
+""")
+    loaded = load_manifest(path)
+    assert loaded.positions[("workspace",)] == (3, 1)
+    assert loaded.positions[("workspace", "location")] == (7, 3)
+    assert loaded.positions[("computes", "cpu", "max_nodes")] == (11, 5)
+    assert loaded.positions[("runs", "train", "arguments", 0)] == (21, 9)
+    assert loaded.positions[("runs", "train", "arguments", 2)] == (23, 9)
+    assert loaded.positions[("runs", "train", "arguments", 2, "path")] == (23, 30)
+    assert loaded.positions[("runs", "train", "outputs", 0)] == (25, 7)
+
+
+def test_error_in_a_list_item_points_at_the_item(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+computes:
+  cpu: {vm_size: Standard_D2_v3, max_nodes: 2}
+experiments:
+  mnist: {}
+runs:
+  train:
+    experiment: mnist
+    compute: cpu
+    source_directory: src
+    entry_script: train.py
+    arguments:
+      - --data
+      - {datastore: nowhere, path: digits}
+""")
+    assert errors_of(path) == [
+        f"{path}:20:10: runs.train.arguments.1.datastore: unknown datastore 'nowhere' "
+        "(defined: default)",
+    ]
+
+
+def test_merge_keys_share_defaults(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+computes:
+  cpu: &cluster
+    vm_size: Standard_D2_v3
+    vm_priority: lowpriority
+    max_nodes: 2
+  big-cpu:
+    <<: *cluster
+    vm_size: Standard_D16_v3
+    max_nodes: 8
+  copy: *cluster
+""")
+    computes = load_manifest(path).manifest.computes
+    assert computes["big-cpu"].vm_size == "Standard_D16_v3"
+    assert computes["big-cpu"].vm_priority == "lowpriority"
+    assert computes["big-cpu"].max_nodes == 8
+    assert computes["copy"] == computes["cpu"]
+
+
+def test_an_error_inside_an_anchor_points_at_the_anchor(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+computes:
+  cpu: &cluster
+    vm_size: Standard_D2_v3
+    max_nodes: 0
+  more:
+    <<: *cluster
+    vm_size: Standard_D4_v3
+""")
+    assert errors_of(path) == [
+        f"{path}:11:5: computes.cpu.max_nodes: must be greater than or equal to 1 (got 0)",
+        f"{path}:11:5: computes.more.max_nodes: must be greater than or equal to 1 (got 0)",
+    ]
+
+
+@pytest.mark.parametrize(("typo", "hint"), [
+    ("vm_sise", "vm_size"),
+    ("maxnodes", "max_nodes"),
+    ("min_node", "min_nodes"),
+    ("vm_prority", "vm_priority"),
+    ("idle_seconds", "idle_seconds_before_scaledown"),
+])
+def test_unknown_field_suggests_the_closest(project: Path, typo: str, hint: str) -> None:
+    path = write(project, WORKSPACE + f"""\
+computes:
+  cpu:
+    vm_size: Standard_D2_v3
+    max_nodes: 2
+    {typo}: 1
+""")
+    assert errors_of(path) == [
+        f"{path}:12:5: computes.cpu.{typo}: unknown field '{typo}' (did you mean '{hint}'?)",
+    ]
+
+
+def test_unknown_field_in_a_union_member_suggests_too(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+datastores:
+  images: {type: azure_file, account_name: a, share: images}
+""")
+    assert errors_of(path) == [
+        f"{path}:9:3: datastores.images.share_name: required field 'share_name' is missing",
+        f"{path}:9:47: datastores.images.share: unknown field 'share' (did you mean 'share_name'?)",
+    ]
+
+
+def test_single_expression_keeps_its_native_type(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("version: 1\n", "version: 1\nvars:\n  nodes: 3\n"
+                                            "  gpu: true\n") + """\
+computes:
+  cpu:
+    vm_size: Standard_D2_v3
+    max_nodes: "{{ vars.nodes }}"
+    min_nodes: "{{ vars.nodes - 2 }}"
+    description: "{{ vars.nodes }} nodes"
+""")
+    loaded = load_manifest(path)
+    cpu = loaded.data["computes"]["cpu"]
+    assert cpu["max_nodes"] == 3 and type(cpu["max_nodes"]) is int
+    assert cpu["min_nodes"] == 1
+    assert cpu["description"] == "3 nodes"
+    assert loaded.data["vars"] == {"nodes": 3, "gpu": True}
+
+
+def test_var_overrides_and_var_files(project: Path) -> None:
+    (project / "prod.yaml").write_text("nodes: 5\nregion: northeurope\n")
+    path = write(project, WORKSPACE.replace("location: westeurope",
+                                            "location: \"{{ vars.region }}\"")
+                 .replace("version: 1\n", "version: 1\nvars:\n  nodes: 2\n  region: x\n")
+                 + "computes:\n  cpu: {vm_size: Standard_D2_v3, max_nodes: \"{{ vars.nodes }}\"}\n")
+    loaded = load_manifest(path, var_files=[project / "prod.yaml"], var_overrides={"nodes": 7})
+    assert loaded.manifest.computes["cpu"].max_nodes == 7
+    assert loaded.manifest.workspace.location == "northeurope"
+
+
+def test_env_function_reads_the_environment_with_a_default(project: Path) -> None:
+    path = write(project, WORKSPACE.replace(
+        'subscription_id: "0"', "subscription_id: \"{{ env('SUB', 'none') }}\""
+    ).replace("resource_group: rg", "resource_group: \"{{ env('RG') }}\""))
+    loaded = load_manifest(path, environ={"RG": "rg-from-env"})
+    assert loaded.manifest.workspace.subscription_id == "none"
+    assert loaded.manifest.workspace.resource_group == "rg-from-env"
+
+
+def test_secret_is_sensitive_and_needs_its_variable(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+datastores:
+  images:
+    type: azure_blob
+    account_name: mystorage
+    container_name: images
+    account_key: "{{ secret_env('KEY') }}"
+""")
+    loaded = load_manifest(path, environ={"KEY": "hunter2"})
+    key = loaded.data["datastores"]["images"]["account_key"]
+    assert isinstance(key, SensitiveStr)
+    assert repr(key) == "'(sensitive)'"
+    assert loaded.manifest.datastores["images"].account_key.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(loaded.manifest)
+
+    assert errors_of(path, environ={}) == [
+        f"{path}:13:5: datastores.images.account_key: secret environment variable KEY is not set",
+    ]
+    tolerant = load_manifest(path, environ={}, allow_missing_secrets=True)
+    assert tolerant.missing_secrets == ["KEY"]
+
+
+@pytest.mark.parametrize("laundered", [
+    "{{ vars.key }}",
+    "prefix-{{ vars.key }}",
+    "{{ vars['key'] | upper }}",
+    "{{ vars.key | reverse | join }}",
+    "{{ vars.group.key ~ '' }}",
+    "{{ vars.group }}",
+    "{{ vars.key | length }}",
+    "{% for c in vars.key %}{{ c }}{% endfor %}",
+])
+def test_a_secret_cannot_be_laundered_through_vars(project: Path, laundered: str) -> None:
+    path = write(project, WORKSPACE.replace("version: 1\n", """\
+version: 1
+vars:
+  key: "{{ secret_env('KEY') }}"
+  group: {key: "{{ secret_env('KEY') }}"}
+""") + f"""\
+experiments:
+  mnist:
+    tags: {{copy: "{laundered}"}}
+""")
+    assert errors_of(path, environ={"KEY": "hunter2"}) == [
+        f"{path}:13:12: experiments.mnist.tags.copy: secret_env() may only be used for secret "
+        "fields (account_key, sas_token, admin_user_password, env_vars)",
+    ]
+
+
+def test_plain_variables_are_not_mistaken_for_secrets(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("version: 1\n", """\
+version: 1
+vars:
+  key: "{{ secret_env('KEY') }}"
+  team: vision
+""") + """\
+experiments:
+  mnist:
+    tags: {team: "{{ vars.team }}", label: "team-{{ vars.team | upper }}"}
+""")
+    loaded = load_manifest(path, environ={"KEY": "hunter2"})
+    tags = loaded.data["experiments"]["mnist"]["tags"]
+    assert tags == {"team": "vision", "label": "team-VISION"}
+    assert not any(isinstance(v, SensitiveStr) for v in tags.values())
+
+
+def test_errors_come_in_file_order_across_phases(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("name: demo-ws", "name: x") + """\
+computes:
+  cpu: {vm_size: Standard_D2_v3, max_nodes: 1, min_nodes: 2}
+uploads:
+  digits: {datastore: nowhere, src_dir: data, target_path: digits}
+""")
+    lines = [int(e.split(":")[1]) for e in errors_of(path)]
+    assert lines == sorted(lines) and len(lines) == 3
+
+
+def test_warnings_do_not_fail_the_manifest(project: Path) -> None:
+    path = write(project, WORKSPACE + """\
+computes:
+  old: {vm_size: Standard_NC6, max_nodes: 1}
+  odd: {vm_size: Standard_D2_v33, max_nodes: 1}
+""")
+    warnings = [str(w) for w in load_manifest(path).warnings]
+    assert len(warnings) == 2
+    assert "retired" in warnings[0] and "Standard_NC6" in warnings[0]
+    assert "unknown VM size 'Standard_D2_v33'" in warnings[1]
