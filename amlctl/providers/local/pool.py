@@ -8,10 +8,13 @@ cluster is back to min_nodes, as AmlCompute does.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 
 from amlctl.providers.local.store import Store
+
+DEFAULT_IDLE_SECONDS = 1800
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,28 @@ def acquire(store: Store, workspace_id: int, compute: str, run_id: str, nodes: i
         if busy + nodes > max_nodes:
             return False
         now = time.time()
+        row = conn.execute("SELECT warm_nodes, idle_since FROM pools WHERE workspace_id=? AND "
+                           "compute=?", (workspace_id, compute)).fetchone()
+        warm = row["warm_nodes"] if row else 0
+        if row and row["idle_since"] is not None and busy < warm and \
+                now - row["idle_since"] >= _idle_seconds(conn, workspace_id, compute):
+            warm = busy  # the idle nodes were released meanwhile: do not count them again
         conn.execute("INSERT INTO allocations VALUES (?,?,?,?,?)",
                      (run_id, workspace_id, compute, nodes, now))
         conn.execute(
             "INSERT INTO pools (workspace_id, compute, busy_nodes, warm_nodes, idle_since) "
             "VALUES (?,?,?,?,NULL) ON CONFLICT (workspace_id, compute) DO UPDATE SET "
-            "busy_nodes=excluded.busy_nodes, warm_nodes=MAX(pools.warm_nodes, "
-            "excluded.busy_nodes)",
-            (workspace_id, compute, busy + nodes, busy + nodes))
+            "busy_nodes=excluded.busy_nodes, warm_nodes=excluded.warm_nodes",
+            (workspace_id, compute, busy + nodes, max(warm, busy + nodes)))
         return True
+
+
+def _idle_seconds(conn: sqlite3.Connection, workspace_id: int, compute: str) -> float:
+    """The compute's idle_seconds_before_scaledown (AmlCompute's default when unknown)."""
+    row = conn.execute("SELECT json_extract(attrs, '$.idle_seconds_before_scaledown') FROM "
+                       "objects WHERE workspace_id=? AND kind='compute' AND name=?",
+                       (workspace_id, compute)).fetchone()
+    return float(row[0]) if row and row[0] is not None else DEFAULT_IDLE_SECONDS
 
 
 def release(store: Store, run_id: str) -> None:
