@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from amlctl.engine.address import make
 from amlctl.manifest.loader import LoadedManifest
@@ -139,7 +139,7 @@ def _plain(value: Any, path: str, secrets: dict[str, str]) -> Any:
         secret = value.get_secret_value()
         secrets[path] = secret
         return fingerprint(secret)
-    if hasattr(value, "model_fields"):
+    if isinstance(value, BaseModel):
         return {k: _plain(getattr(value, k), f"{path}.{k}", secrets)
                 for k in type(value).model_fields}
     if isinstance(value, dict):
