@@ -20,10 +20,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_service import FakeAzure, make_certificate, make_token, route_hosts
+from fake_service import TEST_SUBSCRIPTION, FakeAzure, make_certificate, make_token, route_hosts
 
 SKIP_REASON = "azureml-sdk is not installed (pip install 'amlctl[azure]')"
-SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
+SUBSCRIPTION = TEST_SUBSCRIPTION
 
 # Variables that would point the SDK elsewhere or change which credential is picked.
 CLEARED = [

@@ -57,6 +57,7 @@ SUBSCRIPTION_API_VERSIONS = {"2016-06-01", "2019-11-01", "2020-01-01", "2021-01-
 RESOURCE_GROUP_API_VERSIONS = {"2019-07-01", "2021-04-01", "2022-09-01", "2023-07-01"}
 
 ML_PROVIDER = "Microsoft.MachineLearningServices"
+TEST_SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
 
 # Regional catalogue: name -> (family, vCPUs, GPUs, memory GB, low priority capable)
 VM_SIZES: dict[str, tuple[str, int, int, float, bool]] = {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUBSCRIPTION
+from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
 from fake_service import FakeAzure
 from history_double import HistoryDouble
 
@@ -216,3 +216,13 @@ def test_workspace_tags_and_experiments(provider: AzureProvider) -> None:
     assert (exp.attrs, exp.owner) == ({"tags": {"kind": "tf"}}, "demo")
     provider.update("experiment.mnist", {"tags": {}}, ["tags"], {})
     assert provider.read_all()["experiment.mnist"].attrs == {"tags": {}}
+
+
+def test_create_refuses_what_the_region_cannot_hold(provider: AzureProvider,
+                                                    fake: FakeAzure) -> None:
+    """The checks run before the PUT: nothing is sent that Azure would reject."""
+    fake.vcpu_quota["standardNCFamily"] = 6
+    with pytest.raises(ProviderError, match="needs 24 dedicated vCPUs"):
+        provider.create("compute.gpu", {**COMPUTE, "vm_size": "Standard_NC6",
+                                        "vm_priority": "dedicated"}, {})
+    assert fake.calls_to("PUT", "/computes/gpu") == []

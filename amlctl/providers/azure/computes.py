@@ -164,6 +164,9 @@ class Computes:
         if existing is not None:
             return self._adopt_existing(name, existing, attrs)
         config = provisioning_config(attrs, secrets, self.stack)
+        problems = self.preflight(attrs)
+        if problems:
+            raise ProviderError(f"compute.{name}: {'; '.join(problems)}")
         target = call(f"creating compute {name}",
                       lambda: s.ComputeTarget.create(self.ws, name, config), self.policy)
         self._wait(name, target)
