@@ -2,16 +2,26 @@
 
 `FolderFileStore(root, index_db)`: root is `<datastore folder>/<target_path>`; index_db a
 SQLite file (it may be shared with other stores and other tables: this one is
-`upload_folder_index`, keyed by root) holding (relpath, size, mtime_ns, inode, sha256) so
-listing does not re-hash. The folder is the truth, the index only a memo:
-- a file whose size, mtime or inode differs from its row (or has no row) is hashed during
-  the listing and its row rewritten; this covers a process killed between the rename and the
-  index write, and any change made behind our back;
-- rows of files that are gone are dropped; rows of new files are written in batches (at
-  most `INDEX_BATCH` rows late; all of them by `list_files`, `close`, or when the store is
-  garbage-collected or the interpreter exits), in commits that are not fsynced (WAL,
+`upload_folder_index`, keyed by root) holding (relpath, size, mtime_ns, ctime_ns, inode,
+sha256) so listing does not re-hash.
+
+Writes are batched to make them durable cheaply: `put_file` streams src into a temp file
+beside its destination and returns; the files written become visible together at the next
+commit, which first puts their data on disk (see `atomic.make_durable`), then renames each
+temp over its destination. A commit happens every `COMMIT_FILES` files or `COMMIT_BYTES`
+bytes, and at `flush`, `list_files` and `close` (also when the store is garbage-collected or
+the interpreter exits). `flush` also makes the renames durable. `apply_sync` calls `flush`
+before it returns or raises. A process killed before a commit leaves temp files only, never
+a partial file under a final name; the next sync cleans the temps and sends those files
+again.
+
+The folder is the truth, the index only a memo:
+- a file whose size, mtime, ctime or inode differs from its row (or has no row) is hashed
+  during the listing and its row rewritten; this covers a process killed between the rename
+  and the index write, and any change made behind our back;
+- rows of files that are gone are dropped; index commits are not fsynced (WAL,
   synchronous=NORMAL): a lost row only costs a re-hash;
-- temp files (see `atomic`) are never listed, and those of dead processes are deleted;
+- temp files are never listed, and those of dead processes are deleted;
 - symlinks and special files inside the folder are not ours and are not listed.
 
 A file cannot be written where the folder holds a folder of that name, or below a file of
@@ -27,14 +37,22 @@ import stat as statmod
 import threading
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from amlctl.uploads.atomic import hash_file, is_temp_name, remove_stale_temp, write_atomic
+from amlctl.uploads.atomic import (
+    TEMP_PREFIX,
+    hash_file,
+    make_durable,
+    remove_stale_temp,
+    write_temp,
+)
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import RemoteFile
 from amlctl.uploads.store import check_relpath
 
-INDEX_BATCH = 256
+COMMIT_FILES = 2048
+COMMIT_BYTES = 256 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS upload_folder_index (
@@ -42,13 +60,18 @@ CREATE TABLE IF NOT EXISTS upload_folder_index (
     relpath TEXT NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
     ino INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     PRIMARY KEY (root, relpath)
 ) WITHOUT ROWID
 """
 
-_Row = tuple[int, int, int, str]  # size, mtime_ns, ino, sha256
+_Row = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, ino, sha256
+
+
+def _row(st: os.stat_result, sha256: str) -> _Row:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, sha256)
 
 
 class FolderFileStore:
@@ -57,48 +80,52 @@ class FolderFileStore:
     def __init__(self, root: Path, index_db: Path) -> None:
         self.root = root.absolute()
         self._index = _Index(index_db, str(self.root.resolve()))
-        weakref.finalize(self, self._index.close)
+        self._writes = _Writes(self.root, self._index)
+        weakref.finalize(self, _close, self._writes, self._index)
 
     def list_files(self) -> dict[str, RemoteFile]:
         """Every complete file under root; hashes from the index, or read when in doubt."""
+        self._writes.commit(final=False)
         rows = self._index.load()
         listing: dict[str, RemoteFile] = {}
         fixes: dict[str, _Row] = {}
         for relpath, path, st in self._walk():
             row = rows.pop(relpath, None)
-            if row is not None and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
-                listing[relpath] = RemoteFile(st.st_size, row[3])
+            if row is not None and row[:4] == (
+                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+            ):
+                listing[relpath] = RemoteFile(st.st_size, row[4])
                 continue
             hashed = hash_file(path)  # the index does not vouch for this file: doubt
             listing[relpath] = RemoteFile(hashed.size, hashed.sha256)
-            fixes[relpath] = (hashed.size, hashed.stat.mtime_ns, hashed.stat.ino, hashed.sha256)
-        self._index.rewrite(fixes, gone=rows.keys())
+            fixes[relpath] = (hashed.size, hashed.stat.mtime_ns, hashed.stat.ctime_ns,
+                              hashed.stat.ino, hashed.sha256)
+        self._index.write(fixes, gone=rows.keys())
         return listing
 
     def put_file(self, src: Path, relpath: str) -> RemoteFile:
-        """Write src as relpath atomically (temp file, fsync, rename), then index it."""
+        """Write src as relpath; visible whole at the next commit (see module doc)."""
         dest = self.root / check_relpath(relpath)
+        if dest.is_dir():
+            raise UploadError(
+                f"{relpath}: is a folder in the datastore folder {self.root}; "
+                "set delete_extra: true or remove that folder"
+            )
         try:
-            written = write_atomic(src, dest)
+            tmp, hashed = write_temp(src, dest.parent)
         except (FileExistsError, NotADirectoryError) as exc:
             raise UploadError(
                 f"{relpath}: a parent of it is a file in the datastore folder {self.root}; "
                 "set delete_extra: true or remove that file"
             ) from exc
-        except IsADirectoryError as exc:
-            raise UploadError(
-                f"{relpath}: is a folder in the datastore folder {self.root}; "
-                "set delete_extra: true or remove that folder"
-            ) from exc
-        st = dest.stat()
-        self._index.add(relpath, (written.size, st.st_mtime_ns, st.st_ino, written.sha256))
-        return RemoteFile(written.size, written.sha256)
+        self._writes.add(_Pending(tmp, dest, relpath, hashed.size, hashed.sha256))
+        return RemoteFile(hashed.size, hashed.sha256)
 
     def delete_file(self, relpath: str) -> None:
         """Remove relpath and its row; remove folders it leaves empty (up to root)."""
         path = self.root / check_relpath(relpath)
         path.unlink(missing_ok=True)
-        self._index.rewrite({}, gone=[relpath])
+        self._index.write({}, gone=[relpath])
         parent = path.parent
         while parent != self.root:
             try:
@@ -107,9 +134,13 @@ class FolderFileStore:
                 break  # not empty (or already gone): stop climbing
             parent = parent.parent
 
+    def flush(self) -> None:
+        """Commit every file written so far and make it durable."""
+        self._writes.commit(final=True)
+
     def close(self) -> None:
-        """Write the index rows still pending and close the index."""
-        self._index.close()
+        """Flush, then close the index."""
+        _close(self._writes, self._index)
 
     def __enter__(self) -> FolderFileStore:
         return self
@@ -129,7 +160,7 @@ class FolderFileStore:
                 for entry in it:
                     if entry.is_dir(follow_symlinks=False):
                         pending.append((entry.path, prefix + entry.name + "/"))
-                    elif is_temp_name(entry.name):
+                    elif entry.name.startswith(TEMP_PREFIX):
                         remove_stale_temp(Path(entry.path))
                     elif entry.is_file(follow_symlinks=False):
                         st = entry.stat(follow_symlinks=False)
@@ -138,13 +169,83 @@ class FolderFileStore:
         return found
 
 
+def _close(writes: _Writes, index: _Index) -> None:
+    try:
+        if not index.closed:
+            writes.commit(final=True)
+    finally:
+        index.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    tmp: Path
+    dest: Path
+    relpath: str
+    size: int
+    sha256: str
+
+
+class _Writes:
+    """Temp files written and not yet renamed, and the commits that publish them."""
+
+    def __init__(self, root: Path, index: _Index) -> None:
+        self._root = root
+        self._index = index
+        self._lock = threading.Lock()  # guards the pending list
+        self._commit_lock = threading.Lock()  # one commit at a time
+        self._pending: list[_Pending] = []
+        self._bytes = 0
+        self._unsynced = False  # renames done since the last final commit
+
+    def add(self, pending: _Pending) -> None:
+        with self._lock:
+            self._pending.append(pending)
+            self._bytes += pending.size
+            full = len(self._pending) >= COMMIT_FILES or self._bytes >= COMMIT_BYTES
+        if full:
+            self.commit(final=False)
+
+    def commit(self, *, final: bool) -> None:
+        """Publish the pending files: data to disk, renames, index rows. `final` also
+        makes the renames done since the last final commit durable."""
+        with self._commit_lock:
+            with self._lock:
+                batch, self._pending, self._bytes = self._pending, [], 0
+            if batch:
+                self._publish(batch)
+            if final and self._unsynced:
+                make_durable(self._root, [])
+                self._unsynced = False
+
+    def _publish(self, batch: list[_Pending]) -> None:
+        make_durable(self._root, [p.tmp for p in batch])
+        rows: dict[str, _Row] = {}
+        failure: UploadError | None = None
+        for item in batch:
+            try:
+                os.replace(item.tmp, item.dest)
+                rows[item.relpath] = _row(item.dest.stat(), item.sha256)
+            except OSError as exc:
+                item.tmp.unlink(missing_ok=True)
+                hint = ("; set delete_extra: true or remove that folder"
+                        if isinstance(exc, IsADirectoryError) else "")
+                failure = failure or UploadError(
+                    f"{item.relpath}: cannot be published in the datastore folder "
+                    f"{self._root}: {exc.strerror or exc}{hint}"
+                )
+        self._unsynced = True
+        self._index.write(rows, gone=())
+        if failure is not None:
+            raise failure
+
+
 class _Index:
     """The SQLite memo of one store's files; safe to use from several threads."""
 
     def __init__(self, db_path: Path, root_key: str) -> None:
         self._key = root_key
         self._lock = threading.Lock()
-        self._pending: list[tuple[str, str, int, int, int, str]] = []
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db: sqlite3.Connection | None = sqlite3.connect(
             db_path, check_same_thread=False, isolation_level=None
@@ -154,52 +255,46 @@ class _Index:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(_SCHEMA)
 
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
     def load(self) -> dict[str, _Row]:
-        """Every row of this root, pending ones included."""
+        """Every row of this root."""
         with self._lock:
-            db = self._write([])
-            cursor = db.execute(
-                "SELECT relpath, size, mtime_ns, ino, sha256 FROM upload_folder_index"
-                " WHERE root = ?",
+            cursor = self._open().execute(
+                "SELECT relpath, size, mtime_ns, ctime_ns, ino, sha256"
+                " FROM upload_folder_index WHERE root = ?",
                 (self._key,),
             )
-            return {relpath: (size, mtime, ino, sha) for relpath, size, mtime, ino, sha in cursor}
+            return {relpath: tuple(rest) for relpath, *rest in cursor}  # type: ignore[misc]
 
-    def add(self, relpath: str, row: _Row) -> None:
-        """Remember a row; written within INDEX_BATCH rows."""
-        with self._lock:
-            self._pending.append((self._key, relpath, *row))
-            if len(self._pending) >= INDEX_BATCH:
-                self._write([])
-
-    def rewrite(self, rows: dict[str, _Row], gone: Iterable[str]) -> None:
+    def write(self, rows: dict[str, _Row], gone: Iterable[str]) -> None:
         """Write `rows` and delete the rows of the relpaths in `gone`, in one commit."""
+        inserts = [(self._key, relpath, *row) for relpath, row in rows.items()]
+        deletes = [(self._key, relpath) for relpath in gone]
+        if not inserts and not deletes:
+            return
         with self._lock:
-            self._pending.extend((self._key, relpath, *row) for relpath, row in rows.items())
-            self._write(gone)
+            db = self._open()
+            with db:
+                db.execute("BEGIN")
+                db.executemany(
+                    "INSERT OR REPLACE INTO upload_folder_index VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    inserts,
+                )
+                db.executemany(
+                    "DELETE FROM upload_folder_index WHERE root = ? AND relpath = ?", deletes
+                )
 
     def close(self) -> None:
-        """Write pending rows and close; later calls do nothing."""
+        """Close; later calls do nothing."""
         with self._lock:
             if self._db is not None:
-                self._write([])
                 self._db.close()
                 self._db = None
 
-    def _write(self, gone: Iterable[str]) -> sqlite3.Connection:
-        """Write pending rows and delete `gone` in one commit; the caller holds the lock."""
+    def _open(self) -> sqlite3.Connection:
         if self._db is None:
             raise UploadError("the upload index is closed")
-        deletes = [(self._key, relpath) for relpath in gone]
-        if self._pending or deletes:
-            with self._db:
-                self._db.execute("BEGIN")
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO upload_folder_index VALUES (?, ?, ?, ?, ?, ?)",
-                    self._pending,
-                )
-                self._db.executemany(
-                    "DELETE FROM upload_folder_index WHERE root = ? AND relpath = ?", deletes
-                )
-            self._pending.clear()
         return self._db

@@ -56,10 +56,17 @@ def scan_tree(src_dir: Path, exclude: Sequence[str] = ()) -> Scan:
             raise UploadError(f"{prefix or '.'}: cannot list folder: {exc.strerror}") from exc
         for entry in entries:
             relpath = prefix + entry.name
-            if not _is_utf8(relpath):
+            if not relpath.isascii() and not _is_utf8(relpath):
                 warnings.append(f"skipped {relpath!r}: file name is not valid UTF-8")
-                continue
-            _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending)
+            elif (
+                entry.is_file(follow_symlinks=False)  # the common case, kept short
+                and not (rules and rules.ignored(relpath, False))
+                and not is_temp_name(entry.name)
+            ):
+                st = entry.stat(follow_symlinks=False)
+                files.append(LocalFile(relpath, entry.path, FileStat.of(st)))
+            else:
+                _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending)
     files.sort(key=lambda f: f.relpath)
     return Scan(tuple(files), tuple(sorted(warnings)))
 

@@ -8,9 +8,12 @@ Contract for implementations:
 - relpaths are posix, relative to the target path, checked by `check_relpath`;
 - `list_files` returns every complete file, never a temp or partial one; sha256 may be None
   when the store does not know it (the plan then treats equal sizes as a change);
-- `put_file` is atomic: until it returns, readers see the old file (or none), never part of
-  the new one; it returns what the store now holds, with the sha256 of the bytes it sent
+- `put_file` is atomic: readers see the old file (or none) or the whole new one, never a
+  part; it returns what the store holds for relpath, with the sha256 of the bytes it sent
   (read from src once); src is read to its end, whatever its kind;
+- a store may hold written files back until its optional `flush()` (FolderFileStore does,
+  to share one flush to disk among many files): `apply_sync` calls `flush()`, when the
+  store has one, before it returns or raises; `list_files` shows them all;
 - `delete_file` of an absent file is not an error;
 - `put_file` and `delete_file` may run at once in several threads, never two for the same
   relpath; `list_files` never runs at the same time as either.

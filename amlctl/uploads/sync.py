@@ -12,10 +12,11 @@ is compared by sha256, taken from the hash cache when its stat is unchanged, els
 change. Store files absent locally are deleted only with delete_extra.
 
 `apply_sync` deletes first (so a file can replace a folder of the same name), then copies
-the files to add and change in a thread pool, largest first, each read once and hashed while
-copied by the store. It uploads what the files hold at apply time (a warning names any file
-whose content differs from the plan's hash). On the first failure it stops starting new
-copies, waits for the running ones and raises UploadError with the partial SyncResult in
+the files to add and change in a thread pool (see `workpool`), largest first, each read once
+and hashed while copied by the store, then calls the store's `flush()` if it has one. It
+sends what the files hold at apply time (a warning names any file whose content differs
+from the plan's hash). On the first failure it stops starting new copies, lets the running
+ones end, flushes the store and raises UploadError with the partial SyncResult in
 `partial`; whatever completed is in the store and in the hash cache, so the next plan only
 lists what is left. Progress callbacks run on the calling thread.
 """
@@ -25,10 +26,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from amlctl.uploads.atomic import Hashed, hash_file
 from amlctl.uploads.errors import UploadError
@@ -45,6 +45,7 @@ from amlctl.uploads.model import (
 from amlctl.uploads.progress import NullProgress, SyncProgress
 from amlctl.uploads.scan import scan_tree
 from amlctl.uploads.store import FileStore
+from amlctl.uploads.workpool import run_all
 
 # Threads overlap fsync waits and network round trips; sha256 and file I/O release the GIL.
 DEFAULT_WORKERS = 8
@@ -52,11 +53,8 @@ DEFAULT_WORKERS = 8
 
 def listing_digest(listing: Mapping[str, RemoteFile]) -> str:
     """A sha256 over a store listing (paths, sizes, hashes), independent of dict order."""
-    digest = hashlib.sha256()
-    for relpath in sorted(listing):
-        remote = listing[relpath]
-        digest.update(f"{relpath}\0{remote.size}\0{remote.sha256 or ''}\n".encode())
-    return digest.hexdigest()
+    lines = (f"{p}\0{listing[p].size}\0{listing[p].sha256 or ''}\n" for p in sorted(listing))
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def plan_sync(
@@ -74,6 +72,8 @@ def plan_sync(
     `cache` (flushed before returning).
     """
     scan = scan_tree(src_dir, exclude)
+    if cache is not None:
+        cache.warm(src_dir.absolute())
     add: list[FileChange] = []
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
@@ -159,15 +159,28 @@ def apply_sync(
     progress.start(len(to_send), plan.bytes_to_send)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            deletes = [(store.delete_file, (c.relpath,), c) for c in plan.delete]
-            _run(pool, deletes, on_deleted, result, "delete")
-            sends = [(_send, (store, root, c.relpath), c) for c in to_send]
-            _run(pool, sends, on_sent, result, "upload")
+            run_all(pool, plan.delete, lambda c: store.delete_file(c.relpath), on_deleted,
+                    result, "delete")
+            run_all(pool, to_send, lambda c: _send(store, root, c.relpath), on_sent, result,
+                    "upload")
     finally:
-        if cache is not None:
-            cache.flush()
-        progress.finish()
+        try:
+            _flush(store)
+        finally:
+            if cache is not None:
+                cache.flush()
+            progress.finish()
     return result()
+
+
+def _flush(store: FileStore) -> None:
+    """Publish what a store may still hold back (see the FileStore contract)."""
+    flush = getattr(store, "flush", None)
+    if callable(flush):
+        try:
+            flush()
+        except OSError as exc:
+            raise UploadError(f"publishing the files sent failed: {exc}") from exc
 
 
 _Sent = tuple[RemoteFile, FileStat, FileStat, int]
@@ -183,52 +196,6 @@ def _send(store: FileStore, root: Path, relpath: str) -> _Sent:
     remote = store.put_file(path, relpath)
     after = FileStat.of(os.stat(path))
     return remote, before, after, hashed_at
-
-
-def _run(
-    pool: ThreadPoolExecutor,
-    jobs: list[tuple[Callable[..., Any], tuple[Any, ...], FileChange]],
-    on_done: Callable[[FileChange, Any], None],
-    partial: Callable[[], SyncResult],
-    verb: str,
-) -> None:
-    """Run jobs in the pool, calling on_done(item, value) on this thread as each ends.
-
-    At the first failure, cancel what has not started, let running jobs end (their
-    successes still count), and raise UploadError carrying the partial result. On an
-    interrupt (Ctrl-C), cancel what has not started and re-raise.
-    """
-    futures: dict[Future[Any], FileChange] = {
-        pool.submit(fn, *args): item for fn, args, item in jobs
-    }
-    failure: tuple[FileChange, BaseException] | None = None
-    try:
-        for future in as_completed(futures):
-            exc = future.exception()
-            if exc is None:
-                on_done(futures.pop(future), future.result())
-                continue
-            failure = (futures.pop(future), exc)
-            break
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        raise
-    if failure is None:
-        return
-    for future in futures:
-        future.cancel()
-    for future, item in futures.items():  # copies already running: wait, and count them
-        if not future.cancelled() and future.exception() is None:
-            on_done(item, future.result())
-    item, exc = failure
-    if isinstance(exc, UploadError):
-        message = str(exc)
-    elif isinstance(exc, OSError):
-        message = f"{item.relpath}: {verb} failed: {exc.strerror or exc}"
-    else:
-        message = f"{item.relpath}: {verb} failed: {exc!r}"
-    raise UploadError(f"{message} (apply again to resume)", partial=partial()) from exc
 
 
 def _cached(cache: HashCache | None, local: LocalFile) -> str | None:

@@ -89,8 +89,22 @@ def test_large_file_is_streamed_and_hashed_while_copied(tmp_path: Path) -> None:
         remote = store.put_file(src, "big.bin")
     assert remote == RemoteFile(len(data), sha(data))
     assert opened.count(str(src)) == 1  # read once: hashing rides on the copy
+    store.flush()
     assert (tmp_path / "ds" / "big.bin").read_bytes() == data
     assert temps(tmp_path / "ds") == []
+
+
+def test_written_files_appear_together_at_the_commit(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write(tmp_path / "src", {"a": "A", "sub/b": "B"})
+    store = FolderFileStore(root, tmp_path / "index.db")
+    store.put_file(tmp_path / "src" / "a", "a")
+    store.put_file(tmp_path / "src" / "sub" / "b", "sub/b")
+    # Written, not yet published: only temp files, which no listing shows.
+    assert {p.name for p in root.rglob("*") if p.is_file()} <= {p.name for p in temps(root)}
+    assert store.list_files() == {"a": RemoteFile(1, sha(b"A")), "sub/b": RemoteFile(1, sha(b"B"))}
+    assert tree(root) == {"a": b"A", "sub/b": b"B"}
+    store.close()
 
 
 def test_killed_mid_copy_leaves_the_old_file_whole_and_a_temp_cleaned_later(
@@ -181,6 +195,7 @@ def test_file_changed_behind_the_index_is_rehashed(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"AAAA")
     store = FolderFileStore(root, index)
     store.put_file(tmp_path / "f", "f")
+    store.flush()
     before = (root / "f").stat()
     # Replaced behind our back with same size, mtime put back: only the inode tells.
     (tmp_path / "g").write_bytes(b"BBBB")

@@ -18,7 +18,7 @@ PATTERNS = """\
 
 *.log
 !important.log
-/root-only.txt
+/top-only.txt
 build/
 docs/**/draft-*
 **/cache
@@ -37,7 +37,7 @@ deep/nested/dir/
 
 FILES = [
     "x.log", "sub/y.log", "important.log", "sub/important.log",
-    "root-only.txt", "sub/root-only.txt",
+    "root-only.txt", "sub/top-only.txt",
     "build/out.o", "sub/build/out.o", "buildx/keep.txt",
     "docs/draft-1.md", "docs/a/b/draft-2.md", "docs/final.md",
     "cache/x", "sub/cache/y", "sub/cachex/z",
