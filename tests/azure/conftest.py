@@ -1,10 +1,10 @@
 """Fixtures for the Azure backend tests: the real azureml SDK with only its network edge replaced.
 
-`azure_edge` (session) makes a certificate, starts `FakeAzure` on 127.0.0.1 and imports the SDK
-with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK bakes some of those paths in at
-import time, so nothing else may import azureml first). `fake` (per test) re-applies that
-environment, routes Azure host names to the fake, refuses every non-loopback connection, and
-checks afterwards that none was attempted.
+`azure_edge` (once per test run) makes a certificate, starts `FakeAzure` on 127.0.0.1 and
+imports the SDK with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK bakes some of
+those paths in at import time, so nothing else may import azureml first). `fake` (per test)
+re-applies that environment, routes Azure host names to the fake, refuses every non-loopback
+connection, and checks afterwards that none was attempted.
 """
 
 from __future__ import annotations

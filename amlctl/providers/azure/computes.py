@@ -129,7 +129,9 @@ class Computes:
         s = sdk.load()
 
         def fetch() -> Any | None:
-            payload = s.ComputeTarget._get(self.ws, name)  # one GET; None on 404
+            # ComputeTarget._get is the SDK's own single GET (None on 404): unlike the public
+            # constructor it lets a cluster that is being deleted read as absent
+            payload = s.ComputeTarget._get(self.ws, name)
             if payload is None or payload["properties"]["provisioningState"] == "Deleting":
                 return None
             if payload["properties"]["computeType"] != "AmlCompute":
@@ -277,8 +279,7 @@ class Computes:
         with sdk.captured_output():
             status = call(f"reading status of compute {name}", target.get_status, self.policy)
         out = status.serialize() if status is not None else {}
-        out.setdefault("provisioningState", target.provisioning_state)
-        if not out.get("provisioningState"):
+        if not out.get("provisioningState"):  # get_status() is None while Creating or Failed
             out["provisioningState"] = target.provisioning_state
         return out
 
