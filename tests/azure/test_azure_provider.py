@@ -226,3 +226,16 @@ def test_create_refuses_what_the_region_cannot_hold(provider: AzureProvider,
         provider.create("compute.gpu", {**COMPUTE, "vm_size": "Standard_NC6",
                                         "vm_priority": "dedicated"}, {})
     assert fake.calls_to("PUT", "/computes/gpu") == []
+
+
+def test_file_share_datastore_round_trip(provider: AzureProvider, fake: FakeAzure) -> None:
+    """An Azure Files share registers and reads back as azure_file with its share_name."""
+    key = fake.add_storage_account("sharestore", [])
+    attrs = {"type": "azure_file", "account_name": "sharestore", "share_name": "models",
+             "account_key": fingerprint(key), "sas_token": None}
+    provider.create("datastore.models", attrs, {"account_key": key})
+    live = provider.read_all()["datastore.models"]
+    assert differences(attrs, live.attrs) == {}
+    sent = fake.calls_to("POST", "/datastores")[-1].json()
+    assert sent["dataStoreType"] == "AzureFile"
+    assert sent["azureStorageSection"]["containerName"] == "models"
