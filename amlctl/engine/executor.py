@@ -55,11 +55,17 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
     deletes = [c for c in steps if c.action is Action.DELETE]
     forwards = [c for c in steps if c.action is not Action.DELETE]
     runner = _Runner(ctx, desired, apply_id, report, result, show_progress)
-    # Deletes first, dependents before what they depend on; then the rest in dependency order.
-    runner.run_phase(deletes, _reverse_deps(deletes, desired))
+    # Deletes first, one kind at a time in reverse dependency order (runs, uploads, ...,
+    # workspace: a deleted object is mostly gone from the manifest, so its kind is what
+    # orders it); then the rest in dependency order. A failure stops what follows.
+    groups = _delete_groups(deletes)
+    while groups and result.ok:
+        group = groups.pop(0)
+        runner.run_phase(group, {c.address: set() for c in group})
     if result.ok:
         runner.run_phase(forwards, _forward_deps(forwards, desired))
     else:
+        result.skipped.extend(c.address for group in groups for c in group)
         result.skipped.extend(c.address for c in forwards)
     return result
 
@@ -84,12 +90,14 @@ def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[st
             else set() for c in changes}
 
 
-def _reverse_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[str, set[str]]:
+def _delete_groups(changes: list[Change]) -> list[list[Change]]:
+    """Deletes by kind, dependents' kinds first (a barrier between kinds keeps this linear)."""
     from amlctl.engine.address import KINDS, kind_of
 
-    # Deleted objects are mostly gone from the manifest: order them by kind, runs first.
-    rank = {c.address: KINDS.index(kind_of(c.address)) for c in changes}
-    return {a: {b for b in rank if rank[b] > rank[a]} for a in rank}
+    by_kind: dict[str, list[Change]] = {}
+    for change in changes:
+        by_kind.setdefault(kind_of(change.address), []).append(change)
+    return [by_kind[kind] for kind in reversed(KINDS) if kind in by_kind]
 
 
 class _Runner:

@@ -75,7 +75,7 @@ def make_plan(
         a: ctx.provider.list_runs(experiment=d.attrs["experiment"], spec_hash=d.attrs["spec_hash"])
         for a, d in desired.items() if d.kind == "run"
     }
-    uploads = {a: plan_upload(ctx, d) for a, d in desired.items() if d.kind == "upload"}
+    uploads = _plan_uploads(ctx, [d for d in desired.values() if d.kind == "upload"])
     changes, drift = diff(desired, live, DiffInput(
         stack=ctx.stack, updatable=ctx.provider.updatable_fields, runs=runs, uploads=uploads,
         replace=replace_set, applied=ctx.history.applied(),
@@ -128,19 +128,32 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
                 desired_fingerprint="", destroy=True, include_data=include_data)
 
 
-def plan_upload(ctx: Context, want: Desired) -> Any:
+def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
+    """SyncPlans of every upload, through one hash cache (opening one per upload dominated
+    the plan of a large stack)."""
+    if not uploads:
+        return {}
+    from amlctl.uploads import HashCache
+
+    with HashCache(hash_cache_path(ctx)) as cache:
+        return {want.address: plan_upload(ctx, want, cache) for want in uploads}
+
+
+def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
     """The file-level difference of one upload (a SyncPlan)."""
     from amlctl.uploads import HashCache, plan_sync
 
+    if cache is None:
+        with HashCache(hash_cache_path(ctx)) as own_cache:
+            return plan_upload(ctx, want, own_cache)
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
-    with HashCache(hash_cache_path(ctx)) as cache:
-        return plan_sync(
-            Path(want.attrs["src_dir"]),
-            store.list_files(),
-            exclude=want.attrs["exclude"],
-            delete_extra=want.attrs["delete_extra"],
-            cache=cache,
-        )
+    return plan_sync(
+        Path(want.attrs["src_dir"]),
+        store.list_files(),
+        exclude=want.attrs["exclude"],
+        delete_extra=want.attrs["delete_extra"],
+        cache=cache,
+    )
 
 
 def hash_cache_path(ctx: Context) -> Path:
