@@ -144,10 +144,13 @@ def _drift(address: str, have: LiveObject | None, applied: dict[str, Any] | None
            ) -> Drift | None:
     if have is None or applied is None or kind_of(address) in ("run", "upload"):
         return None
+    secret = secret_fields(applied) | secret_fields(have.attrs)
     fields = tuple(
-        FieldChange(key, before, have.attrs.get(key))
+        FieldChange(key, before, have.attrs.get(key), sensitive=key in secret)
         for key, before in applied.items()
         if key in have.attrs and _normal(have.attrs.get(key)) != _normal(before)
+        # a write-only secret the service cannot show has not drifted
+        and not (key in secret and have.attrs.get(key) is None)
     )
     return Drift(address, fields) if fields else None
 

@@ -31,7 +31,8 @@ def render_plan(plan: Plan, style: Style = plain) -> str:
         for drift in plan.drift:
             lines.append(f"  {style('~', 'yellow')} {drift.address}")
             for f in drift.fields:
-                lines.append(f"      ~ {f.name}: {show(f.before)} -> {show(f.after)}")
+                lines.append(f"      ~ {f.name}: {show(f.before, f.sensitive)} -> "
+                             f"{show(f.after, f.sensitive)}")
         lines.append("")
     actionable = plan.actionable
     if not actionable:

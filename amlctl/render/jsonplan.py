@@ -20,7 +20,9 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "resource_changes": [_change(c) for c in plan.changes],
         "resource_drift": [
             {"address": d.address,
-             "fields": [{"name": f.name, "before": f.before, "after": f.after}
+             "fields": [{"name": f.name,
+                         "before": SENSITIVE if f.sensitive else f.before,
+                         "after": SENSITIVE if f.sensitive else f.after}
                         for f in d.fields]}
             for d in plan.drift
         ],

@@ -192,6 +192,16 @@ def test_drift_is_live_against_last_applied() -> None:
     assert diff(desired_of(want("compute.c", COMPUTE)), live, ctx())[1] == []
 
 
+def test_write_only_secrets_do_not_drift_and_changed_ones_stay_sensitive() -> None:
+    attrs = {"account_name": "acct", "account_key": fingerprint("k")}
+    desired = desired_of(want("datastore.d", attrs, secrets={"account_key": "k"}))
+    unseen = live_of(have("datastore.d", {**attrs, "account_key": None}))
+    assert diff(desired, unseen, ctx(applied={"datastore.d": attrs}))[1] == []
+    rotated = live_of(have("datastore.d", {**attrs, "account_key": fingerprint("other")}))
+    drift = diff(desired, rotated, ctx(applied={"datastore.d": attrs}))[1]
+    assert [(f.name, f.sensitive) for d in drift for f in d.fields] == [("account_key", True)]
+
+
 def test_drift_without_a_change_when_the_manifest_moved_the_same_way() -> None:
     live = live_of(have("compute.c", {**COMPUTE, "max_nodes": 5}))
     changes, drift = diff(desired_of(want("compute.c", {**COMPUTE, "max_nodes": 5})), live,
