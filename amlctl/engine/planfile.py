@@ -86,3 +86,22 @@ def check_current(saved: SavedPlan, fresh: Plan) -> None:
     if fresh.desired_fingerprint != saved.desired_fingerprint:
         raise PlanError("the saved plan is stale: the manifest changed since it was made. "
                         "Run `amlctl plan` again.")
+    # Same manifest, same live state: only the local files of an upload can differ still.
+    now = _upload_files(plan_document(fresh))
+    for address, files in _upload_files(saved.document).items():
+        if now.get(address) != files:
+            raise PlanError(f"the saved plan is stale: the local files of {address} changed "
+                            "since it was made. Run `amlctl plan` again.")
+
+
+def _upload_files(document: dict[str, Any]) -> dict[str, list[tuple[str, str, int]]]:
+    """Per upload, the files a plan document sends or deletes: (what, path, size)."""
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for change in document.get("resource_changes", []):
+        if change.get("type") != "upload":
+            continue
+        detail = change["change"].get("detail") or {}
+        out[change["address"]] = sorted(
+            (what, entry["path"], entry["size"])
+            for what in ("add", "change", "delete") for entry in detail.get(what) or [])
+    return out
