@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -161,3 +162,34 @@ def test_recovery_report_names_each_interrupted_step(basic_project: Path, cli: C
     assert interrupted
     _reapply_and_check(basic_project, cli)
     assert journal(basic_project, "recovered") == interrupted
+
+
+def test_killed_after_submitting_a_run_submits_it_once(basic_project: Path, cli: Cli) -> None:
+    pytest.importorskip("amlctl.runs.submit")
+    (basic_project / "src").mkdir()
+    (basic_project / "src" / "train.py").write_text("print('training')\n")
+    manifest = basic_project / "amlctl.yaml"
+    manifest.write_text(manifest.read_text() + RUN)
+    # the 8th action is the submission (after 6 creates and the upload's sync)
+    proc = _paused_apply(basic_project, "AMLCTL_PAUSE_IN_STEP", 8)
+    assert "run.hello: paused in submit" in (basic_project / "killed-apply.log").read_text()
+    _kill(proc)
+    assert journal(basic_project, "begun") == [("run.hello", "submit")]
+    _release_stale_lock(basic_project, cli)
+    again = cli("apply", "--auto-approve")
+    assert again.code == 0, again
+    assert "interrupted during: submit run.hello" in again.stdout
+    assert "Apply complete. Nothing to do." in again.stdout
+    with sqlite3.connect(basic_project / ".amlctl" / "state.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+
+
+RUN = """\
+runs:
+  hello:
+    experiment: train
+    compute: cpu
+    source_directory: src
+    entry_script: train.py
+    arguments: ["--data", {datastore: default, path: digits}]
+"""
