@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             tf.train.ClusterSpec(task.cluster), job_name="ps", task_index=task.index
         )
         print(f"ps {task.index}: serving on {task.cluster['ps'][task.index]}", flush=True)
+        # join() blocks in C++, where Python's KeyboardInterrupt never arrives: let Ctrl-C
+        # (SIGINT) end the process directly, as SIGTERM does.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         server.join()  # never returns: the launcher stops this process
         return
     train(args, task)
