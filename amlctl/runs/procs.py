@@ -49,6 +49,8 @@ def alive(pid: int | None, *markers: str) -> bool:
         cmdline = (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return False
+    if not cmdline:
+        return True  # mid-exec (a process just spawned reads empty for a moment): trust it
     return all(marker.encode() in cmdline for marker in markers)
 
 

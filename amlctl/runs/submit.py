@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,18 +60,11 @@ def submit(store: Store, workspace: WorkspaceRow, home: Path, spec: RunSpec, sou
         raise RunError(f"run.{spec.name}: source_directory {source_dir} is not a folder")
     run_id = new_run_id(spec.experiment)
     run_dir = home.resolve() / "runs" / run_id
-    snapshot = run_dir / "snapshot"
-    files = copy_snapshot(source_dir, snapshot)
-    if spec.entry_script and spec.entry_script not in files:
-        raise RunError(f"run.{spec.name}: entry_script {spec.entry_script!r} is not in "
-                       f"source_directory {source_dir} (or .amlignore leaves it out)")
-    for folder in ("outputs", "logs", "system"):
-        (run_dir / folder).mkdir(exist_ok=True)
-    if not (snapshot / "outputs").exists():
-        # Scripts write ./outputs as on Azure ML; keep it with the run, not in the code copy.
-        (snapshot / "outputs").symlink_to(Path("..") / "outputs", target_is_directory=True)
-    if spec.secrets:
-        _write_private(run_dir / SECRETS_FILE, json.dumps(spec.secrets))
+    try:
+        snapshot = _prepare_run_dir(spec, source_dir, run_dir)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # no folder without a recorded run
+        raise
     spec = replace(spec, run_id=run_id, run_dir=str(run_dir), snapshot_dir=str(snapshot),
                    workspace_id=workspace.id, subscription_id=workspace.subscription_id,
                    resource_group=workspace.resource_group, workspace_name=workspace.name)
@@ -82,6 +76,33 @@ def submit(store: Store, workspace: WorkspaceRow, home: Path, spec: RunSpec, sou
     if start:
         spawn_supervisor(store, run_id)
     return _get(store, run_id)
+
+
+def _prepare_run_dir(spec: RunSpec, source_dir: Path, run_dir: Path) -> Path:
+    """Lay out a new run's folder; returns the snapshot folder."""
+    snapshot = run_dir / "snapshot"
+    try:
+        files = copy_snapshot(source_dir, snapshot)
+    except OSError as exc:
+        raise RunError(f"run.{spec.name}: cannot snapshot source_directory {source_dir}: "
+                       f"{exc}") from exc
+    if spec.entry_script and spec.entry_script not in files:
+        raise RunError(f"run.{spec.name}: entry_script {spec.entry_script!r} is not in "
+                       f"source_directory {source_dir} (or .amlignore leaves it out)")
+    for folder in ("outputs", "logs", "system"):
+        (run_dir / folder).mkdir(exist_ok=True)
+    # Scripts write ./outputs as on Azure ML; it belongs to the run, not to the code copy.
+    # Outputs a source folder already holds become the run's first outputs.
+    link = snapshot / "outputs"
+    if link.is_dir() and not link.is_symlink():
+        for entry in link.iterdir():
+            shutil.move(str(entry), str(run_dir / "outputs" / entry.name))
+        link.rmdir()
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(Path("..") / "outputs", target_is_directory=True)
+    if spec.secrets:
+        _write_private(run_dir / SECRETS_FILE, json.dumps(spec.secrets))
+    return snapshot
 
 
 def spawn_supervisor(store: Store, run_id: str) -> int:

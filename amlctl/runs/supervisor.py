@@ -100,8 +100,8 @@ class Supervisor:
     run_dir: Path = field(init=False)
     stop_requested: bool = False
     tasks: list[_Running] = field(default_factory=list)
-    _last_status_check: float = 0.0
-    _status_seen: str | None = None
+    _last_status_check: float = float("-inf")
+    _status_seen: str | None = status.NOT_STARTED
 
     def __post_init__(self) -> None:
         row = self.store.get_run(self.run_id)
@@ -244,12 +244,15 @@ class Supervisor:
                     cmd, cwd=spec.snapshot_dir, env={**base, **variables}, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.tasks.append(_Running(task, process, log_path))
-        _write_json(run_dir / TASKS_FILE, {"tasks": [
+            self._write_tasks()  # after each start, so a recovery finds every task
+        self._say("started " + ", ".join(f"{r.task.name} (pid {r.process.pid}, node "
+                                         f"{r.task.node})" for r in self.tasks))
+
+    def _write_tasks(self) -> None:
+        _write_json(self.run_dir / TASKS_FILE, {"tasks": [
             {"role": r.task.role, "index": r.task.index, "node": r.task.node,
              "port": r.task.port, "pid": r.process.pid, "log": f"logs/{r.task.log_name}"}
             for r in self.tasks]})
-        self._say("started " + ", ".join(f"{r.task.name} (pid {r.process.pid}, node "
-                                         f"{r.task.node})" for r in self.tasks))
 
     def _monitor(self, started: float) -> tuple[str, str | None]:
         limit = self.spec.max_run_duration_seconds
@@ -321,18 +324,20 @@ class Supervisor:
         raise _Gone()
 
     def _stop_now(self) -> bool:
-        """True once a cancel was asked for (signal, or Canceling in the store)."""
+        """True once a cancel was asked for (signal, or Canceling in the store), or the run
+        ended or was deleted (its workspace destroyed) behind our back."""
         if self.stop_requested:
             return True
         now = time.monotonic()
         if now - self._last_status_check >= STATUS_POLL_SECONDS:
             self._last_status_check = now
             self._status_seen = status.current(self.store, self.run_id)
-        return self._status_seen in (status.CANCELING, *status.TERMINAL)
+        return self._status_seen is None or self._status_seen in (status.CANCELING,
+                                                                  *status.TERMINAL)
 
     def _check_stop(self) -> None:
         if self._stop_now():
-            if self._status_seen in status.TERMINAL:
+            if self._status_seen is None or self._status_seen in status.TERMINAL:
                 raise _Gone()
             raise _Stop(status.CANCELED)
 

@@ -16,8 +16,9 @@ from amlctl.runs import status
 from amlctl.runs.spec import build_spec
 from amlctl.runs.submit import cancel, submit, wait_for
 
-# Every task records who it is and what it was given in outputs/<role>_<index>.json, then
-# behaves as its arguments say. A parameter server serves until stopped, as TensorFlow's does.
+# Every task prints --lines lines, records who it is and what it was given in
+# outputs/<role>_<index>.json, then behaves as its arguments say. A parameter server serves
+# until stopped, as TensorFlow's does; workers that must see it started wait for its record.
 TASK_SCRIPT = r'''
 import json, os, sys, time
 from pathlib import Path
@@ -34,6 +35,8 @@ args = sys.argv[1:]
 def flag(name, default=None):
     return args[args.index(name) + 1] if name in args else default
 
+for n in range(int(flag("--lines", "0"))):
+    print(f"{role} {index} line {n}")
 record = {
     "role": role, "index": index, "pid": os.getpid(), "argv": args, "cwd": os.getcwd(),
     "started": time.time(),
@@ -43,11 +46,11 @@ record = {
 out = Path("outputs") / f"{role}_{index}.json"
 out.with_suffix(".tmp").write_text(json.dumps(record))
 os.replace(out.with_suffix(".tmp"), out)
-for n in range(int(flag("--lines", "0"))):
-    print(f"{role} {index} line {n}")
 if role == "ps":
     time.sleep(600)
 if flag("--fail") == f"{role}:{index}":
+    while flag("--fail-after") and not Path(flag("--fail-after")).exists():
+        time.sleep(0.02)
     print("about to fail")
     sys.exit(int(flag("--code", "3")))
 wait = flag("--wait-file")

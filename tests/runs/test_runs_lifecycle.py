@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,8 @@ import pytest
 from amlctl.providers.local import pool
 from amlctl.runs import procs, status
 from amlctl.runs.errors import RunError
-from amlctl.runs.submit import cancel, task_pids
+from amlctl.runs.spec import build_spec
+from amlctl.runs.submit import cancel, submit, task_pids
 from tests.runs.conftest import RunEnv
 
 PS_1_WORKERS_2 = {"type": "parameter_server", "node_count": 2, "worker_count": 2,
@@ -37,8 +39,7 @@ def test_completion_stops_the_parameter_servers_and_frees_the_nodes(env: RunEnv)
     final = env.wait(row)
     assert final.status == status.COMPLETED, final.error
     assert final.error is None and final.started_at and final.ended_at
-    ps_pid = env.records(final, 3)["ps:0"]["pid"]
-    assert gone(ps_pid)
+    assert all(gone(pid) for pid in task_pids(Path(final.run_dir)))  # the ps included
     assert env.store.pool(env.workspace.id, "cpu")["busy_nodes"] == 0
     assert pool.acquire(env.store, env.workspace.id, "cpu", "probe", 4, 4)  # all 4 free
     pool.release(env.store, "probe")
@@ -66,15 +67,15 @@ def test_a_failing_worker_fails_the_run_and_stops_the_others(env: RunEnv) -> Non
     flag = env.tmp / "never"
     row = env.submit(distribution=PS_1_WORKERS_2,
                      arguments=["--fail", "worker:1", "--code", "7", "--lines", "15",
-                                "--wait-file", str(flag)])
+                                "--fail-after", "outputs/ps_0.json", "--wait-file", str(flag)])
     final = env.wait(row)
     assert final.status == status.FAILED
     error = final.error or ""
     assert error.startswith("worker:1 exited with code 7")
     assert "about to fail" in error and "worker 1 line 14" in error
     assert "worker 1 line 4" not in error  # only the last lines
-    records = env.records(final, 3)
-    assert gone(records["ps:0"]["pid"]) and gone(records["worker:0"]["pid"])
+    pids = task_pids(Path(final.run_dir))
+    assert len(pids) == 3 and all(gone(pid) for pid in pids)  # ps:0 and worker:0 stopped
     assert env.store.pool(env.workspace.id, "cpu")["busy_nodes"] == 0
 
 
@@ -108,7 +109,7 @@ def test_max_run_duration_cancels_with_the_reason(env: RunEnv) -> None:
     assert final.status == status.CANCELED
     assert "max_run_duration_seconds (1 s)" in (final.error or "")
     assert 0.9 <= final.ended_at - final.started_at < 5
-    assert gone(env.records(final, 1)["worker:0"]["pid"])
+    assert all(gone(pid) for pid in task_pids(Path(final.run_dir)))
 
 
 def test_processes_a_task_leaves_behind_are_stopped(env: RunEnv) -> None:
@@ -206,3 +207,40 @@ def test_a_node_count_above_max_nodes_fails_clearly(env: RunEnv) -> None:
     assert final.status == status.FAILED
     assert "needs 3 nodes but compute 'cpu' has max_nodes 2" in (final.error or "")
     assert not task_pids(Path(final.run_dir))
+
+
+def test_secret_variables_reach_the_tasks_but_not_the_store(env: RunEnv) -> None:
+    run = {"experiment": "exp", "compute": "cpu", "source_directory": "src",
+           "entry_script": "task.py", "environment": {"env_vars": {"RUN_TOKEN": "x"}},
+           "arguments": ["--token=$RUN_TOKEN"]}
+    spec = build_spec("secret", run, workspace=env.workspace, max_nodes=4,
+                      datastore_dirs={"default": env.datastore},
+                      secrets={"RUN_TOKEN": "hunter2"})
+    row = submit(env.store, env.workspace, env.home, spec, env.source, spec_hash="s")
+    final = env.wait(row)
+    assert final.status == status.COMPLETED, final.error
+    record = env.records(final, 1)["worker:0"]
+    assert record["env"]["RUN_TOKEN"] == "hunter2" and record["argv"] == ["--token=hunter2"]
+    assert "hunter2" not in json.dumps(final.spec)
+    assert final.spec["environment"]["secret_env_vars"] == ["RUN_TOKEN"]
+    assert not list(Path(final.run_dir).glob("secrets*"))  # removed once the run ended
+
+
+def test_outputs_already_in_the_source_folder_become_the_runs_outputs(env: RunEnv) -> None:
+    (env.source / "outputs").mkdir()
+    (env.source / "outputs" / "old.txt").write_text("from a local try")
+    final = env.wait(env.submit())
+    assert final.status == status.COMPLETED, final.error
+    outputs = Path(final.run_dir, "outputs")
+    assert (outputs / "old.txt").read_text() == "from a local try"
+    assert (outputs / "worker_0.json").exists()
+    assert Path(final.run_dir, "snapshot", "outputs").resolve() == outputs.resolve()
+    assert (env.source / "outputs" / "old.txt").exists()  # the source is never touched
+
+
+def test_deleting_the_workspace_stops_its_runs(env: RunEnv) -> None:
+    row = env.submit(arguments=["--sleep", "60"])
+    env.wait_status(row, status.RUNNING)
+    pid = env.records(row, 1)["worker:0"]["pid"]
+    env.store.delete_workspace(env.workspace.id)
+    assert gone(pid)

@@ -26,7 +26,7 @@ def test_lines_are_prefixed_by_task_when_several_streams_are_shown(env: RunEnv) 
 
 def test_a_role_filter_shows_one_stream_without_prefix(env: RunEnv) -> None:
     row = env.submit(distribution={"type": "parameter_server", "worker_count": 2},
-                     arguments=["--lines", "1"])
+                     arguments=["--lines", "1", "--wait-file", "outputs/ps_0.json"])
     assert env.wait(row).status == status.COMPLETED
     assert list(run_logs(env.store, row.id, role="worker:1")) == ["worker 1 line 0", "done"]
     assert list(run_logs(env.store, row.id, role="ps")) == ["ps 0 line 0"]

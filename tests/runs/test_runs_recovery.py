@@ -7,7 +7,7 @@ import signal
 import time
 
 from amlctl.runs import procs, status
-from amlctl.runs.submit import ensure_supervised, spawn_supervisor
+from amlctl.runs.submit import cancel, ensure_supervised, spawn_supervisor
 from amlctl.runs.supervisor import MODULE
 from tests.runs.conftest import RunEnv
 
@@ -18,8 +18,10 @@ def test_a_run_recorded_but_never_started_gets_its_supervisor(env: RunEnv) -> No
     time.sleep(0.3)
     assert env.store.get_run(row.id).status == status.NOT_STARTED
     again = ensure_supervised(env.store, row.id)
+    assert again.supervisor_pid
+    # either its supervisor is at work, or it has already moved the run on
     assert status.supervisor_alive(again.supervisor_pid, row.id, MODULE) or (
-        again.status != status.NOT_STARTED)
+        env.store.get_run(row.id).status != status.NOT_STARTED)
     assert env.wait(row).status == status.COMPLETED
     assert ensure_supervised(env.store, row.id).status == status.COMPLETED  # no-op when ended
 
@@ -54,3 +56,30 @@ def test_a_second_supervisor_for_the_same_run_steps_aside(env: RunEnv) -> None:
     assert env.store.get_run(row.id).supervisor_pid == first
     flag.touch()
     assert env.wait(row).status == status.COMPLETED
+
+
+def test_a_queued_run_whose_supervisor_died_gets_a_new_one(env: RunEnv) -> None:
+    env.set_max_nodes(1)
+    flag = env.tmp / "go"
+    blocker = env.submit("blocker", arguments=["--wait-file", str(flag)])
+    env.wait_status(blocker, status.RUNNING)
+    queued = env.wait_status(env.submit("queued"), status.QUEUED)
+    assert queued.supervisor_pid
+    os.kill(queued.supervisor_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while status.supervisor_alive(queued.supervisor_pid, queued.id, MODULE):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert ensure_supervised(env.store, queued.id).supervisor_pid != queued.supervisor_pid
+    flag.touch()
+    assert env.wait(blocker).status == status.COMPLETED
+    assert env.wait(queued).status == status.COMPLETED
+
+
+def test_a_cancel_of_a_run_without_supervisor_ends_it_at_once(env: RunEnv) -> None:
+    row = env.submit(start=False)
+    assert cancel(env.store, row.id).status == status.CANCELED
+    # a supervisor that starts late finds the run over and leaves it alone
+    spawn_supervisor(env.store, row.id)
+    time.sleep(0.5)
+    assert env.store.get_run(row.id).status == status.CANCELED

@@ -10,6 +10,7 @@ from amlctl.runs.spec import DistributionSpec
 from amlctl.runs.topology import expand, layout
 from tests.runs.conftest import RunEnv
 
+PS_STARTED = "outputs/ps_0.json"  # workers wait for it: the ps must not be stopped unseen
 PS_2_NODES = {"type": "parameter_server", "node_count": 2, "worker_count": 2,
               "parameter_server_count": 1}
 
@@ -34,7 +35,8 @@ def test_expand_replaces_only_the_runs_own_variables() -> None:
 
 
 def test_parameter_server_tf_config_matches_azure_ml(env: RunEnv) -> None:
-    row = env.submit(distribution=PS_2_NODES, arguments={"--steps": 3})
+    row = env.submit(distribution=PS_2_NODES,
+                     arguments={"--steps": 3, "--wait-file": PS_STARTED})
     final = env.wait(row)
     assert final.status == status.COMPLETED, final.error
     records = env.records(final, 3)
@@ -51,7 +53,8 @@ def test_parameter_server_tf_config_matches_azure_ml(env: RunEnv) -> None:
         assert config == {"cluster": cluster, "task": {"type": role, "index": int(index)},
                           "environment": "cloud"}
         assert list(config) == ["cluster", "task", "environment"]
-        assert records[name]["argv"] == ["--steps", "3"]  # one argument list for every role
+        # one argument list for every role
+        assert records[name]["argv"] == ["--steps", "3", "--wait-file", PS_STARTED]
         assert records[name]["env"]["PYTHONUNBUFFERED"] == "1"
         assert records[name]["env"]["AZUREML_RUN_ID"] == row.id
         assert records[name]["env"]["AZUREML_ARM_SUBSCRIPTION"] == "sub-1"
@@ -92,7 +95,7 @@ def test_batchai_compat_variables(env: RunEnv) -> None:
     row = env.submit(
         distribution=PS_2_NODES, compat="batchai", outputs=["MODEL"],
         inputs={"DATASET": {"datastore": "default", "path": "mnist"}},
-        arguments=["--data=$AZ_BATCHAI_INPUT_DATASET"],
+        arguments=["--data=$AZ_BATCHAI_INPUT_DATASET", "--wait-file", PS_STARTED],
         role_arguments={"ps": ["--job_name=ps"],
                         "worker": ["--job_name=worker", "--task_index=$AZ_BATCHAI_TASK_INDEX"]})
     final = env.wait(row)
@@ -114,9 +117,9 @@ def test_batchai_compat_variables(env: RunEnv) -> None:
     # tasks on one node share its temp folder; the two nodes have different ones
     temps = {n: r["env"]["AZ_BATCHAI_JOB_TEMP"] for n, r in records.items()}
     assert temps["ps:0"] == temps["worker:1"] != temps["worker:0"]
-    assert records["ps:0"]["argv"] == [f"--data={env.datastore / 'mnist'}", "--job_name=ps"]
-    assert records["worker:1"]["argv"] == [f"--data={env.datastore / 'mnist'}",
-                                           "--job_name=worker", "--task_index=1"]
+    common = [f"--data={env.datastore / 'mnist'}", "--wait-file", PS_STARTED]
+    assert records["ps:0"]["argv"] == [*common, "--job_name=ps"]
+    assert records["worker:1"]["argv"] == [*common, "--job_name=worker", "--task_index=1"]
 
 
 def test_mount_is_the_datastore_folder_and_download_a_private_copy(env: RunEnv) -> None:
