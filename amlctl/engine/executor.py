@@ -54,7 +54,7 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
     deletes = [c for c in steps if c.action is Action.DELETE]
     forwards = [c for c in steps if c.action is not Action.DELETE]
-    runner = _Runner(ctx, desired, apply_id, report, result, show_progress)
+    runner = _Runner(ctx, desired, apply_id, report, result, show_progress, plan.include_data)
     # Deletes first, one kind at a time in reverse dependency order (runs, uploads, ...,
     # workspace: a deleted object is mostly gone from the manifest, so its kind is what
     # orders it); then the rest in dependency order. A failure stops what follows.
@@ -102,8 +102,10 @@ def _delete_groups(changes: list[Change]) -> list[list[Change]]:
 
 class _Runner:
     def __init__(self, ctx: Context, desired: dict[str, Desired], apply_id: str,
-                 report: Report, result: ApplyResult, show_progress: bool) -> None:
+                 report: Report, result: ApplyResult, show_progress: bool,
+                 include_data: bool = False) -> None:
         self.ctx = ctx
+        self.include_data = include_data  # destroy --include-data
         self.desired = desired
         self.apply_id = apply_id
         self.report = report
@@ -193,8 +195,10 @@ class _Runner:
         if change.kind == "run":
             return self._run(change, want)
         if change.action is Action.DELETE:
+            # An upload's delete removes its files; a workspace's only with --include-data.
+            data = change.kind == "upload" or (change.kind == "workspace" and self.include_data)
             self._journal(change, "delete", lambda: provider.delete(
-                change.address, include_data=change.kind == "upload"))
+                change.address, include_data=data))
             self.ctx.history.record_applied(change.address, None)
             return ""
         assert want is not None

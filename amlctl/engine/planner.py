@@ -114,7 +114,11 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
         if kind == "workspace" and not include_workspace:
             continue
         _, _, name = address.partition(".")
-        reasons = ("uploaded files are deleted (--include-data)",) if kind == "upload" else ()
+        reasons: tuple[str, ...] = ()
+        if kind == "upload":
+            reasons = ("uploaded files are deleted (--include-data)",)
+        elif kind == "workspace" and not include_data:
+            reasons = ("datastore contents are kept; --include-data deletes them too",)
         changes.append(Change(address, kind, name or obj.attrs.get("name", ""), Action.DELETE,
                               obj.attrs, None, reasons=reasons,
                               sensitive_fields=secret_fields(obj.attrs)))

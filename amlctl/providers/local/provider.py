@@ -145,7 +145,14 @@ class LocalProvider(Provider):
         if ws is None:
             return
         if kind == "workspace":
-            shutil.rmtree(self.workspace_dir(ws), ignore_errors=True)
+            folder = self.workspace_dir(ws)
+            # Datastore folders hold the data: kept unless asked, as deleting an Azure ML
+            # workspace keeps its storage account.
+            doomed = [folder] if include_data else [
+                child for child in (folder.iterdir() if folder.is_dir() else ())
+                if child.name != "datastores"]
+            for path in doomed:
+                shutil.rmtree(path, ignore_errors=True)
             self.store.delete_workspace(ws.id)
             return
         current = self.store.get_object(ws.id, kind, name)
@@ -235,35 +242,34 @@ class LocalProvider(Provider):
         return _run_info(row) if row else None
 
     def submit_run(self, request: RunRequest) -> RunInfo:
+        from amlctl.runs.spec import build_spec
         from amlctl.runs.submit import submit
 
         ws = self._require_workspace()
         datastores = {DEFAULT_DATASTORE: self.datastore_dir(DEFAULT_DATASTORE, ws)}
         for obj in self.store.list_objects(ws.id, "datastore"):
             datastores[obj.name] = self.datastore_dir(obj.name, ws)
-        row = submit(
-            store=self.store, workspace=ws, home=self.workspace_dir(ws),
-            request=request, datastores=datastores,
-        )
+        spec = build_spec(request.name, request.run, workspace=ws,
+                          max_nodes=request.compute_max_nodes, datastore_dirs=datastores,
+                          secrets=request.secrets)
+        row = submit(self.store, ws, self.workspace_dir(ws), spec, request.source_dir,
+                     spec_hash=request.spec_hash, owner=self.stack)
         return _run_info(row)
 
     def cancel_run(self, run_id: str) -> RunInfo:
-        from amlctl.runs.supervisor import cancel
+        from amlctl.runs.submit import cancel
 
-        cancel(self.store, run_id)
-        info = self.get_run(run_id)
-        if info is None:
+        if self.store.get_run(run_id) is None:
             raise UsageError(f"no run {run_id!r}")
-        return info
+        return _run_info(cancel(self.store, run_id))
 
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
-        from amlctl.runs.logs import iter_logs
+        from amlctl.runs.logs import run_logs
 
-        row = self.store.get_run(run_id)
-        if row is None:
+        if self.store.get_run(run_id) is None:
             raise UsageError(f"no run {run_id!r}")
-        return iter_logs(self.store, row, role=role, follow=follow)
+        return run_logs(self.store, run_id, role=role, follow=follow)
 
     def recover(self) -> list[str]:
         ws = self._workspace()
@@ -274,9 +280,10 @@ class LocalProvider(Provider):
             if run.status in ("NotStarted", "Queued", "Preparing", "Running", "Canceling"):
                 from amlctl.runs.submit import ensure_supervised
 
-                note = ensure_supervised(self.store, run.id)
-                if note:
-                    repaired.append(f"run {run.id}: {note}")
+                after = ensure_supervised(self.store, run.id)
+                if (after.status, after.supervisor_pid) != (run.status, run.supervisor_pid):
+                    repaired.append(f"run {run.id}: {run.status} -> {after.status}"
+                                    + (f" ({after.error})" if after.error else ""))
         return repaired
 
     # status ----------------------------------------------------------------------------------
