@@ -5,11 +5,11 @@ The pieces, one module each:
 - `store`: the `FileStore` protocol a backend implements for one upload target;
 - `folder_store`: `FolderFileStore`, that protocol over a folder, for the local backend;
 - `sync`: `plan_sync` (file-level diff, reading only files in doubt) and `apply_sync`
-  (parallel atomic copies, hashing while copying);
+  (parallel atomic copies, hashing while copying), on the thread pool of `workpool`;
 - `hashcache`: `HashCache`, the local (path, size, mtime, ctime, inode) -> sha256 memo;
 - `scan`, `ignore`: which files of src_dir an upload sends (.amlignore/.gitignore, exclude:,
   symlinks, special files);
-- `atomic`: streamed hashing and temp-file-then-rename writes;
+- `atomic`: streamed hashing, temp-file-then-rename writes, batched flushes to disk;
 - `progress`: the progress callback protocol and its terminal view;
 - `errors`: `UploadError`.
 

@@ -14,14 +14,17 @@ power cut; a process killed midway leaves at most temp files, which no listing s
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
 import io
+import itertools
 import os
 import secrets
 import sys
 import threading
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,8 @@ CHUNK_SIZE = 1 << 20  # 1 MiB: one buffer per worker thread, whatever the file s
 TEMP_PREFIX = ".amlctl-tmp-"
 
 _buffers = threading.local()  # one CHUNK_SIZE buffer per thread, reused file after file
+_names = types.SimpleNamespace(pid=0, token="")
+_counter = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +56,13 @@ def hash_file(path: str | Path) -> Hashed:
     return Hashed(digest, size, stat)
 
 
-def write_temp(src: str | Path, folder: Path, *, fsync: bool = False) -> tuple[Path, Hashed]:
-    """Copy src into a new temp file in folder (created if needed), hashing as it goes.
+def write_temp(src: str | Path, folder: str, *, fsync: bool = False) -> tuple[str, Hashed]:
+    """Copy src into a new temp file in `folder` (which must exist), hashing as it goes.
 
-    On any error the temp file is removed and the error propagates.
+    Returns the temp file's path. On any error the temp file is removed and the error
+    propagates.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / temp_name()
+    tmp = os.path.join(folder, temp_name())
     with open(src, "rb", buffering=0) as fin:
         stat = FileStat.of(os.fstat(fin.fileno()))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -69,23 +74,25 @@ def write_temp(src: str | Path, folder: Path, *, fsync: bool = False) -> tuple[P
             finally:
                 os.close(fd)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
     return tmp, Hashed(digest, size, stat)
 
 
 def write_atomic(src: str | Path, dest: Path) -> Hashed:
-    """Copy src to dest atomically and durably (temp file, fsync, rename)."""
-    tmp, hashed = write_temp(src, dest.parent, fsync=True)
+    """Copy src to dest atomically and durably (temp file, fsync, rename); dest's folders
+    are created."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp, hashed = write_temp(src, str(dest.parent), fsync=True)
     try:
         os.replace(tmp, dest)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
         raise
     return hashed
 
 
-def make_durable(folder: Path, files: Sequence[Path]) -> None:
+def make_durable(folder: str | Path, files: Sequence[str | Path]) -> None:
     """Put the data of `files` (on folder's filesystem) on disk before they are renamed.
 
     One syncfs(2) costs one journal commit whatever the number of files, where an fsync
@@ -123,8 +130,11 @@ def _syncfs() -> Callable[[int], int] | None:
 
 
 def temp_name() -> str:
-    """A fresh temp file name owned by this process."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    """A fresh temp file name owned by this process: prefix, pid, random, counter."""
+    pid = os.getpid()
+    if _names.pid != pid:  # first call, or a forked child: new random part
+        _names.pid, _names.token = pid, secrets.token_hex(4)
+    return f"{TEMP_PREFIX}{pid}-{_names.token}-{next(_counter)}"
 
 
 def is_temp_name(name: str) -> bool:
@@ -182,3 +192,8 @@ def _pump(src: io.FileIO, fd: int | None) -> tuple[str, int]:
                 chunk = chunk[written:]
         total += n
     return digest.hexdigest(), total
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

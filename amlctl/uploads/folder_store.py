@@ -31,6 +31,7 @@ sync deletes before it writes). Folders emptied by `delete_file` are removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat as statmod
@@ -79,6 +80,8 @@ class FolderFileStore:
 
     def __init__(self, root: Path, index_db: Path) -> None:
         self.root = root.absolute()
+        self._root = str(self.root)
+        self._folders: set[str] = set()  # folders known to exist (set.add is thread-safe)
         self._index = _Index(index_db, str(self.root.resolve()))
         self._writes = _Writes(self.root, self._index)
         weakref.finalize(self, _close, self._writes, self._index)
@@ -105,25 +108,26 @@ class FolderFileStore:
 
     def put_file(self, src: Path, relpath: str) -> RemoteFile:
         """Write src as relpath; visible whole at the next commit (see module doc)."""
-        dest = self.root / check_relpath(relpath)
-        if dest.is_dir():
-            raise UploadError(
-                f"{relpath}: is a folder in the datastore folder {self.root}; "
-                "set delete_extra: true or remove that folder"
-            )
-        try:
-            tmp, hashed = write_temp(src, dest.parent)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise UploadError(
-                f"{relpath}: a parent of it is a file in the datastore folder {self.root}; "
-                "set delete_extra: true or remove that file"
-            ) from exc
+        dest = os.path.join(self._root, check_relpath(relpath))
+        folder = os.path.dirname(dest)
+        if folder not in self._folders:  # one mkdir per folder, not per file
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise UploadError(
+                    f"{relpath}: a parent of it is a file in the datastore folder "
+                    f"{self.root}; set delete_extra: true or remove that file"
+                ) from exc
+            self._folders.add(folder)
+        tmp, hashed = write_temp(src, folder)
         self._writes.add(_Pending(tmp, dest, relpath, hashed.size, hashed.sha256))
         return RemoteFile(hashed.size, hashed.sha256)
 
     def delete_file(self, relpath: str) -> None:
         """Remove relpath and its row; remove folders it leaves empty (up to root)."""
         path = self.root / check_relpath(relpath)
+        self._writes.commit(final=False)  # a pending write of relpath must not outlive this
+        self._folders.clear()  # the folders it empties go too
         path.unlink(missing_ok=True)
         self._index.write({}, gone=[relpath])
         parent = path.parent
@@ -179,8 +183,8 @@ def _close(writes: _Writes, index: _Index) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    tmp: Path
-    dest: Path
+    tmp: str
+    dest: str
     relpath: str
     size: int
     sha256: str
@@ -225,14 +229,18 @@ class _Writes:
         for item in batch:
             try:
                 os.replace(item.tmp, item.dest)
-                rows[item.relpath] = _row(item.dest.stat(), item.sha256)
+                rows[item.relpath] = _row(os.stat(item.dest), item.sha256)
             except OSError as exc:
-                item.tmp.unlink(missing_ok=True)
-                hint = ("; set delete_extra: true or remove that folder"
-                        if isinstance(exc, IsADirectoryError) else "")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(item.tmp)
+                reason = (
+                    "is a folder in the datastore folder"
+                    if isinstance(exc, IsADirectoryError)
+                    else f"cannot be written ({exc.strerror or exc}) in the datastore folder"
+                )
                 failure = failure or UploadError(
-                    f"{item.relpath}: cannot be published in the datastore folder "
-                    f"{self._root}: {exc.strerror or exc}{hint}"
+                    f"{item.relpath}: {reason} {self._root}; "
+                    "set delete_extra: true or remove what is in the way"
                 )
         self._unsynced = True
         self._index.write(rows, gone=())

@@ -47,7 +47,8 @@ from amlctl.uploads.scan import scan_tree
 from amlctl.uploads.store import FileStore
 from amlctl.uploads.workpool import run_all
 
-# Threads overlap fsync waits and network round trips; sha256 and file I/O release the GIL.
+# Threads overlap disk and network waits; sha256 and file I/O release the GIL, so large
+# files hash on every core. Small files go to the pool in batches (see workpool).
 DEFAULT_WORKERS = 8
 
 
@@ -129,7 +130,7 @@ def apply_sync(
     recorded in `cache`, so the next plan need not read them."""
     started = time.perf_counter()
     progress = progress or NullProgress()
-    root = src_dir.absolute()
+    root = str(src_dir.absolute())
     to_send = sorted((*plan.add, *plan.change), key=lambda c: (-c.size, c.relpath))
     sent: list[SentFile] = []
     deleted: list[str] = []
@@ -147,13 +148,14 @@ def apply_sync(
         deleted.append(item.relpath)
 
     def on_sent(item: FileChange, outcome: _Sent) -> None:
-        remote, before, after, hashed_at = outcome
+        remote, before, hashed_at = outcome
         sent.append(SentFile(item.relpath, remote.size, remote.sha256))
         if item.sha256 is not None and remote.sha256 != item.sha256:
             warnings.append(f"{item.relpath}: changed since the plan; sent as it is now")
-        # Cache only a hash that provably describes the file for the whole copy.
-        if cache is not None and remote.sha256 and before == after and remote.size == after.size:
-            cache.record(str(root / item.relpath), before, remote.sha256, hashed_at)
+        # Keyed on the stat taken before the copy: a write during the copy changes the stat
+        # (or falls in the racy window), so such an entry is never trusted.
+        if cache is not None and remote.sha256 and remote.size == before.size:
+            cache.record(os.path.join(root, item.relpath), before, remote.sha256, hashed_at)
         progress.advance(item.relpath, remote.size)
 
     progress.start(len(to_send), plan.bytes_to_send)
@@ -183,19 +185,17 @@ def _flush(store: FileStore) -> None:
             raise UploadError(f"publishing the files sent failed: {exc}") from exc
 
 
-_Sent = tuple[RemoteFile, FileStat, FileStat, int]
+_Sent = tuple[RemoteFile, FileStat, int]
 
 
-def _send(store: FileStore, root: Path, relpath: str) -> _Sent:
-    path = root / relpath
+def _send(store: FileStore, root: str, relpath: str) -> _Sent:
+    path = os.path.join(root, relpath)
     hashed_at = time.time_ns()
     try:
         before = FileStat.of(os.stat(path))
     except FileNotFoundError as exc:
         raise UploadError(f"{relpath}: gone from {root} since the plan; plan again") from exc
-    remote = store.put_file(path, relpath)
-    after = FileStat.of(os.stat(path))
-    return remote, before, after, hashed_at
+    return store.put_file(Path(path), relpath), before, hashed_at
 
 
 def _cached(cache: HashCache | None, local: LocalFile) -> str | None:

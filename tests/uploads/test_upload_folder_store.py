@@ -107,6 +107,15 @@ def test_written_files_appear_together_at_the_commit(tmp_path: Path) -> None:
     store.close()
 
 
+def test_delete_after_an_unpublished_put_wins(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with FolderFileStore(tmp_path / "ds", tmp_path / "index.db") as store:
+        store.put_file(tmp_path / "f", "f")
+        store.delete_file("f")
+        assert store.list_files() == {}
+    assert tree(tmp_path / "ds") == {}
+
+
 def test_killed_mid_copy_leaves_the_old_file_whole_and_a_temp_cleaned_later(
     tmp_path: Path,
 ) -> None:
