@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+AZURE   = $(VENV)/.installed-azure
+DEMO    = $(VENV)/.installed-demo
 
 .PHONY: install install-azure test lint demo schema bench clean
 
@@ -14,24 +16,37 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## a .venv with amlctl (editable) and the dev tools
 
-install-azure: $(STAMP) ## add the azure extra (azureml-sdk) to the .venv
+$(AZURE): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,azure]'
+	touch $(AZURE)
+
+$(DEMO): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(DEMO)
+
+install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure backend tests need
 
 lint: $(STAMP)
 	$(BIN)/ruff check amlctl tests bench
 
-test: $(STAMP) lint ## ruff, then the whole test suite
+test: $(AZURE) lint ## ruff, then the whole test suite (azure backend tests included)
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP) ## the quickstart on the local backend
-	cd examples/mnist && ../../$(BIN)/amlctl validate && ../../$(BIN)/amlctl render
+demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no Azure account
+	cd examples/mnist && ../../$(BIN)/amlctl validate
+	cd examples/mnist && ../../$(BIN)/amlctl plan
+	cd examples/mnist && ../../$(BIN)/amlctl apply --auto-approve --wait
+	cd examples/mnist && ../../$(BIN)/amlctl status
 
 schema: $(STAMP) ## regenerate schemas/amlctl.schema.json from the models
 	$(BIN)/amlctl schema -o schemas/amlctl.schema.json
 	$(BIN)/python -c "from amlctl.manifest.reference import reference_markdown as r; print(r(), end='')" > docs/manifest.md
 
-bench: $(STAMP) ## startup, plan scale and upload benchmarks (ratios to baselines)
+bench: $(STAMP) ## startup, plan scale, upload and run benchmarks (ratios to baselines)
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/uploads.py --quick
+	$(BIN)/python bench/runs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -84,6 +84,7 @@ def make_plan(
         keep = _with_dependencies(targets, desired)
         changes = [c for c in changes if c.address in keep]
         drift = [d for d in drift if d.address in keep]
+    _preflight(ctx, changes)
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
@@ -141,6 +142,18 @@ def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
 
     with HashCache(hash_cache_path(ctx)) as cache:
         return {want.address: plan_upload(ctx, want, cache) for want in uploads}
+
+
+def _preflight(ctx: Context, changes: list[Change]) -> None:
+    """Fail the plan on what the service would refuse mid-apply (region sizes, quota)."""
+    problems = [
+        f"{change.address}: {problem}"
+        for change in changes
+        if change.action in (Action.CREATE, Action.REPLACE) and change.after is not None
+        for problem in ctx.provider.preflight(change.address, change.after)
+    ]
+    if problems:
+        raise PlanError("the plan cannot be applied:\n  " + "\n  ".join(problems))
 
 
 def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:

@@ -146,6 +146,11 @@ class Provider(ABC):
                  ) -> Iterator[str]:
         """Log lines of a run, prefixed by role when several processes write."""
 
+    def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """Problems the service would only report while applying a create (size offered in
+        the region, quota), so a plan can fail early instead of halfway through a replace."""
+        return []
+
     def recover(self) -> list[str]:
         """Repair what an interrupted apply left half-done; returns what was repaired."""
         return []
