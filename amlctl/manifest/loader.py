@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -389,7 +390,8 @@ def _render_tree(value: Any, path: Path_, renderer: Renderer, walk: _Walk) -> An
 def _validate_models(data: dict[str, Any], walk: _Walk) -> Any:
     from pydantic import ValidationError
 
-    from amlctl.manifest.models import MODEL_OF_MAPPING, Manifest
+    with _without_pydantic_plugins():
+        from amlctl.manifest.models import MODEL_OF_MAPPING, Manifest
 
     registry: dict[int, type] = {}
     token = MODEL_OF_MAPPING.set(registry)
@@ -401,6 +403,25 @@ def _validate_models(data: dict[str, Any], walk: _Walk) -> Any:
         return None
     finally:
         MODEL_OF_MAPPING.reset(token)
+
+
+@contextmanager
+def _without_pydantic_plugins() -> Iterator[None]:
+    """Build the models without pydantic looking for plugins.
+
+    The first validator pydantic builds reads the entry points of every installed package to
+    find plugins (observability hooks). amlctl's models have no use for them, and next to
+    azureml-sdk's hundreds of packages that scan costs more than validating a manifest.
+    """
+    name = "PYDANTIC_DISABLE_PLUGINS"
+    if name in os.environ:  # the user chose; respect it
+        yield
+        return
+    os.environ[name] = "__all__"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 @dataclass

@@ -15,6 +15,14 @@ from typing import Any
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
+# Templates that are a plain lookup, answered without jinja2 (see Renderer._plain_lookup).
+_NOT_PLAIN = object()
+_PLAIN_VAR = re.compile(r"^\s*\{\{\s*(?P<names>vars(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\}\}\s*$")
+_PLAIN_CALL = re.compile(
+    r"""^\s*\{\{\s*(?P<function>env|secret_env)\(\s*(?P<q>['"])(?P<name>[^'"\\]*)(?P=q)\s*"""
+    r"""(?:,\s*(?P<q2>['"])(?P<default>[^'"\\]*)(?P=q2)\s*)?\)\s*\}\}\s*$"""
+)
+
 TEMPLATE_NAMES = ["vars", "env", "secret_env", "range", "dict", "namespace"]
 MAX_RANGE_ITEMS = 100_000  # loop iterations one value may use in all
 MAX_TEXT = 1024 * 1024  # longest string or list a `*` may build (the manifest's own limit)
@@ -113,10 +121,41 @@ class Renderer:
         SensitiveStr, whatever filters it went through, so it can be neither printed nor
         smuggled into a field that is not secret.
         """
-        from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-
         self._secret_touched = False
         self._range_left = MAX_RANGE_ITEMS
+        value = self._plain_lookup(text)
+        if value is _NOT_PLAIN:
+            value = self._render_jinja(text)
+        if self._secret_touched or _holds_secret(value):
+            return value if isinstance(value, SensitiveStr) else SensitiveStr(value)
+        return value
+
+    def _plain_lookup(self, text: str) -> Any:
+        """The value of `{{ vars.a.b }}`, `{{ env('N', 'default') }}` or `{{ secret_env('N') }}`
+        without jinja2 (importing it is a third of a validate's start-up); _NOT_PLAIN for any
+        other template, and for a lookup that fails, so results and messages stay jinja2's."""
+        match = _PLAIN_VAR.match(text)
+        if match:
+            node: Any = self._vars
+            for name in match.group("names").split(".")[1:]:
+                # jinja2 prefers attributes: `vars.items` is the dict method, not a key
+                if not isinstance(node, dict) or name not in node or hasattr(dict, name):
+                    return _NOT_PLAIN
+                node = node[name]
+                if _holds_secret(node):
+                    self._secret_touched = True  # as the sandbox's getattr would report
+            return node
+        match = _PLAIN_CALL.match(text)
+        if match is None:
+            return _NOT_PLAIN
+        name, default = match.group("name"), match.group("default")
+        if match.group("function") == "secret_env":
+            return _NOT_PLAIN if default is not None else self._secret_env_function(name)
+        return self._env_function(name, default)
+
+    def _render_jinja(self, text: str) -> Any:
+        from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+
         try:
             match = _SINGLE_EXPRESSION.match(text)
             if match and "{{" not in match.group("expr") and "}}" not in match.group("expr"):
@@ -136,8 +175,6 @@ class Renderer:
             raise TemplateError(f"template syntax error: {err.message}") from None
         except Exception as err:  # any other failure inside the user's expression
             raise TemplateError(f"template failed: {type(err).__name__}: {err}") from None
-        if self._secret_touched or _holds_secret(value):
-            return value if isinstance(value, SensitiveStr) else SensitiveStr(value)
         return value
 
 

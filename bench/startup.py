@@ -1,0 +1,118 @@
+"""Startup benchmark: how long amlctl takes before and while it reads a manifest.
+
+    python bench/startup.py [--runs N] [--strict]
+
+Median wall time of N runs (15 by default) of each command, interleaved so that load on the
+machine affects them alike, each printed as a ratio to the floor any tool on this stack pays:
+a Python that imports typer, pydantic, ruamel.yaml and jinja2 and does nothing else. CPU time
+(user + system) is printed beside it: on a busy machine it is the steadier figure.
+Target: `validate` of the quickstart manifest within 1.5x that floor. --strict exits 1 when a
+target is missed (for CI); without it the figures are only printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "examples" / "mnist" / "amlctl.yaml"
+FLOOR = "floor (import typer, pydantic, ruamel.yaml, jinja2)"
+# What parsing one option costs on this stack: typer (0.29 and later) builds a pydantic
+# TypeAdapter per option, which loads pydantic in full and importlib.metadata; `import
+# pydantic` alone loads neither, so the floor above does not pay them.
+TYPER_FLOOR = (
+    "import sys, typer, ruamel.yaml, jinja2\n"
+    "app = typer.Typer()\n"
+    "@app.command()\n"
+    "def run(file: str = 'amlctl.yaml') -> None:\n"
+    "    pass\n"
+    "app(['--file', 'x'], standalone_mode=False)\n"
+)
+TARGETS = {"amlctl validate -f examples/mnist/amlctl.yaml": 1.5}
+
+
+def amlctl_command() -> list[str]:
+    """The installed console script beside this Python, else `python -m amlctl`."""
+    script = Path(sys.executable).with_name("amlctl")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "amlctl"]
+
+
+def commands() -> dict[str, list[str]]:
+    amlctl = amlctl_command()
+    return {
+        FLOOR: [sys.executable, "-c", "import typer, pydantic, ruamel.yaml, jinja2"],
+        "reference: a one-option typer command": [sys.executable, "-c", TYPER_FLOOR],
+        "amlctl --help": [*amlctl, "--help"],
+        "amlctl validate -f examples/mnist/amlctl.yaml": [*amlctl, "validate", "-f", str(MANIFEST)],
+        "amlctl render -f examples/mnist/amlctl.yaml": [*amlctl, "render", "-f", str(MANIFEST)],
+    }
+
+
+def time_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of `argv`."""
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    errors = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{errors.decode()}")
+    return elapsed, usage.ru_utime + usage.ru_stime
+
+
+def measure(runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds per command, after one warm-up round (no cold caches).
+
+    Runs are interleaved, so a burst of load on the machine hits every command alike.
+    """
+    # As installed: no AMLCTL_* setting, and bytecode cached (the warm-up round writes it).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
+    todo = commands()
+    for argv in todo.values():
+        time_once(argv, env)
+    walls: dict[str, list[float]] = {name: [] for name in todo}
+    cpus: dict[str, list[float]] = {name: [] for name in todo}
+    for _ in range(runs):
+        for name, argv in todo.items():
+            wall, cpu = time_once(argv, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    return {
+        name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in todo
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="runs of each command (15)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+
+    medians = measure(args.runs)
+    floor_wall, floor_cpu = medians[FLOOR]
+    missed = []
+    print(f"startup, median of {args.runs} runs each; ratio to the floor (wall, and CPU):")
+    for name, (wall, cpu) in medians.items():
+        ratio = wall / floor_wall
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            verdict = f"  target <= {target}x: {'ok' if ratio <= target else 'MISSED'}"
+            if ratio > target:
+                missed.append(name)
+        print(f"  {name:<50} {wall * 1000:6.0f} ms {ratio:5.2f}x   "
+              f"cpu {cpu * 1000:4.0f} ms {cpu / floor_cpu:5.2f}x{verdict}")
+    return 1 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

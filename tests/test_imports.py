@@ -1,0 +1,80 @@
+"""Commands that only read a manifest stay light: no Azure SDK, nothing heavy they do not use.
+
+Each command runs in a fresh interpreter that records `sys.modules` when it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT / "examples" / "mnist" / "amlctl.yaml"
+AZURE = ROOT / "examples" / "azure" / "amlctl.yaml"
+PLAIN = """\
+version: 1
+name: plain
+workspace: {name: plain-ws, subscription_id: "0", resource_group: rg, location: westeurope}
+"""
+PROBE = """\
+import atexit, json, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: json.dump(sorted(sys.modules), open(out, "w")))
+from amlctl.cli import main
+main(sys.argv[1:])
+"""
+NEVER = ("azureml", "azure", "tensorflow", "numpy", "rich")
+
+
+def modules_of(tmp_path: Path, *args: str) -> set[str]:
+    """Top-level names of every module imported by `amlctl ARGS...`."""
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLCTL_")}
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return {name.split(".")[0] for name in json.loads(out.read_text())}
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",),
+    ("validate", "-f", str(MNIST)),
+    ("render", "-f", str(MNIST)),
+    ("validate", "-f", str(AZURE)),
+    ("render", "-f", str(AZURE)),
+    ("schema",),
+], ids=["help", "validate-mnist", "render-mnist", "validate-azure", "render-azure", "schema"])
+def test_manifest_commands_never_import_the_sdk(tmp_path: Path, args: tuple[str, ...]) -> None:
+    imported = modules_of(tmp_path, *args)
+    assert not imported & set(NEVER), sorted(imported & set(NEVER))
+
+
+def test_help_imports_no_manifest_machinery(tmp_path: Path) -> None:
+    imported = modules_of(tmp_path, "--help")
+    assert not imported & {"pydantic", "pydantic_core", "ruamel", "jinja2"}
+
+
+def test_a_manifest_without_templates_does_not_load_jinja2(tmp_path: Path) -> None:
+    (tmp_path / "amlctl.yaml").write_text(PLAIN)
+    imported = modules_of(tmp_path, "validate")
+    assert "ruamel" in imported and "pydantic" in imported
+    assert "jinja2" not in imported
+
+
+@pytest.mark.parametrize("manifest", [MNIST, AZURE], ids=["mnist", "azure"])
+def test_plain_lookups_do_not_load_jinja2(tmp_path: Path, manifest: Path) -> None:
+    # the examples only use {{ vars.x }}, env() and secret_env(): answered without jinja2
+    assert "jinja2" not in modules_of(tmp_path, "validate", "-f", str(manifest))
+
+
+def test_other_templates_load_jinja2(tmp_path: Path) -> None:
+    (tmp_path / "amlctl.yaml").write_text(PLAIN.replace("name: plain\n",
+                                                        "name: \"{{ 'plain' | upper }}\"\n"))
+    assert "jinja2" in modules_of(tmp_path, "validate")
