@@ -32,7 +32,10 @@ def validate(
     files: Annotated[list[Path] | None, typer.Argument(
         help="More manifests to check (pre-commit passes the changed files here).")] = None,
 ) -> None:
-    """Check the manifest: syntax, fields, references, names, paths. Exit 1 if invalid."""
+    """Check manifests: syntax, fields, references, paths.
+
+    Exit code 1, with every problem as FILE:LINE:COL: field.path: message, if one is invalid.
+    """
     from amlctl.errors import ManifestError
 
     paths = ([file] if file else []) + list(files or [])
@@ -64,7 +67,10 @@ def _validate_one(ctx: typer.Context, file: Path | None) -> None:
 
 
 def render(ctx: typer.Context, file: ManifestOption = None) -> None:
-    """Print the manifest after templating, secrets shown as (sensitive)."""
+    """Print the manifest after templating, secrets hidden.
+
+    Secret values are shown as (sensitive).
+    """
     from amlctl.manifest.render import render_yaml
 
     loaded = load(ctx, file, allow_missing_secrets=True)
@@ -76,7 +82,10 @@ def schema(
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
     ] = None,
 ) -> None:
-    """Print (or write) the JSON Schema of the manifest, for editors and CI linters."""
+    """Print or write the JSON Schema of manifests.
+
+    For editors (yaml-language-server) and CI linters.
+    """
     from amlctl.manifest.schema import schema_text
 
     text = schema_text()
