@@ -253,6 +253,10 @@ def _duplicate_key_name(err: Exception) -> str:
 
 def _read_var_file(file: Path) -> dict[str, Any]:
     try:
+        size = file.stat().st_size
+        if size > MAX_FILE_BYTES:  # the same bound as a manifest: var files are config too
+            raise ManifestError([Problem(str(file), None, None, "", f"file is {size} bytes; "
+                                         f"the limit is {MAX_FILE_BYTES} bytes for a var file")])
         text = file.read_text(encoding="utf-8")
     except OSError as err:
         raise UsageError(f"--var-file {file}: {err.strerror}") from None

@@ -279,3 +279,27 @@ computes:
     assert len(warnings) == 2
     assert "retired" in warnings[0] and "Standard_NC6" in warnings[0]
     assert "unknown VM size 'Standard_D2_v33'" in warnings[1]
+
+
+def test_var_file_is_bounded_like_a_manifest(project: Path) -> None:
+    from amlctl.manifest.loader import MAX_FILE_BYTES
+
+    path = write(project, WORKSPACE)
+    big = project / "vars.yaml"
+    big.write_text("nodes: 2\n" + "# padding\n" * (MAX_FILE_BYTES // 10 + 1))
+    size = big.stat().st_size
+    assert errors_of(path, var_files=[big]) == [
+        f"{big}: file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes for a var file",
+    ]
+
+
+def test_var_file_alias_bomb_is_refused(project: Path) -> None:
+    path = write(project, WORKSPACE)
+    bomb = (Path(__file__).parent / "bad" / "alias_bomb.yaml").read_text()
+    var_file = project / "vars.yaml"
+    # the bomb's `vars:` block, one level up: a var file is a mapping of variables
+    var_file.write_text("\n".join(
+        line[2:] for line in bomb.splitlines() if line.startswith("  ") and "&" in line
+    ) + "\n")
+    errors = errors_of(path, var_files=[var_file])
+    assert len(errors) == 1 and "alias bomb" in errors[0]
