@@ -19,7 +19,7 @@ from amlctl.manifest.loader import MAX_FILE_BYTES
 
 BAD = Path(__file__).parent / "bad"
 CASES = sorted(p.stem for p in BAD.glob("*.yaml"))
-SECONDS_PER_CASE = 5.0
+SECONDS_PER_CASE = 10.0  # generous for a loaded machine; each takes well under a second
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -107,7 +107,7 @@ def test_deep_flow_nesting_fails_fast(project: Path, amlctl) -> None:
     (project / "deep.yaml").write_text("version: 1\nvars: " + "[" * 5000 + "]" * 5000 + "\n")
     started = time.perf_counter()
     result = amlctl("validate", "-f", "deep.yaml")
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 5
     assert result.code == 1
     assert result.stderr == (
         "deep.yaml:2:71: YAML syntax error: collections nest deeper than 64 levels\n"
