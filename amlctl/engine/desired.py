@@ -91,11 +91,9 @@ def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
     digest = source_digest(source_dir)
     run_hash = spec_hash(definition, digest)
     datastores = _run_datastores(run)
-    uploads = {
-        make("upload", up_name)
-        for up_name, upload in loaded.manifest.uploads.items()
-        if upload.datastore in datastores
-    }
+    # Runs come after every upload (DESIGN: uploads, then runs): a command line may read
+    # uploaded data without naming the datastore in a way amlctl can see.
+    uploads = {make("upload", up_name) for up_name in loaded.manifest.uploads}
     attrs = {
         "experiment": run.experiment,
         "compute": run.compute,
