@@ -4,7 +4,8 @@ Like Azure ML, `.amlignore` (or, without one, `.gitignore`) at the top of the so
 excludes files. The rules understood are the common gitignore subset: `#` comments, `!`
 negation (last matching rule wins), a trailing `/` for folders only, a pattern with a `/`
 anchored at the top (`*` may then cross folders), a pattern without one matching a name at any
-depth. `__pycache__` folders and `.pyc` files are always left out. Symlinked files are copied
+depth. `__pycache__` folders, `.pyc` files, and the top-level `.git/` and `.amlctl/` folders
+are always left out. Symlinked files are copied
 as their content; symlinked folders, sockets and pipes are skipped.
 """
 
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IGNORE_FILES = (".amlignore", ".gitignore")
-ALWAYS_IGNORED = ("__pycache__/", "*.pyc")
+# Never part of a run: bytecode, git's own folder (it changes without any source edit), and
+# the local backend's home, which sits beside the manifest and holds earlier snapshots.
+ALWAYS_IGNORED = ("__pycache__/", "*.pyc", "/.git/", "/.amlctl/")
 
 
 @dataclass(frozen=True)

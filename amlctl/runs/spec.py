@@ -227,7 +227,8 @@ class _InputIds:
             known = ", ".join(sorted(self.datastore_dirs)) or "none"
             raise RunError(f"{self.where}: input {input_id}: the workspace has no datastore "
                            f"{datastore!r} (it has: {known})")
-        return InputSpec(input_id, datastore, path, mode, str(folder))
+        # absolute: tasks resolve it from the run's folder, not from the caller's
+        return InputSpec(input_id, datastore, path, mode, str(Path(folder).resolve()))
 
     def add_named(self, input_id: str, value: Mapping[str, Any]) -> None:
         self.specs[input_id] = self._spec(input_id, value)

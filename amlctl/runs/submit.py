@@ -111,7 +111,9 @@ def spawn_supervisor(store: Store, run_id: str) -> int:
     (run_dir / "system").mkdir(parents=True, exist_ok=True)
     with (run_dir / "system" / "supervisor.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", MODULE, str(store.path), run_id], cwd=run_dir,
+            # absolute: the supervisor's cwd is the run folder, not the caller's
+            [sys.executable, "-m", MODULE, str(Path(store.path).resolve()), run_id],
+            cwd=run_dir,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
     status.claim(store, run_id, process.pid, marker=MODULE)

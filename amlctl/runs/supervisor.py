@@ -373,11 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print(f"usage: python -m {MODULE} STATE_DB RUN_ID", file=sys.stderr)
         return 2
-    store = Store(Path(args[0]))
-    if not status.claim(store, args[1], os.getpid(), marker=MODULE):
-        print(f"run {args[1]} already has a live supervisor", flush=True)
+    db_path, run_id = Path(args[0]), args[1]
+    if not db_path.is_file():
+        print(f"no state database at {db_path}", file=sys.stderr)
+        return 2
+    store = Store(db_path)
+    if store.get_run(run_id) is None:
+        print(f"no run {run_id} in {db_path}", file=sys.stderr)
+        return 2
+    if not status.claim(store, run_id, os.getpid(), marker=MODULE):
+        print(f"run {run_id} already has a live supervisor", flush=True)
         return 0
-    supervisor = Supervisor(store, args[1])
+    supervisor = Supervisor(store, run_id)
 
     def request_stop(signum: int, frame: object) -> None:
         supervisor.stop_requested = True

@@ -55,6 +55,15 @@ def test_pycache_and_amlignore_rules_are_left_out(tmp_path: Path) -> None:
     assert after == source_digest(src)
 
 
+def test_git_and_the_local_backend_home_are_never_part_of_a_snapshot(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    before = source_digest(src)
+    for folder in (".git", ".amlctl"):
+        (src / folder).mkdir()
+        (src / folder / "state").write_text("changes all the time")
+    assert source_digest(src) == before
+
+
 def test_gitignore_is_used_without_amlignore(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
     (src / ".gitignore").write_text("pkg/\n")

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from amlctl.providers.local import pool
+from amlctl.providers.local.store import Store
 from amlctl.runs import procs, status
 from amlctl.runs.errors import RunError
 from amlctl.runs.spec import build_spec
-from amlctl.runs.submit import cancel, submit, task_pids
+from amlctl.runs.submit import cancel, submit, task_pids, wait_for
 from tests.runs.conftest import RunEnv
 
 PS_1_WORKERS_2 = {"type": "parameter_server", "node_count": 2, "worker_count": 2,
@@ -244,3 +245,22 @@ def test_deleting_the_workspace_stops_its_runs(env: RunEnv) -> None:
     pid = env.records(row, 1)["worker:0"]["pid"]
     env.store.delete_workspace(env.workspace.id)
     assert gone(pid)
+
+
+def test_paths_relative_to_the_callers_folder_work(env: RunEnv,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI opens `.amlctl/state.db` relative to the manifest; the supervisor runs elsewhere.
+    monkeypatch.chdir(env.tmp)
+    store = Store(Path("home") / "state.db")
+    run = {"experiment": "exp", "compute": "cpu", "source_directory": "src",
+           "entry_script": "task.py", "arguments": {"--data": {"datastore": "default",
+                                                               "path": "mnist"}}}
+    spec = build_spec("relative", run, workspace=env.workspace, max_nodes=4,
+                      datastore_dirs={"default": Path("datastore")})
+    row = submit(store, env.workspace, Path("home"), spec, Path("src"), spec_hash="rel")
+    final = wait_for(store, row.id, timeout=15)
+    store.close()
+    assert final.status == status.COMPLETED, final.error
+    assert Path(final.run_dir).is_absolute()
+    data = Path(env.records(final, 1)["worker:0"]["env"]["AZUREML_DATAREFERENCE_data"])
+    assert data == env.datastore / "mnist"
