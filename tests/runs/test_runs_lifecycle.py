@@ -19,6 +19,7 @@ from amlctl.runs import procs, status
 from amlctl.runs.errors import RunError
 from amlctl.runs.spec import build_spec
 from amlctl.runs.submit import cancel, submit, task_pids, wait_for
+from amlctl.runs.supervisor import STOP_GRACE_SECONDS
 from tests.runs.conftest import RunEnv
 
 PS_1_WORKERS_2 = {"type": "parameter_server", "node_count": 2, "worker_count": 2,
@@ -264,3 +265,23 @@ def test_paths_relative_to_the_callers_folder_work(env: RunEnv,
     assert Path(final.run_dir).is_absolute()
     data = Path(env.records(final, 1)["worker:0"]["env"]["AZUREML_DATAREFERENCE_data"])
     assert data == env.datastore / "mnist"
+
+
+def test_a_task_that_ignores_sigterm_is_killed_after_the_grace_period(env: RunEnv) -> None:
+    (env.source / "stubborn.py").write_text(textwrap.dedent("""
+        import json, os, pathlib, signal, time
+        task = json.loads(os.environ["TF_CONFIG"])["task"]
+        if task["type"] == "ps":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            pathlib.Path("outputs/ps").write_text(str(os.getpid()))
+            time.sleep(600)
+        while not pathlib.Path("outputs/ps").exists():
+            time.sleep(0.02)
+    """))
+    row = env.submit(entry_script="stubborn.py", distribution={
+        "type": "parameter_server", "worker_count": 1, "parameter_server_count": 1})
+    final = env.wait(row, timeout=30)
+    assert final.status == status.COMPLETED, final.error
+    ps_pid = int(Path(final.run_dir, "outputs", "ps").read_text())
+    assert gone(ps_pid, timeout=1)
+    assert final.ended_at - final.started_at >= STOP_GRACE_SECONDS - 0.5
