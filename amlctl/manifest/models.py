@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 # id(raw mapping) -> model class that read it; lets the loader suggest the closest field name
 # for an unknown key ("did you mean ...") without pydantic losing the other errors.
@@ -142,7 +142,7 @@ class DataInput(StrictModel):
 
 
 Scalar = str | int | float | bool
-ArgValue = Annotated[Scalar | DataInput, Field(union_mode="left_to_right")]
+ArgValue = Scalar | DataInput  # smart union: true stays a bool, "true" a string
 
 
 class ParameterServer(StrictModel):
@@ -181,13 +181,25 @@ Distribution = Annotated[
 ]
 
 
+def _secret_if_sensitive(value: Any) -> Any:
+    """A value that came from secret_env() becomes a SecretStr; any other stays plain."""
+    from amlctl.manifest.template import SensitiveStr
+
+    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else value
+
+
+EnvValue = Annotated[
+    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive)
+]
+
+
 class Environment(StrictModel):
     """What the run's processes execute in."""
 
     pip: list[str] = Field([], description="pip requirements installed for the run.")
     conda_file: str | None = Field(None, description="Conda environment file (relative path).")
     docker_image: str | None = Field(None, description="Base docker image (Azure backend).")
-    env_vars: dict[str, SecretStr | str] = Field(
+    env_vars: dict[str, EnvValue] = Field(
         {}, description="Environment variables; values from secret_env() stay secret."
     )
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from batchai_corpus import FIXTURES
 
 from amlctl.convert import convert_batchai, yamldoc
@@ -50,8 +49,6 @@ else:
 '''
 
 
-@pytest.mark.skip(reason="the local backend does not start submitted runs yet (runs stay "
-                         "NotStarted); remove this mark once it does")
 def test_converted_recipe_applies_and_completes_locally(tmp_path: Path) -> None:
     conversion = convert_batchai([], [RECIPE])
     # The data the parameter servers read, put where the converted datastore input points.
@@ -71,5 +68,5 @@ def test_converted_recipe_applies_and_completes_locally(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    checkpoints = sorted(p.name for p in tmp_path.glob(".amlctl/**/outputs/MODEL/ckpt-*"))
+    checkpoints = sorted(p.name for p in tmp_path.glob(".amlctl/**/runs/*/outputs/MODEL/ckpt-*"))
     assert checkpoints == ["ckpt-0", "ckpt-1"]
