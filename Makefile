@@ -29,7 +29,7 @@ install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure ba
 lint: $(STAMP)
 	$(BIN)/ruff check amlctl tests bench
 
-test: $(AZURE) lint ## ruff, then the whole test suite (azure backend tests included)
+test: $(AZURE) $(DEMO) lint ## ruff, then the whole test suite (azure backend and real TensorFlow included)
 	$(BIN)/python -m pytest -q
 
 demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no Azure account
