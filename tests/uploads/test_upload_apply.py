@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from upload_helpers import Env, opened_files, tree, write
 
-from amlctl.uploads import UploadError, apply_sync, plan_sync, progress_for
+from amlctl.uploads import FileChange, UploadError, apply_sync, plan_sync, progress_for
 from amlctl.uploads.progress import RichBar, SummaryLine, human_bytes, summary
 
 
@@ -131,3 +131,16 @@ def test_importing_the_package_does_not_import_rich() -> None:
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, cwd=Path(__file__).parent).stdout
     assert out.strip() == "False"
+
+
+def test_small_files_travel_in_batches_large_ones_alone() -> None:
+    from amlctl.uploads.workpool import BATCH_BYTES, BATCH_FILES, _batches
+
+    items = [FileChange("big1", BATCH_BYTES * 2), FileChange("big2", BATCH_BYTES)]
+    items += [FileChange(f"s{i:03d}", 100) for i in range(BATCH_FILES + 5)]
+    items += [FileChange("m1", BATCH_BYTES - 1), FileChange("m2", 10)]
+    batches = [[c.relpath for c in batch] for batch in _batches(items)]
+    assert batches[:2] == [["big1"], ["big2"]]
+    assert len(batches[2]) == BATCH_FILES
+    assert batches[3][-1] == f"s{BATCH_FILES + 4:03d}"
+    assert batches[4:] == [["m1"], ["m2"]]  # m1 alone would overflow the byte budget
