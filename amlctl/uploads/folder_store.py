@@ -24,9 +24,10 @@ The folder is the truth, the index only a memo:
 - temp files are never listed, and those of dead processes are deleted;
 - symlinks and special files inside the folder are not ours and are not listed.
 
-A file cannot be written where the folder holds a folder of that name, or below a file of
-a parent's name: `put_file` raises UploadError saying so (delete_extra resolves it, as the
-sync deletes before it writes). Folders emptied by `delete_file` are removed.
+A file cannot be written below a file of a parent's name (`put_file` raises UploadError) nor
+where the folder holds a folder of its name (the commit raises UploadError, naming it);
+delete_extra resolves both, as the sync deletes before it writes. Folders emptied by
+`delete_file` are removed.
 """
 
 from __future__ import annotations
