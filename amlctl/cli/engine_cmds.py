@@ -335,12 +335,15 @@ def import_(
     ctx: typer.Context,
     address: Annotated[str, typer.Argument(help="The existing object to adopt.")],
     file: ManifestOption = None,
+    lock_timeout: LockTimeout = 0.0,
 ) -> None:
     """Adopt an existing object into this stack (tags it as owned), so amlctl manages it."""
     from amlctl.engine.address import split
+    from amlctl.engine.lock import workspace_lock
 
     split(address)
-    with engine_context(ctx, file) as context:
+    with engine_context(ctx, file) as context, \
+            workspace_lock(context.state_dir, "amlctl import", lock_timeout):
         obj = context.provider.adopt(address)
     typer.echo(f"{obj.address} is now managed by stack {obj.owner!r}. Run `amlctl plan` to see "
                "how it differs from the manifest.")

@@ -58,6 +58,8 @@ def test_second_apply_fails_fast_naming_the_holder(
     assert "stale" not in second.stderr
     destroy = run_amlctl(basic_project, "destroy", "--auto-approve")
     assert destroy.code == 1 and "the workspace is locked" in destroy.stderr
+    adopt = cli("import", "compute.cpu")  # import writes too
+    assert adopt.code == 1 and "the workspace is locked" in adopt.stderr
     # nothing was changed by the refused commands; the holder still owns the lock
     assert state_rows(basic_project) == before
     assert journal(basic_project, "done") == [("workspace", "create")]
