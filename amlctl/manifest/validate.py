@@ -158,6 +158,24 @@ class _Checker:
             self.check_datastore_ref(upload.datastore, (*path, "datastore"))
             self.check_inside_datastore(upload.target_path, (*path, "target_path"))
             self.check_local_dir(upload.src_dir, (*path, "src_dir"))
+        self.check_upload_overlap()
+
+    def check_upload_overlap(self) -> None:
+        """Two uploads into nested folders of one datastore would fight over the same files
+        (with delete_extra, each deletes the other's)."""
+        seen: list[tuple[str, PurePosixPath, str]] = []
+        for name, upload in self.m.uploads.items():
+            target = PurePosixPath(upload.target_path.strip("/") or ".")
+            for other_name, other_target, datastore in seen:
+                if datastore != upload.datastore:
+                    continue
+                if target == other_target or target in other_target.parents \
+                        or other_target in target.parents or "." in (str(target),
+                                                                     str(other_target)):
+                    self.error(("uploads", name, "target_path"),
+                               f"{upload.target_path!r} overlaps upload {other_name!r} "
+                               f"({str(other_target)!r}) on datastore {datastore!r}")
+            seen.append((name, target, upload.datastore))
 
     # runs ----------------------------------------------------------------------------------
 
