@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# editable_mode=compat: a plain path entry, no import hook to load on every command
 STAMP   = $(VENV)/.installed
 AZURE   = $(VENV)/.installed-azure
 DEMO    = $(VENV)/.installed-demo
@@ -11,17 +12,17 @@ DEMO    = $(VENV)/.installed-demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP) ## a .venv with amlctl (editable) and the dev tools
 
 $(AZURE): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,azure]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,azure]' --config-settings editable_mode=compat
 	touch $(AZURE)
 
 $(DEMO): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	$(BIN)/python -m pip install --quiet -e '.[demo]' --config-settings editable_mode=compat
 	touch $(DEMO)
 
 install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure backend tests need

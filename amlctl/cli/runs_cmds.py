@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from amlctl.cli.engine_cmds import engine_context
 from amlctl.cli.options import ManifestOption
 from amlctl.errors import UsageError
-from amlctl.providers.base import Provider
+
+if TYPE_CHECKING:
+    from amlctl.providers.base import Provider
 
 
 def _resolve(provider: Provider, run: str) -> str:
