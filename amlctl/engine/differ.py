@@ -63,7 +63,7 @@ def _change(want: Desired, have: LiveObject | None, ctx: DiffInput) -> Change:
             f"touches what it does not own. Adopt it with `amlctl import {want.address}` or "
             "rename it in the manifest."
         )
-    fields = _field_changes(want, have, ctx.updatable(want.kind))
+    fields = _field_changes(want, have, ctx.updatable(want.kind), ctx.applied.get(want.address))
     if want.kind == "workspace":
         _refuse_workspace_move(fields)
     if want.address in ctx.replace:
@@ -82,14 +82,16 @@ def _change(want: Desired, have: LiveObject | None, ctx: DiffInput) -> Change:
                   fields, sensitive_fields=_sensitive(want))
 
 
-def _field_changes(want: Desired, have: LiveObject, updatable: frozenset[str]
-                   ) -> tuple[FieldChange, ...]:
+def _field_changes(want: Desired, have: LiveObject, updatable: frozenset[str],
+                   applied: dict[str, Any] | None) -> tuple[FieldChange, ...]:
     out = []
     sensitive = _sensitive(want) | secret_fields(have.attrs)
     for key, value in want.attrs.items():
         before = have.attrs.get(key)
-        if key in sensitive and before is None:
-            continue  # write-only secret the service cannot show: not a change
+        if key in sensitive and before is None and (applied is None or applied.get(key) == value):
+            # A write-only secret the service cannot show: a change only when amlctl last set
+            # it to something else (or to nothing). Never applied (imported): cannot tell.
+            continue
         if _normal(before) != _normal(value):
             out.append(FieldChange(key, before, value, key not in updatable, key in sensitive))
     return tuple(out)

@@ -149,9 +149,26 @@ def test_secrets_compare_by_fingerprint_and_show_as_sensitive() -> None:
 
 def test_write_only_secret_the_service_cannot_show_is_not_a_change() -> None:
     attrs = {"account_name": "acct", "account_key": fingerprint("k")}
-    changes, _ = diff(desired_of(want("datastore.d", attrs, secrets={"account_key": "k"})),
-                      live_of(have("datastore.d", {**attrs, "account_key": None})), ctx())
+    desired = desired_of(want("datastore.d", attrs, secrets={"account_key": "k"}))
+    unseen = live_of(have("datastore.d", {**attrs, "account_key": None}))
+    changes, _ = diff(desired, unseen, ctx(applied={"datastore.d": attrs}))
     assert change_of(changes, "datastore.d").action is Action.NOOP
+
+
+@pytest.mark.parametrize("applied_key", [None, fingerprint("old")], ids=["added", "rotated"])
+def test_a_secret_amlctl_did_not_set_to_this_value_is_a_change(applied_key: str | None
+                                                               ) -> None:
+    """Live None is "cannot tell": what amlctl last applied says whether the value is current."""
+    attrs = {"account_name": "acct", "account_key": fingerprint("k")}
+    desired = desired_of(want("datastore.d", attrs, secrets={"account_key": "k"}))
+    unseen = live_of(have("datastore.d", {**attrs, "account_key": None}))
+    applied = {"datastore.d": {**attrs, "account_key": applied_key}}
+    change = change_of(diff(desired, unseen, ctx(applied=applied))[0], "datastore.d")
+    assert change.action is Action.UPDATE
+    assert [(f.name, f.before, f.sensitive) for f in change.fields] == [
+        ("account_key", None, True)]
+    # never applied by amlctl (imported): nothing says it differs, so nothing is replaced
+    assert change_of(diff(desired, unseen, ctx())[0], "datastore.d").action is Action.NOOP
 
 
 @pytest.mark.parametrize("field, value", [
