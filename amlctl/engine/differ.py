@@ -92,13 +92,20 @@ def _field_changes(want: Desired, have: LiveObject, updatable: frozenset[str],
             # A write-only secret the service cannot show: a change only when amlctl last set
             # it to something else (or to nothing). Never applied (imported): cannot tell.
             continue
-        if _normal(before) != _normal(value):
+        if _normal(before, key) != _normal(value, key):
             out.append(FieldChange(key, before, value, key not in updatable, key in sensitive))
     return tuple(out)
 
 
-def _normal(value: Any) -> Any:
+# Azure compares these without regard to case (STANDARD_NC6 is Standard_NC6) and may return
+# them in its own spelling, so a different case alone is not a change.
+CASE_INSENSITIVE = frozenset({"vm_size", "location", "vm_priority"})
+
+
+def _normal(value: Any, key: str = "") -> Any:
     """Treat missing, empty map and empty list alike (services drop empty tags)."""
+    if key in CASE_INSENSITIVE and isinstance(value, str):
+        return value.lower()
     return None if value in ({}, [], None) else value
 
 
@@ -150,7 +157,7 @@ def _drift(address: str, have: LiveObject | None, applied: dict[str, Any] | None
     fields = tuple(
         FieldChange(key, before, have.attrs.get(key), sensitive=key in secret)
         for key, before in applied.items()
-        if key in have.attrs and _normal(have.attrs.get(key)) != _normal(before)
+        if key in have.attrs and _normal(have.attrs.get(key), key) != _normal(before, key)
         # a write-only secret the service cannot show has not drifted
         and not (key in secret and have.attrs.get(key) is None)
     )

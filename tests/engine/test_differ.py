@@ -269,3 +269,14 @@ def test_runs_are_submitted_once_per_definition() -> None:
                                                    replace=frozenset({"run.r"})))[0], "run.r")
     assert again.action is Action.CREATE
     assert again.reasons == ("resubmission requested with --replace",)
+
+
+def test_vm_size_spelled_in_another_case_is_not_a_change() -> None:
+    """Azure returns sizes in its own spelling (STANDARD_D2_V2); that alone plans nothing."""
+    want = Desired("compute.cpu", "compute", "cpu",
+                   {"vm_size": "Standard_D2_v2", "max_nodes": 2, "location": "westeurope"})
+    have = LiveObject("compute.cpu", {"vm_size": "STANDARD_D2_V2", "max_nodes": 2,
+                                      "location": "WestEurope"}, "demo")
+    changes, _ = diff({"compute.cpu": want}, {"compute.cpu": have},
+                      DiffInput(stack="demo", updatable=lambda _k: frozenset({"max_nodes"})))
+    assert changes[0].action is Action.NOOP
