@@ -314,21 +314,27 @@ def status(
         return
     typer.echo("Computes:")
     for name, state in computes.items():
-        counts = state["nodeStateCounts"]
-        typer.echo(f"  {name}: {state['allocationState']}, {state['currentNodeCount']} nodes "
-                   f"(idle {counts['idleNodeCount']}, running {counts['runningNodeCount']}, "
-                   f"preparing {counts['preparingNodeCount']}, leaving "
-                   f"{counts['leavingNodeCount']}, preempted {counts['preemptedNodeCount']}, "
-                   f"unusable {counts['unusableNodeCount']}), min "
-                   f"{state['scaleSettings']['minNodeCount']} max "
-                   f"{state['scaleSettings']['maxNodeCount']}"
-                   + (f", errors: {state['errors']}" if state["errors"] else ""))
+        typer.echo(f"  {name}: {_compute_line(state)}")
     typer.echo("Runs:")
     for run in runs:
         typer.echo(f"  {run.id}  {run.name}  {run.status}"
                    + (f"  {run.error.splitlines()[0]}" if run.error else ""))
     if not runs:
         typer.echo("  (none)")
+
+
+def _compute_line(state: dict[str, Any]) -> str:
+    """One cluster's status; a cluster still provisioning has no node counts yet."""
+    if "currentNodeCount" not in state:
+        return f"provisioning state {state.get('provisioningState', 'unknown')}"
+    counts = state.get("nodeStateCounts") or {}
+    nodes = ", ".join(f"{label} {counts.get(key + 'NodeCount', 0)}" for key, label in (
+        ("idle", "idle"), ("running", "running"), ("preparing", "preparing"),
+        ("leaving", "leaving"), ("preempted", "preempted"), ("unusable", "unusable")))
+    scale = state.get("scaleSettings") or {}
+    line = (f"{state.get('allocationState', '?')}, {state['currentNodeCount']} nodes ({nodes}), "
+            f"min {scale.get('minNodeCount', '?')} max {scale.get('maxNodeCount', '?')}")
+    return line + (f", errors: {state['errors']}" if state.get("errors") else "")
 
 
 def import_(
