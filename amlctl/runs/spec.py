@@ -17,12 +17,13 @@ and travels to the supervisor in a file readable only by the user.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amlctl.providers.local.store import WorkspaceRow
+from amlctl.runs.arguments import render_arguments
 from amlctl.runs.errors import RunError
 
 DATAREFERENCE_PREFIX = "AZUREML_DATAREFERENCE_"
@@ -192,10 +193,6 @@ def build_spec(name: str, run: Any, *, workspace: WorkspaceRow, max_nodes: int,
     )
 
 
-def _is_data_input(value: Any) -> bool:
-    return isinstance(value, Mapping) and "datastore" in value and "path" in value
-
-
 def _identifier(hint: str) -> str:
     """An environment-variable-safe input id from a flag name: `--input-data` -> input_data."""
     ident = re.sub(r"[^A-Za-z0-9_]", "_", hint.lstrip("-")).strip("_")
@@ -245,32 +242,9 @@ class _InputIds:
             candidate, n = f"{base}_{n}", n + 1
 
 
-def _scalar(value: Any) -> str:
-    return str(value)  # as the SDK does with script_params: True -> "True", 0.5 -> "0.5"
-
-
 def _arguments(value: Any, inputs: _InputIds) -> tuple[str, ...]:
     """A flag map or a list as the argument list every role gets."""
-    out: list[str] = []
-    if isinstance(value, Mapping):
-        for flag, item in value.items():
-            out.append(str(flag))
-            if item is None:
-                continue  # a bare flag
-            out.append(inputs.add(str(flag), item).reference if _is_data_input(item)
-                       else _scalar(item))
-        return tuple(out)
-    items: Sequence[Any] = value
-    for position, item in enumerate(items):
-        if _is_data_input(item):
-            previous = items[position - 1] if position else None
-            is_flag = (isinstance(previous, str) and previous.startswith("-")
-                       and "=" not in previous)
-            hint = previous if is_flag else "input"
-            out.append(inputs.add(hint, item).reference)
-        else:
-            out.append(_scalar(item))
-    return tuple(out)
+    return tuple(render_arguments(value, lambda hint, item: inputs.add(hint, item).reference))
 
 
 def _distribution(data: Mapping[str, Any]) -> DistributionSpec:

@@ -30,6 +30,7 @@ from amlctl.errors import ProviderError
 from amlctl.providers.azure import sdk
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+from amlctl.runs.arguments import render_arguments as shared_render_arguments
 
 log = logging.getLogger("amlctl.azure.runs")
 
@@ -127,11 +128,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _is_data_input(value: Any) -> bool:
-    value = _plain(value)
-    return isinstance(value, Mapping) and "datastore" in value and "path" in value
-
-
 def input_id(hint: str) -> str:
     """An identifier for an inline input, from the flag before it (`--input-data` ->
     `input_data`), the same rule the local backend applies."""
@@ -168,25 +164,7 @@ class _References:
 
 def render_arguments(arguments: Any, refs: _References) -> list[str]:
     """A flag map or a list as strings; DataInputs become data references."""
-    out: list[str] = []
-    if isinstance(arguments, Mapping):
-        for flag, value in arguments.items():
-            out.append(str(flag))
-            if value is None:
-                continue  # a bare flag
-            out.append(refs.add(input_id(str(flag)), value) if _is_data_input(value)
-                       else str(value))
-        return out
-    items = list(arguments or [])
-    for position, value in enumerate(items):
-        if _is_data_input(value):
-            previous = items[position - 1] if position else None
-            is_flag = isinstance(previous, str) and previous.startswith("-") and \
-                "=" not in previous
-            out.append(refs.add(input_id(previous if is_flag else "input"), value))
-        else:
-            out.append(str(value))
-    return out
+    return shared_render_arguments(arguments, lambda hint, item: refs.add(input_id(hint), item))
 
 
 def _distribution(s: sdk.Sdk, dist: Any) -> tuple[Any, int | None]:
