@@ -2,6 +2,7 @@
 
 - `spec`: RunSpec, what a submitted run is (`build_spec` from a manifest run).
 - `identity`: source digest and spec hash, which decide whether a run is new.
+- `arguments`: a run's argument list (backend-neutral; the azure backend uses it too).
 - `snapshot`: which files of source_directory a run takes (.amlignore) and their copy.
 - `submit`: submit, ensure_supervised, cancel, wait_for.
 - `supervisor`: the detached process that queues, prepares, runs and stops a run.
