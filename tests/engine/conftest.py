@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from enginekit import Cli, in_process, write_basic
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No AMLCTL_* setting of the machine running the tests leaks into them."""
-    for name in list(os.environ):
-        if name.startswith("AMLCTL_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

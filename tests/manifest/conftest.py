@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,6 @@ class CliResult:
     code: int
     stdout: str
     stderr: str
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No AMLCTL_* setting of the machine running the tests leaks into them."""
-    for name in list(os.environ):
-        if name.startswith("AMLCTL_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture
