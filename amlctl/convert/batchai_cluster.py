@@ -268,15 +268,8 @@ def _node_setup(src: SourceFile, draft: ComputeDraft, storage: Storage,
         _setup_task(src, task, report)
     if isinstance(setup.get("mountVolumes"), dict):
         draft.mounts = storage.read_mounts(src, "nodeSetup", "mountVolumes")
-        index_of = {"azure_file": "azureFileShares", "azure_blob": "azureBlobFileSystems",
-                    "file_server": "fileServers", "unmanaged": "unmanagedFileSystems"}
-        counters: dict[str, int] = {}
-        for mount in draft.mounts:
-            key = index_of[mount.kind]
-            index = counters.get(key, 0)
-            counters[key] = index + 1
-            storage.report_mount(mount, src, ("nodeSetup", "mountVolumes", key, index),
-                                 cluster_level=True)
+        storage.report_mounts(draft.mounts, src, ("nodeSetup", "mountVolumes"),
+                              cluster_level=True)
     if "performanceCountersSettings" in setup:
         report.add(src.name, src.field("nodeSetup", "performanceCountersSettings"),
                    Outcome.DROPPED, None,

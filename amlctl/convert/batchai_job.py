@@ -686,15 +686,8 @@ class JobConverter:
                                "not understood by the converter: check it by hand")
 
     def _report_mounts(self) -> None:
-        index_of = {"azure_file": "azureFileShares", "azure_blob": "azureBlobFileSystems",
-                    "file_server": "fileServers", "unmanaged": "unmanagedFileSystems"}
-        counters: dict[str, int] = {}
-        for mount in self.job_mounts:
-            key = index_of[mount.kind]
-            index = counters.get(key, 0)
-            counters[key] = index + 1
-            self.storage.report_mount(mount, self.src, ("mountVolumes", key, index),
-                                      cluster_level=False)
+        self.storage.report_mounts(self.job_mounts, self.src, ("mountVolumes",),
+                                   cluster_level=False)
 
 
 def _common(a: list[Item], b: list[Item]) -> tuple[list[Item], list[Item], list[Item]]:

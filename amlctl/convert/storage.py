@@ -151,6 +151,18 @@ class Storage:
         self._stores[key] = store
         return store
 
+    def report_mounts(self, mounts: list[Mount], src: SourceFile,
+                      prefix: tuple[PathPart, ...], cluster_level: bool) -> None:
+        """Report every mount of one mountVolumes block, each at its place in its list."""
+        list_of = {"azure_file": "azureFileShares", "azure_blob": "azureBlobFileSystems",
+                   "file_server": "fileServers", "unmanaged": "unmanagedFileSystems"}
+        counters: dict[str, int] = {}
+        for mount in mounts:
+            key = list_of[mount.kind]
+            index = counters.get(key, 0)
+            counters[key] = index + 1
+            self.report_mount(mount, src, (*prefix, key, index), cluster_level)
+
     def report_mount(self, mount: Mount, src: SourceFile, parts: tuple[PathPart, ...],
                      cluster_level: bool) -> None:
         """Say what became of one mount entry (call once its uses are known)."""
