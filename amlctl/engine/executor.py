@@ -36,7 +36,6 @@ class ApplyResult:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     runs: list[RunInfo] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -46,9 +45,9 @@ class ApplyResult:
 
 def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
                show_progress: bool = False) -> ApplyResult:
-    """Carry out the plan's changes. Call with the workspace lock held."""
+    """Carry out the plan's changes. Call with the workspace lock held, after `recover`
+    (which must run before the plan is made, since a repair changes what it sees)."""
     result = ApplyResult()
-    result.recovered = recover(ctx, report)
     desired = {} if plan.destroy else desired_state(ctx.loaded)
     apply_id = uuid.uuid4().hex[:12]
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
