@@ -18,14 +18,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## a .venv with amlctl (editable) and the dev tools
 
 $(AZURE): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,azure]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[dev,azure,azure-v2]' --config-settings editable_mode=compat
 	touch $(AZURE)
 
 $(DEMO): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[demo]' --config-settings editable_mode=compat
 	touch $(DEMO)
 
-install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure backend tests need
+install-azure: $(AZURE) ## add the azure extras (azureml-sdk, azure-ai-ml), which the azure backend tests need
 
 lint: $(STAMP)
 	$(BIN)/ruff check amlctl tests bench

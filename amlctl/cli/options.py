@@ -66,7 +66,8 @@ def global_options(
     backend: Annotated[
         str | None,
         typer.Option(envvar="AMLCTL_BACKEND", metavar="NAME",
-                     help="Backend: local or azure (overrides the manifest's `backend:`)."),
+                     help="Backend: local, azure (SDK v1) or azure-v2 (SDK v2); overrides the "
+                          "manifest's `backend:`."),
     ] = None,
     var: Annotated[
         list[str] | None,
@@ -91,8 +92,10 @@ def global_options(
     ] = False,
 ) -> None:
     """Declarative config-as-code for Azure Machine Learning: plan, apply, destroy."""
-    if backend is not None and backend not in ("local", "azure"):
-        raise UsageError(f"--backend {backend!r}: expected local or azure")
+    from amlctl.providers import BACKEND_NAMES
+
+    if backend is not None and backend not in BACKEND_NAMES:
+        raise UsageError(f"--backend {backend!r}: expected one of {', '.join(BACKEND_NAMES)}")
     ctx.obj = Settings(
         backend=backend,
         variables=dict(parse_var(v) for v in (var or [])),

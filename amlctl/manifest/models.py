@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
+from amlctl.providers import BACKEND_NAMES
+
 # id(raw mapping) -> model class that read it; lets the loader suggest the closest field name
 # for an unknown key ("did you mean ...") without pydantic losing the other errors.
 MODEL_OF_MAPPING: contextvars.ContextVar[dict[int, type[BaseModel]] | None] = (
@@ -249,7 +251,10 @@ class Manifest(StrictModel):
 
     version: Literal[1] = Field(description="Manifest format version (1).")
     name: str = Field(description="Stack name; tag amlctl.stack on everything amlctl creates.")
-    backend: Literal["local", "azure"] = Field("local", description="local or azure.")
+    backend: Literal[BACKEND_NAMES] = Field(  # type: ignore[valid-type]
+        "local", description="local, azure (SDK v1: azureml-sdk) or azure-v2 (SDK v2: "
+        "azure-ai-ml)."
+    )
     vars: dict[str, Any] = Field({}, description="Template variables (defaults).")
     workspace: Workspace = Field(description="The workspace.")
     computes: dict[str, Compute] = Field({}, description=NAME_DESCRIPTION)

@@ -12,7 +12,10 @@ from amlctl.providers.base import Provider
 _BACKENDS = {
     "local": "amlctl.providers.local.provider:LocalProvider",
     "azure": "amlctl.providers.azure.provider:AzureProvider",
+    "azure-v2": "amlctl.providers.azure_v2.provider:AzureV2Provider",
 }
+# The one list of backend names: the manifest's `backend:` and the CLI's --backend use it.
+BACKEND_NAMES = tuple(_BACKENDS)
 
 
 def get_provider(backend: str, workspace: dict[str, Any], stack: str, state_dir: Path

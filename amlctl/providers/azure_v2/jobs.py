@@ -1,0 +1,227 @@
+"""Runs as SDK v2 command jobs: build offline, submit exactly once, read back as v1 records.
+
+`build_job` turns a manifest run into `azure.ai.ml.command(...)`: the entry script or command
+with the rendered arguments, `TensorFlowDistribution(parameter_server_count, worker_count)` or
+`MpiDistribution` with `instance_count` = the run's node_count, every datastore input as an
+`Input` of `azureml://datastores/NAME/paths/P` (`ro_mount` or `download`), an Environment from
+the conda file or pip list (docker image as the base), and v1's tags (`amlctl.stack`,
+`amlctl.spec_hash`, `amlctl.run`), so a run submitted through either SDK is found by the other.
+
+The job name is derived from the stack, the run name and the spec hash: submitting the same
+run again names the same job, so a retried or repeated submission finds the job instead of
+starting a second paid one. `compat: batchai` reuses the v1 launcher and its staging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amlctl.errors import ProviderError
+from amlctl.providers.azure.runs import (
+    DATAREFERENCE,
+    LAUNCHER,
+    RUN_NAME_TAG,
+    STATUS,
+    RunRecord,
+    _conda_path,
+    _field,
+    _plain,
+    input_id,
+    run_tags,
+    stage_with_launcher,
+)
+from amlctl.providers.azure_v2 import sdk
+from amlctl.providers.base import RunRequest
+from amlctl.runs.arguments import render_arguments
+
+# Azure ML's curated base images (what `az ml` v2 examples use)
+CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:latest"
+PYTHON = "python=3.10"
+MODES = {"mount": "ro_mount", "download": "download"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def job_name(stack: str, run: str, spec_hash: str) -> str:
+    """The deterministic job name of one definition of one run (Azure ML job names: letters,
+    digits, `-` and `_`, at most 255). The digest keeps names that slug alike apart."""
+    digest = hashlib.sha256(f"{stack}\n{run}\n{spec_hash}".encode()).hexdigest()[:16]
+    slug = _UNSAFE.sub("_", f"amlctl-{stack}-{run}").strip("_-")[:200]
+    return f"{slug}-{digest}"
+
+
+@dataclass
+class BuiltJob:
+    """The SDK job of one submission, and the staged folder to remove afterwards."""
+
+    job: Any
+    name: str
+    staged: Path | None = None
+
+    def cleanup(self) -> None:
+        """Remove the staged snapshot, if one was made."""
+        import shutil
+
+        if self.staged is not None:
+            shutil.rmtree(self.staged, ignore_errors=True)
+            self.staged = None
+
+
+class _Inputs:
+    """Datastore inputs of one job, each id used once (the v1 backend's rules)."""
+
+    def __init__(self, datastore_name: Callable[[str], str]) -> None:
+        self.datastore_name = datastore_name
+        self.inputs: dict[str, Any] = {}
+        self.keys: dict[str, tuple[str, str, str]] = {}
+
+    def add(self, ref_id: str, value: Any, exact: bool = False) -> str:
+        ml = sdk.load()
+        value = _plain(value)
+        key = (str(value["datastore"]), str(value["path"]).strip("/"),
+               str(value.get("mode") or "mount"))
+        candidate, n = ref_id, 2
+        while candidate in self.keys and self.keys[candidate] != key:
+            if exact:
+                raise ProviderError(f"input id {ref_id!r} is used twice")
+            candidate, n = f"{ref_id}_{n}", n + 1
+        if candidate not in self.keys:
+            path = f"azureml://datastores/{self.datastore_name(key[0])}/paths/{key[1]}"
+            self.inputs[candidate] = ml.Input(type="uri_folder", path=path, mode=MODES[key[2]])
+            self.keys[candidate] = key
+        return candidate
+
+    def exports(self) -> str:
+        """Shell exports of AZUREML_DATAREFERENCE_<ID>, the variable v1 runs (and the Batch
+        AI launcher) read an input's path from."""
+        return "".join(f"export {DATAREFERENCE}{i}=\"${{{{inputs.{i}}}}}\"; "
+                       for i in self.inputs)
+
+
+def _placeholder(input_name: str) -> str:
+    return f"${{{{inputs.{input_name}}}}}"
+
+
+def _quote(arg: str) -> str:
+    return arg if re.fullmatch(r"\$\{\{inputs\.[A-Za-z0-9_]+\}\}", arg) else shlex.quote(arg)
+
+
+def build_environment(run: Any, name: str, source_dir: Path) -> Any:
+    """An anonymous Environment: the conda file, else the pip list; docker image as base."""
+    entities = sdk.load().entities
+    env = _plain(_field(run, "environment")) or {}
+    image = env.get("docker_image") or (GPU_IMAGE if _field(run, "use_gpu") else CPU_IMAGE)
+    conda_file = env.get("conda_file")
+    if conda_file:
+        conda: Any = str(_conda_path(conda_file, source_dir))
+    else:
+        conda = {"name": name, "channels": ["conda-forge"],
+                 "dependencies": [PYTHON, "pip", {"pip": list(env.get("pip") or [])}]}
+    return entities.Environment(image=image, conda_file=conda)
+
+
+def _variables(run: Any, secrets: Mapping[str, str]) -> dict[str, str]:
+    env = _plain(_field(run, "environment")) or {}
+    out = {}
+    for key, value in (env.get("env_vars") or {}).items():
+        out[key] = secrets.get(key) if key in secrets else (
+            value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
+    return out
+
+
+def _distribution(dist: Any) -> tuple[Any, int | None]:
+    ml = sdk.load()
+    kind = _field(dist, "type", "none") if dist is not None else "none"
+    nodes = int(_field(dist, "node_count", 1)) if kind != "none" else None
+    if kind == "parameter_server":
+        return ml.TensorFlowDistribution(
+            parameter_server_count=int(_field(dist, "parameter_server_count", 1)),
+            worker_count=int(_field(dist, "worker_count", 1))), nodes
+    if kind == "multi_worker":
+        return ml.TensorFlowDistribution(parameter_server_count=0,
+                                         worker_count=int(_field(dist, "worker_count", 1))), nodes
+    if kind == "mpi":
+        return ml.MpiDistribution(process_count_per_instance=int(_field(
+            dist, "process_count_per_node", 1))), nodes
+    return None, None
+
+
+def build_job(request: RunRequest, stack: str, datastore_name: Callable[[str], str]
+              ) -> BuiltJob:
+    """The command job for a run request; no network."""
+    ml = sdk.load()
+    run = request.run
+    inputs = _Inputs(datastore_name)
+    for ref_id, value in (_field(run, "inputs", {}) or {}).items():
+        inputs.add(str(ref_id), value, exact=True)
+    arguments = render_arguments(_field(run, "arguments", []),
+                                 lambda hint, item: _placeholder(inputs.add(input_id(hint),
+                                                                            item)))
+    variables = _variables(run, request.secrets)
+    source_dir, staged = request.source_dir, None
+    script, command = _field(run, "entry_script"), _field(run, "command")
+    if _field(run, "compat") == "batchai":
+        staged = stage_with_launcher(request.source_dir)
+        source_dir = staged / "snapshot"
+        if script:
+            variables["AMLCTL_BATCHAI_ENTRY_SCRIPT"] = script
+        else:
+            variables["AMLCTL_BATCHAI_COMMAND"] = command
+        variables["AMLCTL_BATCHAI_OUTPUTS"] = ",".join(_field(run, "outputs", []) or [])
+        role_args = _plain(_field(run, "role_arguments")) or {}
+        if role_args:
+            # the launcher expands $AZUREML_DATAREFERENCE_<ID>, exported below
+            variables["AMLCTL_BATCHAI_ROLE_ARGS"] = json.dumps(
+                {role: render_arguments(args, lambda hint, item: "$" + DATAREFERENCE
+                                        + inputs.add(input_id(hint), item))
+                 for role, args in role_args.items()})
+        line = " ".join(["python", LAUNCHER, *(_quote(a) for a in arguments)])
+    elif script:
+        line = " ".join(["python", shlex.quote(script), *(_quote(a) for a in arguments)])
+    else:
+        line = " ".join([command, *(_quote(a) for a in arguments)])
+    distribution, instances = _distribution(_field(run, "distribution"))
+    name = job_name(stack, request.name, request.spec_hash)
+    job = ml.command(
+        name=name, display_name=request.name, experiment_name=_field(run, "experiment"),
+        command=inputs.exports() + line, code=str(source_dir),
+        environment=build_environment(run, f"amlctl-{stack}-{request.name}", source_dir),
+        environment_variables=variables, inputs=inputs.inputs or None,
+        compute=_field(run, "compute"), distribution=distribution, instance_count=instances,
+        timeout=_field(run, "max_run_duration_seconds"), tags=run_tags(request, stack))
+    return BuiltJob(job, name, staged)
+
+
+def _timestamp(value: Any) -> float | None:
+    if not value:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    from dateutil.parser import isoparse
+
+    return isoparse(str(value)).timestamp()
+
+
+def record_of(job: Any) -> RunRecord:
+    """A RunRecord (the v1 backend's plain data) from an SDK v2 job."""
+    created = getattr(job.creation_context, "created_at", None) if job.creation_context \
+        else None
+    compute = str(job.compute or "").rstrip("/").rsplit("/", 1)[-1] or None
+    props = dict(job.properties or {})
+    return RunRecord(
+        id=job.name, experiment=job.experiment_name or "",
+        status=STATUS.get(str(job.status), str(job.status)), tags=dict(job.tags or {}),
+        created_at=_timestamp(created) or 0.0,
+        started_at=_timestamp(props.get("StartTimeUtc")),
+        ended_at=_timestamp(props.get("EndTimeUtc")),
+        error=props.get("error") or None, target=compute)
+
+
+__all__ = ["RUN_NAME_TAG", "BuiltJob", "build_job", "job_name", "record_of"]

@@ -1,0 +1,440 @@
+"""AzureV2Provider: the provider interface over azure-ai-ml (SDK v2), beside the v1 backend.
+
+It reads and writes the same things the v1 backend does, in the same vocabulary, so one
+workspace can be switched between `backend: azure` and `backend: azure-v2` without a change in
+the plan: the `amlctl.stack` tag on the workspace and clusters, v1's records under
+`.amlctl/objects/` in the default datastore for datastores and uploads (records.py, reused),
+v1's content-hash blob sync for uploads (blobfiles.py, reused), v1's run tags for runs.
+
+Experiments have no API in SDK v2 (a job names its `experiment_name`): an experiment is live
+when a record says so or a job of it exists; its owner is the record's, else the stack tag of
+its jobs. Nothing here imports azure.ai.ml until the first call that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from amlctl.errors import ProviderError, UsageError
+from amlctl.providers.azure.computes import ComputeSettings
+from amlctl.providers.azure.provider import DEFAULT_DATASTORE, UPDATABLE, _EmptyStore
+from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
+from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord
+from amlctl.providers.azure_v2 import sdk
+from amlctl.providers.base import (
+    OWNER_TAG,
+    SPEC_HASH_TAG,
+    FileStore,
+    LiveObject,
+    Provider,
+    RunInfo,
+    RunRequest,
+)
+
+log = logging.getLogger("amlctl.azure_v2")
+ARCHIVED = "archived"
+
+
+class AzureV2Provider(Provider):
+    """One Azure ML workspace of one stack, through SDK v2."""
+
+    name = "azure-v2"
+
+    def __init__(self, workspace: dict[str, Any], stack: str, state_dir: Path, *,
+                 credential: Any = None, cloud: str | None = None,
+                 policy: RetryPolicy = DEFAULT_POLICY,
+                 compute_settings: ComputeSettings | None = None) -> None:
+        super().__init__(workspace, stack, state_dir)
+        self._credential = credential
+        self._cloud = cloud
+        self.policy = policy
+        self.compute_settings = compute_settings
+        self._client: Any = None
+        self._exists: bool | None = None
+
+    # plumbing ----------------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The MLClient of the manifest's workspace (made once, no request yet)."""
+        if self._client is None:
+            from amlctl.providers.azure.auth import cloud_name
+
+            if self._credential is None:
+                from amlctl.providers.azure_v2 import auth
+
+                chosen = auth.resolve()
+                log.info("authenticating as %s", chosen.description)
+                self._credential, self._cloud = chosen.auth, chosen.cloud
+            self._client = sdk.ml_client(self._credential, self.workspace,
+                                         self._cloud or cloud_name())
+        return self._client
+
+    def _workspace(self) -> Any | None:
+        def fetch() -> Any | None:
+            try:
+                return self.client().workspaces.get(self.workspace["name"])
+            except Exception as e:
+                if sdk.is_not_found(e):
+                    return None
+                raise
+
+        return call(f"opening workspace {self.workspace['name']}", fetch, self.policy)
+
+    def _open(self) -> bool:
+        if self._exists is None:
+            self._exists = self._workspace() is not None
+        return self._exists
+
+    def _require(self) -> Any:
+        if not self._open():
+            raise ProviderError(f"workspace {self.workspace['name']!r} does not exist yet; "
+                                "apply the workspace first")
+        return self.client()
+
+    def _computes(self) -> Any:
+        from amlctl.providers.azure_v2.computes import V2Computes
+
+        return V2Computes(self._require(), self.stack, self.policy, self.compute_settings)
+
+    def _datastores(self) -> Any:
+        from amlctl.providers.azure_v2.datastores import V2Datastores
+
+        return V2Datastores(self._require(), self.policy)
+
+    def _container(self, ds: Any) -> Any:
+        from amlctl.providers.azure_v2.datastores import container_client
+
+        return container_client(ds)
+
+    def _records(self) -> Any:
+        from amlctl.providers.azure.records import Records
+
+        return Records(self._container(self._datastores().default()), self.policy)
+
+    def _jobs(self) -> list[RunRecord]:
+        from amlctl.providers.azure_v2.jobs import record_of
+
+        found = call("listing jobs", lambda: list(self.client().jobs.list()), self.policy)
+        return [record_of(j) for j in found]
+
+    # objects -----------------------------------------------------------------------------------
+
+    def read_all(self) -> dict[str, LiveObject]:
+        ws = self._workspace()
+        self._exists = ws is not None
+        if ws is None:
+            return {}
+        tags = dict(ws.tags or {})
+        owner = tags.pop(OWNER_TAG, None)
+        out = {"workspace": LiveObject("workspace", {
+            "name": ws.name, "subscription_id": self.workspace["subscription_id"],
+            "resource_group": ws.resource_group or self.workspace["resource_group"],
+            "location": ws.location, "tags": tags}, owner)}
+        for name, (compute, compute_owner) in self._computes().read_all().items():
+            out[f"compute.{name}"] = LiveObject(f"compute.{name}", compute, compute_owner)
+        records = self._records()
+        owners = {n: r.get("owner") for n, r in records.list("datastore").items()}
+        for name, ds in self._datastores().read_all().items():
+            out[f"datastore.{name}"] = LiveObject(f"datastore.{name}", ds, owners.get(name))
+        for name, (tags_, exp_owner) in self._experiments(records).items():
+            out[f"experiment.{name}"] = LiveObject(f"experiment.{name}", {"tags": tags_},
+                                                   exp_owner)
+        for name, record in records.list("upload").items():
+            out[f"upload.{name}"] = LiveObject(
+                f"upload.{name}", {"datastore": record.get("datastore"),
+                                   "target_path": record.get("target_path")},
+                record.get("owner"))
+        return out
+
+    def _experiments(self, records: Any) -> dict[str, tuple[dict[str, str], str | None]]:
+        """name -> (tags, owner): amlctl's records, then experiments that only jobs name."""
+        out: dict[str, tuple[dict[str, str], str | None]] = {}
+        archived = set()
+        for name, record in records.list("experiment").items():
+            if record.get(ARCHIVED):
+                archived.add(name)
+            else:
+                out[name] = (dict(record.get("tags") or {}), record.get("owner"))
+        for job in sorted(self._jobs(), key=lambda r: r.created_at):
+            if job.experiment and job.experiment not in out and job.experiment not in archived:
+                out[job.experiment] = ({}, job.tags.get(OWNER_TAG))
+        return out
+
+    def updatable_fields(self, kind: str) -> frozenset[str]:
+        return UPDATABLE.get(kind, frozenset())
+
+    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        kind, _, name = address.partition(".")
+        if kind == "workspace":
+            self._create_workspace(attrs)
+        elif kind == "compute":
+            self._computes().create(name, attrs, secrets)
+        elif kind == "datastore":
+            # the record goes first: a crash then leaves an owned name, never an orphan
+            self._records().put("datastore", name, {"owner": self.stack})
+            self._datastores().register(name, attrs, secrets)
+        elif kind == "experiment":
+            self._record_experiment(name, attrs)
+        elif kind == "upload":
+            self._record_upload(name, attrs)
+        else:
+            raise ProviderError(f"{address}: the azure-v2 backend cannot create a {kind}")
+
+    def _create_workspace(self, attrs: dict[str, Any]) -> None:
+        entities = sdk.load().entities
+        if self._open():
+            self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
+            return
+        ws = entities.Workspace(name=attrs["name"], location=attrs["location"],
+                                resource_group=attrs["resource_group"],
+                                tags={**(attrs.get("tags") or {}), OWNER_TAG: self.stack})
+        poller = call(f"creating workspace {attrs['name']}",
+                      lambda: self.client().workspaces.begin_create(ws), self.policy)
+        call(f"waiting for workspace {attrs['name']}", poller.result, self.policy)
+        self._exists = True
+
+    def _set_workspace_tags(self, tags: dict[str, str], owner: str | None) -> None:
+        ws = self._workspace()
+        if ws is None:
+            raise ProviderError(f"workspace {self.workspace['name']!r} does not exist")
+        ws.tags = {**tags, **({OWNER_TAG: owner} if owner else {})}
+        poller = call(f"updating tags of workspace {ws.name}",
+                      lambda: self.client().workspaces.begin_update(ws), self.policy)
+        call(f"waiting for workspace {ws.name}", poller.result, self.policy)
+
+    def _record_experiment(self, name: str, attrs: dict[str, Any]) -> None:
+        self._records().put("experiment", name, {"owner": self.stack,
+                                                 "tags": dict(attrs.get("tags") or {})})
+
+    def _record_upload(self, name: str, attrs: dict[str, Any]) -> None:
+        self._records().put("upload", name, {"owner": self.stack,
+                                             "datastore": attrs["datastore"],
+                                             "target_path": attrs["target_path"]})
+
+    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        kind, _, name = address.partition(".")
+        refused = set(changed) - self.updatable_fields(kind)
+        if refused:
+            raise ProviderError(f"{address}: {', '.join(sorted(refused))} cannot change in "
+                                "place on Azure ML")
+        if kind == "workspace":
+            self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
+        elif kind == "compute":
+            self._computes().update(name, attrs, secrets)
+        elif kind == "datastore":
+            self._datastores().register(name, attrs, secrets)
+        elif kind == "experiment":
+            self._record_experiment(name, attrs)
+        elif kind == "upload":
+            self._record_upload(name, attrs)
+
+    def delete(self, address: str, *, include_data: bool = False) -> None:
+        kind, _, name = address.partition(".")
+        if not self._open():
+            return
+        if kind == "workspace":
+            poller = call(f"deleting workspace {name or self.workspace['name']}",
+                          lambda: self.client().workspaces.begin_delete(
+                              self.workspace["name"], delete_dependent_resources=False),
+                          self.policy)
+            call("waiting for the workspace delete", poller.result, self.policy)
+            self._exists = False
+        elif kind == "compute":
+            self._computes().delete(name)
+        elif kind == "datastore":
+            self._datastores().unregister(name)
+            self._records().delete("datastore", name)
+        elif kind == "experiment":
+            # SDK v2 cannot archive an experiment: the record hides it from later plans
+            self._records().put("experiment", name, {ARCHIVED: True})
+        elif kind == "upload":
+            record = self._records().list("upload").get(name)
+            if record is not None and include_data:
+                store = self.file_store(record["datastore"], record["target_path"])
+                for relpath in store.list_files():
+                    store.delete_file(relpath)
+            self._records().delete("upload", name)
+
+    def adopt(self, address: str) -> LiveObject:
+        kind, _, name = address.partition(".")
+        live = self.read_all().get(address)
+        if live is None:
+            raise UsageError(f"{address} does not exist in workspace {self.workspace['name']!r}")
+        if live.owner not in (None, self.stack):
+            raise UsageError(f"{address} belongs to stack {live.owner!r}")
+        if kind == "workspace":
+            self._set_workspace_tags(live.attrs.get("tags") or {}, self.stack)
+        elif kind == "datastore":
+            self._records().put("datastore", name, {"owner": self.stack})
+        elif kind == "experiment":
+            self._record_experiment(name, live.attrs)
+        elif kind == "compute":
+            raise UsageError(f"{address}: Azure ML cannot re-tag an existing cluster, so amlctl "
+                             "cannot adopt it; let amlctl create a cluster under a new name")
+        else:
+            raise UsageError(f"{address}: cannot adopt a {kind}")
+        return LiveObject(address, live.attrs, self.stack)
+
+    # uploads -----------------------------------------------------------------------------------
+
+    def _datastore(self, name: str) -> Any | None:
+        stores = self._datastores()
+        return stores.default() if name == DEFAULT_DATASTORE else stores.get(name)
+
+    def file_store(self, datastore: str, target_path: str) -> FileStore:
+        from amlctl.providers.azure.blobfiles import BlobFileStore
+
+        if not self._open():
+            return _EmptyStore()
+        ds = self._datastore(datastore)
+        if ds is None:
+            return _EmptyStore()  # registered later in the same apply
+        return BlobFileStore(self._container(ds), target_path, self.policy)
+
+    # runs --------------------------------------------------------------------------------------
+
+    def _info(self, record: RunRecord) -> RunInfo:
+        return RunInfo(id=record.id, name=record.tags.get(RUN_NAME_TAG, ""),
+                       experiment=record.experiment,
+                       spec_hash=record.tags.get(SPEC_HASH_TAG, ""), status=record.status,
+                       compute=record.target or "", created_at=record.created_at,
+                       started_at=record.started_at, ended_at=record.ended_at,
+                       error=record.error)
+
+    def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
+                  name: str | None = None) -> list[RunInfo]:
+        if not self._open():
+            return []
+        wanted = {OWNER_TAG: self.stack}
+        if spec_hash:
+            wanted[SPEC_HASH_TAG] = spec_hash
+        if name:
+            wanted[RUN_NAME_TAG] = name
+        found = [r for r in self._jobs()
+                 if (experiment is None or r.experiment == experiment)
+                 and all(r.tags.get(k) == v for k, v in wanted.items())]
+        return [self._info(r) for r in sorted(found, key=lambda r: r.created_at, reverse=True)]
+
+    def _default_datastore_name(self, name: str) -> str:
+        if name != DEFAULT_DATASTORE:
+            return name
+        return str(self._datastores().default().name)
+
+    def submit_run(self, request: RunRequest) -> RunInfo:
+        """Submit the command job under its deterministic name; an existing job of that name
+        (an earlier attempt whose answer was lost) is returned instead of a second one."""
+        from amlctl.providers.azure_v2.jobs import build_job, record_of
+
+        built = build_job(request, self.stack, self._default_datastore_name)
+        try:
+            existing = self._get_job(built.name)
+            if existing is not None:
+                return self._info(record_of(existing))
+            try:
+                job = call(f"submitting job {built.name}",
+                           lambda: self._submit_once(built), self.policy)
+            except AzureCallError:
+                job = self._get_job(built.name)  # created before the error: keep that one
+                if job is None:
+                    raise
+        finally:
+            built.cleanup()
+        return self._info(record_of(job))
+
+    def _submit_once(self, built: Any) -> Any:
+        try:
+            return self.client().jobs.create_or_update(built.job)
+        except Exception:
+            # a create that reached the service must not be sent twice: look before a retry
+            job = self._get_job(built.name)
+            if job is not None:
+                return job
+            raise
+
+    def _get_job(self, name: str) -> Any | None:
+        def fetch() -> Any | None:
+            try:
+                return self.client().jobs.get(name)
+            except Exception as e:
+                if sdk.is_not_found(e):
+                    return None
+                raise
+
+        return call(f"reading job {name}", fetch, self.policy)
+
+    def cancel_run(self, run_id: str) -> RunInfo:
+        from amlctl.providers.azure_v2.jobs import record_of
+
+        job = self._get_job(run_id)
+        if job is None:
+            raise ProviderError(f"no run {run_id!r}")
+        if self._info(record_of(job)).active:
+            poller = call(f"canceling job {run_id}",
+                          lambda: self.client().jobs.begin_cancel(run_id), self.policy)
+            call(f"waiting for job {run_id} to cancel", poller.result, self.policy)
+            job = self._get_job(run_id) or job
+        return self._info(record_of(job))
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        from amlctl.providers.azure_v2.jobs import record_of
+
+        job = self._get_job(run_id)
+        return self._info(record_of(job)) if job is not None else None
+
+    def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
+                 ) -> Iterator[str]:
+        lines = self._follow(run_id) if follow else self._downloaded_logs(run_id)
+        for line in lines:
+            if role is None or line.startswith(f"[{role}"):
+                yield line
+
+    def _downloaded_logs(self, run_id: str) -> Iterator[str]:
+        """The job's log artifacts (`jobs.download`), each line prefixed by its file stem."""
+        with tempfile.TemporaryDirectory() as folder:
+            call(f"downloading logs of {run_id}", lambda: self.client().jobs.download(
+                run_id, download_path=folder, all=False), self.policy)
+            for path in sorted(Path(folder).rglob("*.txt")):
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        yield f"[{path.stem}] {line.rstrip()}"
+
+    def _follow(self, run_id: str) -> Iterator[str]:
+        """What `jobs.stream` prints, line by line, while the job runs."""
+        from amlctl.providers.azure import sdk as v1_output  # the thread-routed stdout capture
+        from amlctl.providers.azure.runs import _QueueHandler
+
+        lines: queue.Queue[str | None] = queue.Queue()
+        failure: list[BaseException] = []
+
+        def stream() -> None:
+            try:
+                with v1_output.captured_output():
+                    self.client().jobs.stream(run_id)
+            except Exception as e:  # handed to the reading thread below
+                failure.append(e)
+            finally:
+                lines.put(None)
+
+        worker = threading.Thread(target=stream, name=f"stream-{run_id}", daemon=True)
+        handler = _QueueHandler(lines, worker)
+        v1_output.log.addHandler(handler)
+        try:
+            worker.start()
+            while (line := lines.get()) is not None:
+                yield line
+        finally:
+            v1_output.log.removeHandler(handler)
+        if failure:
+            raise ProviderError(f"following job {run_id} failed: {failure[0]}") from failure[0]
+
+    # status ------------------------------------------------------------------------------------
+
+    def compute_status(self, name: str) -> dict[str, Any]:
+        return self._computes().status(name)
