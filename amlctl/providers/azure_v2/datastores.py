@@ -13,7 +13,13 @@ from amlctl.providers.base import fingerprint
 
 __all__ = ["UPDATABLE", "V2Datastores", "normalise"]
 
-TYPES = {"azure_blob": "azure_blob", "azure_file": "azure_file"}
+TYPES = {"azureblob": "azure_blob", "azurefile": "azure_file"}
+
+
+def kind_of(ds: Any) -> str | None:
+    """azure_blob / azure_file for the SDK's DatastoreType (an enum or its value)."""
+    value = str(getattr(ds.type, "value", ds.type))
+    return TYPES.get(value.replace("_", "").lower())
 
 
 def _secret(ds: Any, field: str) -> str | None:
@@ -22,7 +28,7 @@ def _secret(ds: Any, field: str) -> str | None:
 
 def normalise(ds: Any) -> dict[str, Any] | None:
     """A datastore in manifest vocabulary; None for kinds amlctl does not manage."""
-    kind = TYPES.get(str(ds.type))
+    kind = kind_of(ds)
     if kind is None:
         return None
     key, sas = _secret(ds, "account_key"), _secret(ds, "sas_token")
@@ -114,7 +120,7 @@ def container_client(ds: Any) -> Any:
     """An azure-storage-blob ContainerClient of a blob datastore, with its key or SAS."""
     from azure.storage.blob import ContainerClient
 
-    if str(ds.type) != "azure_blob":
+    if kind_of(ds) != "azure_blob":
         raise ProviderError(f"datastore {ds.name!r} is not a blob container; the azure-v2 "
                             "backend uploads to blob datastores only")
     key, sas = _secret(ds, "account_key"), _secret(ds, "sas_token")

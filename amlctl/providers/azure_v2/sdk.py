@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from typing import Any
 
 from amlctl.errors import ProviderError
@@ -30,8 +31,11 @@ def load() -> Any:
     with _lock:
         if _loaded is None:
             try:
-                import azure.ai.ml as ml
-                import azure.ai.ml.entities  # noqa: F401 - the names the backend uses
+                # its schemas warn about marshmallow's own API at import: not the user's concern
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    import azure.ai.ml as ml
+                    import azure.ai.ml.entities  # noqa: F401 - the names the backend uses
             except ImportError as e:
                 raise AzureV2SdkMissing(
                     "The azure-v2 backend needs azure-ai-ml and azure-identity, which are not "

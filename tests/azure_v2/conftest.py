@@ -1,0 +1,125 @@
+"""Fixtures for the azure-v2 backend tests: the real azure-ai-ml client (and, for the switch
+between SDKs, the real azureml SDK) against the fake Azure edge with the v2 routes
+(fake_v2.py). Only the network edge is replaced: host names resolve to the fake, every other
+connection is refused.
+
+azure-ai-ml and azureml-sdk are part of `make test` (the azure and azure-v2 extras), so a
+missing one fails these tests with the install command instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "azure"), str(HERE.parent)]
+
+from fake_service import TEST_SUBSCRIPTION, make_certificate, make_token, route_hosts  # noqa: E402
+from fake_v2 import FakeV2Azure  # noqa: E402
+
+SUBSCRIPTION = TEST_SUBSCRIPTION
+MISSING = ("the azure-v2 tests need azure-ai-ml, azure-identity and azureml-sdk; install them "
+           "with: pip install -e '.[azure,azure-v2]' (make test does)")
+
+
+def _v1_conftest() -> Any:
+    """tests/azure/conftest.py, for the environment it clears (one list for both SDKs)."""
+    spec = importlib.util.spec_from_file_location("azure_v1_conftest",
+                                                  HERE.parent / "azure" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+CLEARED = [*_v1_conftest().CLEARED, "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST",
+           "AZUREML_ARM_SCOPE"]
+
+
+def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for name in CLEARED:
+        mp.delenv(name, raising=False)
+    for name, value in env.items():
+        mp.setenv(name, value)
+
+
+class FakeTokenCredential:
+    """An azure-core TokenCredential minting tokens locally (the fake reads, never trusts)."""
+
+    def get_token(self, *scopes: str, **_kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        scope = scopes[0] if scopes else "https://management.azure.com/.default"
+        audience = scope[: -len(".default")] if scope.endswith("/.default") else scope
+        return AccessToken(make_token(audience), int(time.time()) + 3600)
+
+
+@dataclass
+class V2Edge:
+    """The running fake and the environment both SDKs must see."""
+
+    service: FakeV2Azure
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def azure_v2_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Edge]:
+    """Start the fake (v1 and v2 routes on one state) and import both SDKs against it."""
+    for module in ("azure.ai.ml", "azure.identity", "azureml.core"):
+        if importlib.util.find_spec(module.split(".")[0]) is None or \
+                importlib.util.find_spec(module) is None:
+            pytest.fail(f"{module} is not installed: {MISSING}", pytrace=False)
+    root = tmp_path_factory.mktemp("azure-v2-edge")
+    cert, key = make_certificate(root / "tls")
+    home = root / "home"
+    (home / ".azure").mkdir(parents=True)
+    env = {"HOME": str(home), "AZURE_CONFIG_DIR": str(home / ".azure"),
+           "REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(cert), "NO_PROXY": "*"}
+    service = FakeV2Azure(subscription_id=SUBSCRIPTION)
+    service.start(cert, key)
+    with pytest.MonkeyPatch.context() as mp:
+        _apply_env(mp, env)
+        with route_hosts(service.port) as refused:
+            from amlctl.providers.azure import sdk as v1_sdk
+            from amlctl.providers.azure_v2 import sdk as v2_sdk
+
+            v1_sdk.load()
+            v2_sdk.load()
+        assert not refused, f"importing the SDKs tried to reach {refused}"
+    try:
+        yield V2Edge(service, env)
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def fake(azure_v2_edge: V2Edge, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeV2Azure]:
+    """A reset fake reachable under the real Azure host names; nothing else is reachable."""
+    _apply_env(monkeypatch, azure_v2_edge.env)
+    azure_v2_edge.service.reset()
+    with route_hosts(azure_v2_edge.service.port) as refused:
+        yield azure_v2_edge.service
+    assert not refused, f"the test tried to reach non-loopback addresses: {refused}"
+
+
+@pytest.fixture
+def credential(fake: FakeV2Azure) -> FakeTokenCredential:
+    """The token credential SDK v2 gets (azure-identity's are tested in test_v2_auth.py)."""
+    return FakeTokenCredential()
+
+
+@pytest.fixture
+def token_auth(fake: FakeV2Azure) -> Any:
+    """SDK v1's TokenAuthentication, for the v1 half of the switch tests."""
+    from azureml.core.authentication import TokenAuthentication
+
+    return TokenAuthentication(lambda audience: make_token(str(audience)), cloud="AzureCloud")

@@ -1,0 +1,315 @@
+"""The SDK v2 (azure-ai-ml) routes of the fake Azure edge, on top of tests/azure/fake_service.py.
+
+SDK v2 talks ARM REST to the workspace: computes, datastores (with `listSecrets`), code and
+environment versions, and jobs (`PUT .../workspaces/W/jobs/NAME`). `FakeV2Azure` adds those
+routes to `FakeAzure` and keeps them on the SAME in-memory workspace state the v1 routes use
+(clusters, datastore registrations, blob containers), so a workspace written through one SDK
+reads the same through the other. Jobs live in `jobs`; a v1 run-history stand-in can put its
+runs there too (`add_job`), as the real service shows v1 runs as v2 jobs.
+
+Accepted api-versions are read from the installed SDK (`api_versions()`), never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import uuid
+from typing import Any
+
+from fake_service import (
+    ARM_HOST,
+    BLOB_HOST_SUFFIX,
+    COMPUTE_API_VERSIONS,
+    ML_PROVIDER,
+    WORKSPACE_API_VERSIONS,
+    Call,
+    FakeAzure,
+    ServiceError,
+    Workspace,
+    utcnow,
+)
+
+Reply = tuple[int, dict[str, str], bytes]
+SCALE_ONLY = "scaleSettings"
+
+
+def api_versions() -> frozenset[str]:
+    """Every api-version the installed azure-ai-ml wires into its ARM service clients."""
+    from functools import partial
+
+    import azure.ai.ml._ml_client as client
+
+    return frozenset(v.keywords["api_version"] for v in vars(client).values()
+                     if isinstance(v, partial) and "api_version" in v.keywords)
+
+
+_CREDENTIAL_TYPES = {"AccountKey": "AccountKey", "Sas": "Sas", "None": "None"}
+
+
+class FakeV2Azure(FakeAzure):
+    """FakeAzure plus the ARM routes SDK v2 uses (see module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.v2_versions = api_versions()
+        # (resource group, workspace) lower-cased -> name -> ARM body
+        self.jobs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self.assets: dict[str, dict[str, Any]] = {}  # ARM id of a code/environment version
+
+    def reset(self) -> None:
+        """Forget jobs and assets too."""
+        with self.lock:
+            super().reset()
+            self.jobs.clear()
+            self.assets.clear()
+
+    # -- shared-state helpers --------------------------------------------------------------------
+
+    def add_job(self, resource_group: str, workspace: str, name: str, experiment: str,
+                tags: dict[str, str], status: str = "Queued", compute: str | None = None
+                ) -> dict[str, Any]:
+        """Record a run as the service lists it through the v2 jobs API."""
+        with self.lock:
+            ws = self._workspace(resource_group, workspace)
+            body = {"jobType": "Command", "experimentName": experiment, "tags": dict(tags),
+                    "displayName": tags.get("amlctl.run") or name, "command": "python run.py",
+                    "environmentId": f"{ws.arm_id}/environments/v1/versions/1",
+                    "computeId": f"{ws.arm_id}/computes/{compute}" if compute else None}
+            return self._store_job(ws, name, body, status)
+
+    def job_bodies(self, resource_group: str, workspace: str) -> dict[str, dict[str, Any]]:
+        """A copy of the stored jobs of a workspace."""
+        with self.lock:
+            return json.loads(json.dumps(self.jobs.get((resource_group.lower(),
+                                                        workspace.lower()), {})))
+
+    def set_job_status(self, resource_group: str, workspace: str, name: str,
+                       status: str) -> None:
+        """Move a job on, as the execution service would."""
+        with self.lock:
+            self.jobs[(resource_group.lower(), workspace.lower())][name]["properties"][
+                "status"] = status
+
+    # -- routing ----------
+
+    def _api_version(self, call: Call, allowed: set[str]) -> None:
+        # the v1 routes' sets, widened for the same resources by what SDK v2 sends
+        if allowed is WORKSPACE_API_VERSIONS or allowed is COMPUTE_API_VERSIONS:
+            allowed = allowed | self.v2_versions
+        super()._api_version(call, allowed)
+
+    def _arm(self, call: Call) -> Reply:
+        p = call.path.rstrip("/")
+        m = re.match(rf"^/subscriptions/{re.escape(self.subscription_id)}/resourceGroups/"
+                     rf"([^/]+)/providers/{ML_PROVIDER}/workspaces/([^/]+)/(.+)$", p, re.I)
+        if m:
+            rest = m.group(3)
+            routed = self._v2_route(call, m.group(1), m.group(2), rest)
+            if routed is not None:
+                return routed
+        return super()._arm(call)
+
+    def _v2_route(self, call: Call, rg: str, ws_name: str, rest: str) -> Reply | None:
+        parts = [urllib.parse.unquote(x) for x in rest.split("/")]
+        kind = parts[0].lower()
+        if kind == "computes" and len(parts) == 1 and call.method == "GET":
+            self._api_version(call, self.v2_versions)
+            ws = self._workspace(rg, ws_name)
+            return self._json(200, {"value": list(ws.computes.values())})
+        if kind == "datastores":
+            self._api_version(call, self.v2_versions)
+            return self._v2_datastores(call, self._workspace(rg, ws_name), parts[1:])
+        if kind == "jobs":
+            self._api_version(call, self.v2_versions)
+            return self._v2_jobs(call, self._workspace(rg, ws_name), parts[1:])
+        if kind in ("codes", "environments"):
+            self._api_version(call, self.v2_versions)
+            return self._v2_asset(call, self._workspace(rg, ws_name), kind, parts[1:])
+        return None
+
+    # -- computes: PUT of an existing cluster ----------
+
+    def _compute_put(self, ws: Workspace, name: str, body: dict[str, Any]) -> Reply:
+        """SDK v2 updates a cluster with a PUT of its whole definition: Azure ML accepts it
+        when only the scale settings differ, and refuses any other change."""
+        existing = ws.computes.get(name)
+        if existing is None or existing["properties"]["provisioningState"] == "Deleting":
+            return super()._compute_put(ws, name, body)
+        have = existing["properties"]["properties"]
+        want = (body.get("properties") or {}).get("properties") or {}
+        fixed = {"vmSize": lambda v: str(v or "").lower(),
+                 "vmPriority": lambda v: str(v or "Dedicated").lower(),
+                 "subnet": lambda v: ((v or {}).get("id") or "").lower() or None}
+        changed = sorted(k for k, norm in fixed.items() if norm(want.get(k)) != norm(have.get(k)))
+        if (body.get("tags") or None) != (existing.get("tags") or None):
+            changed.append("tags")
+        if changed:
+            raise ServiceError(400, "BadArgument",
+                               f"Compute '{name}': {', '.join(changed)} cannot be updated; only "
+                               "scale settings can change on an existing AmlCompute.")
+        return self._compute_patch(ws, name, {"properties": {"properties": {
+            SCALE_ONLY: want.get(SCALE_ONLY) or {}}}})
+
+    # -- datastores ----------
+
+    def _v2_datastore_body(self, ws: Workspace, rec: dict[str, Any]) -> dict[str, Any]:
+        section = rec["azureStorageSection"]
+        blob = rec["dataStoreType"] == "AzureBlob"
+        props: dict[str, Any] = {
+            "datastoreType": rec["dataStoreType"], "accountName": section["accountName"],
+            "endpoint": section.get("endpoint") or "core.windows.net",
+            "protocol": section.get("protocol") or "https",
+            "credentials": {"credentialsType": section.get("credentialType") or "None"},
+            "isDefault": rec["name"] == ws.default_datastore, "tags": rec.get("tags") or {},
+            "description": None, "properties": {}}
+        if blob:
+            props["containerName"] = section["containerName"]
+            props["serviceDataAccessAuthIdentity"] = "None"
+        else:
+            props["fileShareName"] = section["containerName"]
+        return {"id": f"{ws.arm_id}/datastores/{rec['name']}", "name": rec["name"],
+                "type": f"{ML_PROVIDER}/workspaces/datastores", "properties": props,
+                "systemData": {"createdAt": utcnow(), "createdBy": "amlctl-tests",
+                               "createdByType": "Application"}}
+
+    def _v2_datastores(self, call: Call, ws: Workspace, parts: list[str]) -> Reply:
+        if not parts:
+            if call.method != "GET":
+                raise ServiceError(405, "MethodNotAllowed", "List is GET")
+            names = sorted(ws.datastores)
+            if call.query.get("isDefault", "").lower() == "true":
+                names = [ws.default_datastore]
+            return self._json(200, {"value": [self._v2_datastore_body(ws, ws.datastores[n])
+                                              for n in names]})
+        name = parts[0].lower()
+        rec = ws.datastores.get(name)
+        if len(parts) == 2 and parts[1] == "listSecrets" and call.method == "POST":
+            if rec is None:
+                raise ServiceError(404, "UserError", f"Datastore {name} not found.")
+            section = rec["azureStorageSection"]
+            ctype = section.get("credentialType")
+            if ctype == "AccountKey":
+                return self._json(200, {"secretsType": "AccountKey",
+                                        "key": section["credential"]})
+            if ctype == "Sas":
+                return self._json(200, {"secretsType": "Sas", "sasToken": section["credential"]})
+            return self._json(200, {"secretsType": "None"})
+        if len(parts) != 1:
+            raise ServiceError(404, "NotFound", f"No route for {call.method} {call.path}")
+        if call.method == "GET":
+            if rec is None:
+                raise ServiceError(404, "UserError", f"Datastore {name} not found.")
+            return self._json(200, self._v2_datastore_body(ws, rec))
+        if call.method == "DELETE":
+            if rec is None:
+                return 204, {"Content-Length": "0"}, b""
+            if name == ws.default_datastore:
+                raise ServiceError(400, "UserError", "Cannot delete the default datastore.")
+            del ws.datastores[name]
+            return 200, {"Content-Length": "0"}, b""
+        if call.method == "PUT":
+            props = call.json().get("properties") or {}
+            kind = props.get("datastoreType")
+            if kind not in ("AzureBlob", "AzureFile") or not props.get("accountName"):
+                raise ServiceError(400, "UserError", "Only AzureBlob and AzureFile are modelled")
+            creds = props.get("credentials") or {}
+            ctype = _CREDENTIAL_TYPES.get(creds.get("credentialsType") or "None", "None")
+            secrets = creds.get("secrets") or {}
+            secret = secrets.get("key") or secrets.get("sasToken")
+            if ctype != "None" and not secret:
+                raise ServiceError(400, "UserError", "Credentials secrets are required.")
+            store = props.get("containerName") if kind == "AzureBlob" else \
+                props.get("fileShareName")
+            new = self._datastore_record(name, kind, props["accountName"], store or "", ctype,
+                                         secret, props.get("endpoint"))
+            new["azureStorageSection"]["protocol"] = props.get("protocol") or "https"
+            ws.datastores[name] = new
+            return self._json(200 if rec else 201, self._v2_datastore_body(ws, new))
+        raise ServiceError(405, "MethodNotAllowed", f"{call.method} on a datastore")
+
+    # -- code and environment versions ----------
+
+    def _v2_asset(self, call: Call, ws: Workspace, kind: str, parts: list[str]) -> Reply:
+        rid = f"{ws.arm_id}/{kind}/{'/'.join(parts)}"
+        if call.method == "GET":
+            found = self.assets.get(rid.lower())
+            if found is None:
+                raise ServiceError(404, "UserError", f"{kind} {'/'.join(parts)} not found.")
+            return self._json(200, found)
+        if call.method == "PUT":
+            body = call.json() or {}
+            stored = {"id": rid, "name": parts[-1], "type": f"{ML_PROVIDER}/workspaces/{kind}",
+                      "properties": body.get("properties") or {},
+                      "systemData": {"createdAt": utcnow(), "createdBy": "amlctl-tests",
+                                     "createdByType": "Application"}}
+            self.assets[rid.lower()] = stored
+            return self._json(201, stored)
+        raise ServiceError(405, "MethodNotAllowed", f"{call.method} on {kind}")
+
+    # -- jobs ----------
+
+    def _store_job(self, ws: Workspace, name: str, props: dict[str, Any],
+                   status: str) -> dict[str, Any]:
+        body = {"id": f"{ws.arm_id}/jobs/{name}", "name": name,
+                "type": f"{ML_PROVIDER}/workspaces/jobs",
+                "properties": {**props, "status": status,
+                               "services": {"Studio": {"endpoint": "https://ml.azure.com/runs/"
+                                                       f"{name}", "jobServiceType": "Studio"}}},
+                "systemData": {"createdAt": utcnow(), "createdBy": "amlctl-tests",
+                               "createdByType": "Application"}}
+        self.jobs.setdefault((ws.resource_group.lower(), ws.name.lower()), {})[name] = body
+        return body
+
+    def _v2_jobs(self, call: Call, ws: Workspace, parts: list[str]) -> Reply:
+        jobs = self.jobs.setdefault((ws.resource_group.lower(), ws.name.lower()), {})
+        if not parts:
+            if call.method != "GET":
+                raise ServiceError(405, "MethodNotAllowed", "List is GET")
+            return self._json(200, {"value": sorted(
+                jobs.values(), key=lambda j: j["systemData"]["createdAt"], reverse=True)})
+        name = parts[0]
+        job = jobs.get(name)
+        if len(parts) == 2 and parts[1] == "cancel" and call.method == "POST":
+            if job is None:
+                raise ServiceError(404, "UserError", f"Job {name} not found.")
+            if job["properties"]["status"] not in ("Completed", "Failed", "Canceled"):
+                job["properties"]["status"] = "Canceled"
+            return 202, {"Content-Length": "0"}, b""
+        if len(parts) != 1:
+            raise ServiceError(404, "NotFound", f"No route for {call.method} {call.path}")
+        if call.method == "GET":
+            if job is None:
+                raise ServiceError(404, "UserError", f"Job {name} not found.")
+            return self._json(200, job)
+        if call.method == "PUT":
+            if job is not None:
+                raise ServiceError(409, "UserError", f"A job named {name} already exists; its "
+                                   "definition cannot be changed.")
+            props = (call.json() or {}).get("properties") or {}
+            if props.get("jobType") != "Command":
+                raise ServiceError(400, "UserError", "Only command jobs are modelled")
+            for ref in (props.get("codeId"), props.get("environmentId")):
+                if ref and ref.lower() not in self.assets and "/versions/" in ref:
+                    raise ServiceError(400, "UserError", f"Asset {ref} does not exist.")
+            return self._json(201, self._store_job(ws, name, props, "NotStarted"))
+        raise ServiceError(405, "MethodNotAllowed", f"{call.method} on a job")
+
+    # -- blob container properties (the storage SDK v12 asks before uploading) ----------
+
+    def _blob(self, call: Call) -> Reply:
+        parts = call.path.lstrip("/").split("/", 1)
+        if (call.method in ("GET", "HEAD") and (len(parts) == 1 or not parts[1])
+                and call.query.get("restype") == "container" and "comp" not in call.query):
+            account = call.host[: -len(BLOB_HOST_SUFFIX)]
+            self._check_shared_key(call, account)
+            if (account, urllib.parse.unquote(parts[0])) not in self.containers:
+                raise ServiceError(404, "ContainerNotFound",
+                                   "The specified container does not exist.")
+            return 200, {"ETag": f'"0x{uuid.uuid4().hex[:15].upper()}"',
+                         "x-ms-version": "2021-08-06", "Content-Length": "0"}, b""
+        return super()._blob(call)
+
+
+__all__ = ["ARM_HOST", "FakeV2Azure", "api_versions"]
