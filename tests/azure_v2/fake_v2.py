@@ -233,6 +233,23 @@ class FakeV2Azure(FakeAzure):
 
     def _v2_asset(self, call: Call, ws: Workspace, kind: str, parts: list[str]) -> Reply:
         rid = f"{ws.arm_id}/{kind}/{'/'.join(parts)}"
+        if len(parts) == 2 and parts[1] == "versions" and call.method == "GET":
+            # the SDK looks for an earlier upload of the same content by its hash
+            wanted = call.query.get("hash")
+            found = [a for key, a in self.assets.items() if key.startswith(rid.lower() + "/")
+                     and (wanted is None or wanted in json.dumps(a))]
+            return self._json(200, {"value": found})
+        if len(parts) == 4 and parts[3] == "startPendingUpload" and call.method == "POST":
+            # a temporary container of the workspace storage, reached with a SAS
+            container = uuid.uuid4().hex
+            self.containers[(ws.storage_account, container)] = {}
+            blob = f"https://{ws.storage_account}{BLOB_HOST_SUFFIX}/{container}"
+            return self._json(200, {
+                "pendingUploadId": str(uuid.uuid4()), "pendingUploadType": "TemporaryBlobReference",
+                "blobReferenceForConsumption": {
+                    "blobUri": blob, "storageAccountArmId": None,
+                    "credential": {"credentialType": "SAS",
+                                   "sasUri": f"{blob}?sv=2021-08-06&sr=c&sp=rcwl&sig=fake"}}})
         if call.method == "GET":
             found = self.assets.get(rid.lower())
             if found is None:

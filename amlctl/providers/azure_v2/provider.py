@@ -350,7 +350,8 @@ class AzureV2Provider(Provider):
 
     def _submit_once(self, built: Any) -> Any:
         try:
-            return self.client().jobs.create_or_update(built.job)
+            with sdk.stderr_to_log():
+                return self.client().jobs.create_or_update(built.job)
         except Exception:
             # a create that reached the service must not be sent twice: look before a retry
             job = self._get_job(built.name)

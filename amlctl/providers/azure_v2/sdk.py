@@ -7,9 +7,12 @@ retry layer (amlctl.providers.azure.retry) owns the one bounded policy for both 
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from typing import Any
 
 from amlctl.errors import ProviderError
@@ -40,12 +43,41 @@ def load() -> Any:
                 raise AzureV2SdkMissing(
                     "The azure-v2 backend needs azure-ai-ml and azure-identity, which are not "
                     f"installed ({e.name or e}). Install them with: {INSTALL_HINT}") from e
-            # the SDK logs every request at INFO and warns about preview features
-            for name in ("azure.ai.ml", "azure.core.pipeline.policies.http_logging_policy",
-                         "azure.identity"):
-                logging.getLogger(name).setLevel(logging.WARNING)
             _loaded = ml
-        return _loaded
+    quiet_loggers()
+    return _loaded
+
+
+def quiet_loggers() -> None:
+    """Keep the SDK's own console output out of amlctl's: some of its modules attach a
+    stderr handler at INFO (activity telemetry, "experimental class" notes, an ERROR line for
+    every 404 amlctl expects). Their records go to `amlctl -v` logging instead. Called again
+    after each call that may import more SDK modules (they create loggers on import)."""
+    logging.getLogger("azure.ai.ml").setLevel(logging.CRITICAL)
+    logging.getLogger("azure.identity").setLevel(logging.WARNING)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not name.startswith("azure.ai.ml") or not isinstance(logger, logging.Logger):
+            continue
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler):
+                logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+@contextmanager
+def stderr_to_log() -> Iterator[None]:
+    """What the SDK prints to stderr while uploading a snapshot (progress, colour resets),
+    logged at INFO instead. Process-wide for the duration: submissions run one at a time."""
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    finally:
+        quiet_loggers()
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                log.info("%s", line.rstrip())
 
 
 def ml_client(credential: Any, workspace: dict[str, Any], cloud: str,
