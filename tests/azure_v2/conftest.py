@@ -45,6 +45,12 @@ CLEARED = [*_v1_conftest().CLEARED, "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORI
            "AZUREML_ARM_SCOPE"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """azure-ai-ml's schemas use marshmallow API that marshmallow 4 drops: not ours to fix."""
+    config.addinivalue_line("filterwarnings",
+                            "ignore::marshmallow.warnings.Marshmallow4Warning")
+
+
 def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     for name in CLEARED:
         mp.delenv(name, raising=False)

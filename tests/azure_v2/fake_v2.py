@@ -57,6 +57,7 @@ class FakeV2Azure(FakeAzure):
         # (resource group, workspace) lower-cased -> name -> ARM body
         self.jobs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self.assets: dict[str, dict[str, Any]] = {}  # ARM id of a code/environment version
+        self.fail_after_job_create = 0  # job PUTs answered 500 although the job was created
 
     def reset(self) -> None:
         """Forget jobs and assets too."""
@@ -64,6 +65,7 @@ class FakeV2Azure(FakeAzure):
             super().reset()
             self.jobs.clear()
             self.assets.clear()
+            self.fail_after_job_create = 0
 
     # -- shared-state helpers --------------------------------------------------------------------
 
@@ -310,7 +312,12 @@ class FakeV2Azure(FakeAzure):
             for ref in (props.get("codeId"), props.get("environmentId")):
                 if ref and ref.lower() not in self.assets and "/versions/" in ref:
                     raise ServiceError(400, "UserError", f"Asset {ref} does not exist.")
-            return self._json(201, self._store_job(ws, name, props, "NotStarted"))
+            stored = self._store_job(ws, name, props, "NotStarted")
+            if self.fail_after_job_create > 0:
+                self.fail_after_job_create -= 1
+                raise ServiceError(500, "InternalServerError", "Scripted failure after the "
+                                   "job was created")
+            return self._json(201, stored)
         raise ServiceError(405, "MethodNotAllowed", f"{call.method} on a job")
 
     # -- blob container properties (the storage SDK v12 asks before uploading) ----------

@@ -215,9 +215,10 @@ def record_of(job: Any) -> RunRecord:
         else None
     compute = str(job.compute or "").rstrip("/").rsplit("/", 1)[-1] or None
     props = dict(job.properties or {})
+    status = str(getattr(job.status, "value", job.status))  # an enum on some SDK paths
     return RunRecord(
         id=job.name, experiment=job.experiment_name or "",
-        status=STATUS.get(str(job.status), str(job.status)), tags=dict(job.tags or {}),
+        status=STATUS.get(status, status), tags=dict(job.tags or {}),
         created_at=_timestamp(created) or 0.0,
         started_at=_timestamp(props.get("StartTimeUtc")),
         ended_at=_timestamp(props.get("EndTimeUtc")),

@@ -1,0 +1,154 @@
+"""Runs on the azure-v2 backend: command jobs built by the real azure-ai-ml and sent to the fake
+edge. What v2 sends for a parameter-server job is kept in golden/parameter_server_job.json
+(regenerate with AMLCTL_UPDATE_GOLDEN=1 after a deliberate change, and read the diff)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SUBSCRIPTION, FakeTokenCredential
+from fake_v2 import FakeV2Azure
+
+from amlctl.manifest.models import Run
+from amlctl.providers.azure.computes import ComputeSettings
+from amlctl.providers.azure.retry import RetryPolicy
+from amlctl.providers.azure_v2.jobs import job_name
+from amlctl.providers.azure_v2.provider import AzureV2Provider
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+
+GOLDEN = Path(__file__).parent / "golden" / "parameter_server_job.json"
+UPDATE = bool(os.environ.get("AMLCTL_UPDATE_GOLDEN"))  # read before the env is cleaned
+RG, WS, STACK = "runs-rg", "runs-ws", "runs"
+WORKSPACE = {"name": WS, "subscription_id": SUBSCRIPTION, "resource_group": RG,
+             "location": "westeurope", "create_resource_group": False, "tags": {},
+             "prevent_destroy": False}
+PS_RUN = {
+    "experiment": "tf", "compute": "cpu", "source_directory": "src",
+    "entry_script": "train.py",
+    "arguments": {"--steps": 300, "--data": {"datastore": "default", "path": "mnist",
+                                             "mode": "mount"}},
+    "inputs": {"labels": {"datastore": "default", "path": "labels", "mode": "download"}},
+    "distribution": {"type": "parameter_server", "node_count": 2, "worker_count": 2,
+                     "parameter_server_count": 1},
+    "environment": {"pip": ["tensorflow-cpu"], "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}},
+    "max_run_duration_seconds": 900, "tags": {"team": "vision"},
+}
+
+
+@pytest.fixture
+def provider(fake: FakeV2Azure, credential: FakeTokenCredential, tmp_path: Path
+             ) -> AzureV2Provider:
+    fake.add_workspace(RG, WS, tags={OWNER_TAG: STACK})
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("print('training')\n")
+    return AzureV2Provider(WORKSPACE, STACK, tmp_path / ".amlctl", credential=credential,
+                           cloud="AzureCloud", policy=RetryPolicy(attempts=3,
+                                                                  sleep=lambda _s: None),
+                           compute_settings=ComputeSettings(sleep=lambda _s: None))
+
+
+def request(tmp_path: Path, spec_hash: str = "0f1e2d3c4b5a6978", **changes: Any) -> RunRequest:
+    return RunRequest(name="tf-ps", spec_hash=spec_hash,
+                      run=Run.model_validate({**PS_RUN, **changes}),
+                      source_dir=tmp_path / "src", compute_max_nodes=4, secrets={})
+
+
+def job_puts(fake: FakeV2Azure) -> list[Any]:
+    return [c for c in fake.calls_to("PUT", "/jobs/") if c.status in (200, 201)]
+
+
+def normalised(body: dict[str, Any]) -> dict[str, Any]:
+    """The job body without what differs between runs: the uploaded snapshot's asset id, and
+    the git state of the checkout the tests run in (the SDK adds it to every job)."""
+    text = json.dumps(body, sort_keys=True, indent=2)
+    text = re.sub(r"/codes/[0-9a-f-]{36}/versions/\d+", "/codes/<snapshot>/versions/1", text)
+    out = json.loads(text)
+    props = out["body"]["properties"].get("properties") or {}
+    for key in [k for k in props if k.startswith(("azureml.git.", "mlflow.source.git."))]:
+        del props[key]
+    return out
+
+
+def test_parameter_server_job_matches_golden(provider: AzureV2Provider, fake: FakeV2Azure,
+                                             tmp_path: Path) -> None:
+    info = provider.submit_run(request(tmp_path))
+    [put] = job_puts(fake)
+    assert put.path.endswith(f"/jobs/{job_name(STACK, 'tf-ps', '0f1e2d3c4b5a6978')}")
+    assert put.query["api-version"] in fake.v2_versions
+    sent = normalised({"api-version": put.query["api-version"], "body": put.json()})
+    props = sent["body"]["properties"]
+    # the facts the golden file pins, stated here too so a regenerated golden cannot drop them
+    assert props["distribution"] == {"distributionType": "TensorFlow",
+                                     "parameterServerCount": 1, "workerCount": 2}
+    assert props["resources"]["instanceCount"] == 2
+    assert props["inputs"]["data"]["uri"] == "azureml://datastores/workspaceblobstore/paths/mnist"
+    assert props["inputs"]["data"]["mode"] == "ReadOnlyMount"
+    assert props["inputs"]["labels"]["mode"] == "Download"
+    assert props["tags"][SPEC_HASH_TAG] == "0f1e2d3c4b5a6978"
+    assert props["tags"][OWNER_TAG] == STACK and props["tags"]["amlctl.run"] == "tf-ps"
+    assert props["experimentName"] == "tf"
+    if UPDATE:
+        GOLDEN.write_text(json.dumps(sent, sort_keys=True, indent=2) + "\n")
+    assert GOLDEN.is_file(), f"{GOLDEN.name} missing: run with AMLCTL_UPDATE_GOLDEN=1"
+    assert sent == json.loads(GOLDEN.read_text())
+    assert info.id == put.path.rsplit("/", 1)[1] and info.name == "tf-ps"
+    assert [r.id for r in provider.list_runs(experiment="tf", name="tf-ps")] == [info.id]
+
+
+def test_submitting_the_same_run_again_finds_the_job(provider: AzureV2Provider,
+                                                     fake: FakeV2Azure, tmp_path: Path) -> None:
+    first = provider.submit_run(request(tmp_path))
+    second = provider.submit_run(request(tmp_path))
+    assert first.id == second.id
+    assert len(job_puts(fake)) == 1
+    other = provider.submit_run(request(tmp_path, spec_hash="aaaabbbbccccdddd"))
+    assert other.id != first.id and len(job_puts(fake)) == 2
+
+
+def test_a_500_after_the_job_was_created_leaves_one_job(provider: AzureV2Provider,
+                                                        fake: FakeV2Azure,
+                                                        tmp_path: Path) -> None:
+    fake.fail_after_job_create = 1
+    info = provider.submit_run(request(tmp_path))
+    assert [c.status for c in fake.calls_to("PUT", "/jobs/")] == [500], \
+        "the failed create was not sent again"
+    assert list(fake.job_bodies(RG, WS)) == [info.id]
+    assert len(provider.list_runs(name="tf-ps")) == 1
+
+
+def test_cancel_goes_through_begin_cancel(provider: AzureV2Provider, fake: FakeV2Azure,
+                                          tmp_path: Path) -> None:
+    info = provider.submit_run(request(tmp_path))
+    assert info.active
+    canceled = provider.cancel_run(info.id)
+    assert canceled.status == "Canceled" and not canceled.active
+    assert len(fake.calls_to("POST", f"/jobs/{info.id}/cancel")) == 1
+    provider.cancel_run(info.id)  # already ended: nothing sent
+    assert len(fake.calls_to("POST", f"/jobs/{info.id}/cancel")) == 1
+
+
+def test_mpi_and_batchai_jobs(provider: AzureV2Provider, fake: FakeV2Azure,
+                              tmp_path: Path) -> None:
+    provider.submit_run(request(tmp_path, distribution={
+        "type": "mpi", "node_count": 3, "process_count_per_node": 2}))
+    provider.submit_run(request(
+        tmp_path, spec_hash="1111222233334444", compat="batchai",
+        role_arguments={"ps": ["--role", "ps"],
+                        "worker": ["--shard", {"datastore": "default", "path": "w"}]}))
+    mpi, batchai = (put.json()["properties"] for put in job_puts(fake))
+    assert mpi["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": 2}
+    assert mpi["resources"]["instanceCount"] == 3
+    assert "python amlctl_batchai_launcher.py" in batchai["command"]
+    variables = batchai["environmentVariables"]
+    assert variables["AMLCTL_BATCHAI_ENTRY_SCRIPT"] == "train.py"
+    role_args = json.loads(variables["AMLCTL_BATCHAI_ROLE_ARGS"])
+    assert role_args == {"ps": ["--role", "ps"],
+                         "worker": ["--shard", "$AZUREML_DATAREFERENCE_shard"]}
+    # every input is exported under the name v1 runs and the launcher read
+    assert 'export AZUREML_DATAREFERENCE_shard="${{inputs.shard}}";' in batchai["command"]
+    assert batchai["inputs"]["shard"]["uri"] == "azureml://datastores/workspaceblobstore/paths/w"
