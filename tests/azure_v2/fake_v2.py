@@ -28,6 +28,7 @@ from fake_service import (
     FakeAzure,
     ServiceError,
     Workspace,
+    make_token,
     utcnow,
 )
 
@@ -58,6 +59,7 @@ class FakeV2Azure(FakeAzure):
         self.jobs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self.assets: dict[str, dict[str, Any]] = {}  # ARM id of a code/environment version
         self.fail_after_job_create = 0  # job PUTs answered 500 although the job was created
+        self.federated: dict[str, str] = {}  # client id -> the assertion Entra ID accepts
 
     def reset(self) -> None:
         """Forget jobs and assets too."""
@@ -66,6 +68,7 @@ class FakeV2Azure(FakeAzure):
             self.jobs.clear()
             self.assets.clear()
             self.fail_after_job_create = 0
+            self.federated.clear()
 
     # -- shared-state helpers --------------------------------------------------------------------
 
@@ -130,6 +133,31 @@ class FakeV2Azure(FakeAzure):
             self._api_version(call, self.v2_versions)
             return self._v2_asset(call, self._workspace(rg, ws_name), kind, parts[1:])
         return None
+
+    # -- Entra ID: workload identity federation ----------
+
+    def add_federated_identity(self, client_id: str, assertion: str) -> None:
+        """Let the token endpoint accept `assertion` (the OIDC token a CI runner holds) as
+        the client credential of `client_id`."""
+        with self.lock:
+            self.federated[client_id] = assertion
+
+    def _aad(self, call: Call) -> Reply:
+        form = dict(urllib.parse.parse_qsl(call.body.decode())) if call.method == "POST" else {}
+        m = re.match(r"^/([^/]+)/oauth2/v2\.0/token$", call.path)
+        if m and "client_assertion" in form:
+            client = form.get("client_id", "")
+            if (form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-"
+                    "type:jwt-bearer" or self.federated.get(client) != form["client_assertion"]):
+                return self._json(401, {"error": "invalid_client", "error_description":
+                                        "AADSTS700213: No matching federated identity record "
+                                        "found for presented assertion."})
+            scope = form.get("scope", "").split()[0]
+            audience = scope[: -len(".default")] if scope.endswith("/.default") else scope
+            return self._json(200, {"token_type": "Bearer", "expires_in": 3599,
+                                    "ext_expires_in": 3599,
+                                    "access_token": make_token(audience, tenant=m.group(1))})
+        return super()._aad(call)
 
     # -- computes: PUT of an existing cluster ----------
 
