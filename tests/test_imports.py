@@ -56,6 +56,24 @@ def test_manifest_commands_never_import_the_sdk(tmp_path: Path, args: tuple[str,
     assert not imported & set(NEVER), sorted(imported & set(NEVER))
 
 
+def test_the_v2_backend_is_imported_only_when_used(tmp_path: Path) -> None:
+    """`backend: azure-v2` (or --backend azure-v2) costs nothing until a command talks to Azure:
+    azure-ai-ml takes about 1.6 s to import."""
+    v2 = tmp_path / "amlctl.yaml"
+    v2.write_text(PLAIN.replace("name: plain\n", "name: plain\nbackend: azure-v2\n"))
+    for args in (("validate",), ("render",), ("--backend", "azure-v2", "validate"),
+                 ("--backend", "azure-v2", "--help")):
+        imported = modules_of(tmp_path, *args)
+        assert not imported & set(NEVER), (args, sorted(imported & set(NEVER)))
+    # choosing the backend (no request yet) does not import the SDK either
+    probe = ("import sys; from pathlib import Path; from amlctl.providers import get_provider; "
+             "get_provider('azure-v2', {}, 's', Path('.')); "
+             "print(sorted(m for m in sys.modules if m.startswith(('azure', 'azureml'))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_help_imports_no_manifest_machinery(tmp_path: Path) -> None:
     imported = modules_of(tmp_path, "--help")
     assert not imported & {"pydantic", "pydantic_core", "ruamel", "jinja2"}
