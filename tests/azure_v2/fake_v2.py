@@ -159,6 +159,14 @@ class FakeV2Azure(FakeAzure):
                                     "access_token": make_token(audience, tenant=m.group(1))})
         return super()._aad(call)
 
+    # -- VM sizes: the v2 list model reads `value`, v1 reads `amlCompute` ----------
+
+    def _vm_sizes(self) -> Reply:
+        status, headers, body = super()._vm_sizes()
+        sizes = json.loads(body)
+        sizes["value"] = sizes["amlCompute"]
+        return status, headers, json.dumps(sizes).encode()
+
     # -- computes: PUT of an existing cluster ----------
 
     def _compute_put(self, ws: Workspace, name: str, body: dict[str, Any]) -> Reply:

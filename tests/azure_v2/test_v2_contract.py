@@ -31,3 +31,47 @@ def provider(fake: FakeV2Azure, credential: FakeTokenCredential, tmp_path: Path
 
 class TestAzureV2Contract(ProviderContract):
     """Every contract test, on the azure-v2 backend."""
+
+
+def test_preflight_names_size_and_quota(provider: AzureV2Provider, fake: FakeV2Azure) -> None:
+    from provider_contract import COMPUTE
+
+    assert provider.preflight("compute.cpu", COMPUTE) == []
+    problems = provider.preflight("compute.cpu", {**COMPUTE, "vm_size": "Standard_Z99"})
+    assert problems == ["vm_size Standard_Z99 is not offered for AmlCompute in the workspace's "
+                        "region"]
+    fake.vcpu_quota["standardDv2Family"] = 6
+    [problem] = provider.preflight("compute.cpu", {**COMPUTE, "vm_priority": "dedicated"})
+    assert "needs 8 dedicated vCPUs of standardDv2Family; 6 of 6 are free" in problem
+
+
+def test_a_reused_name_that_keeps_the_old_size_is_refused(provider: AzureV2Provider,
+                                                          fake: FakeV2Azure) -> None:
+    """Azure ML may hand back the deleted cluster's size: the create reads back and refuses."""
+    from provider_contract import COMPUTE
+
+    from amlctl.errors import ProviderError
+
+    provider.create("compute.cpu", COMPUTE, {})
+    provider.delete("compute.cpu")
+    fake.reuse_keeps_old_size = True
+    with pytest.raises(ProviderError, match="kept settings of the cluster this name had"):
+        provider.create("compute.cpu", {**COMPUTE, "vm_size": "Standard_DS3_v2"}, {})
+
+
+def test_only_scale_settings_change_in_place(provider: AzureV2Provider,
+                                             fake: FakeV2Azure) -> None:
+    from provider_contract import COMPUTE
+
+    from amlctl.errors import ProviderError
+
+    provider.create("compute.cpu", COMPUTE, {})
+    with pytest.raises(ProviderError, match="vm_size cannot change in place"):
+        provider.update("compute.cpu", {**COMPUTE, "vm_size": "Standard_DS3_v2"}, ["vm_size"],
+                        {})
+    provider.update("compute.cpu", {**COMPUTE, "max_nodes": 8}, ["max_nodes"], {})
+    puts = fake.calls_to("PUT", "/computes/cpu")
+    assert len(puts) == 2, "the update is a PUT of the whole definition"
+    assert puts[1].json()["properties"]["properties"]["vmSize"] == "Standard_D2_v2"
+    assert fake.compute("contract-rg", "contract-ws", "cpu")["properties"]["properties"][
+        "scaleSettings"]["maxNodeCount"] == 8

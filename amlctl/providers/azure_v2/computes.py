@@ -10,6 +10,7 @@ hand out the old size or priority when a name is reused soon after a delete.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -20,13 +21,16 @@ from amlctl.providers.azure.computes import (
     UPDATABLE,
     Computes,
     ComputeSettings,
+    quota_family,
     user_tags,
 )
-from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
+from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call, first_line
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import OWNER_TAG
 
 __all__ = ["UPDATABLE", "V2Computes", "normalise", "subnet_id"]
+
+log = logging.getLogger("amlctl.azure_v2.computes")
 
 TIER = {"dedicated": "dedicated", "lowpriority": "low_priority"}
 _SUBNET = re.compile(r"^/subscriptions/[^/]+/resourceGroups/(?P<rg>[^/]+)/providers/"
@@ -225,3 +229,50 @@ class V2Computes:
         out["vmPriority"] = inner.get("vmPriority")
         out["scaleSettings"] = dict(inner.get("scaleSettings") or {})
         return out
+
+    def preflight(self, attrs: dict[str, Any]) -> list[str]:
+        """What Azure ML would only report at create time (the v1 backend's checks): the VM
+        size is not offered in the region, or max_nodes x vCPUs exceeds the free dedicated
+        quota of its family."""
+        compute = self.client.compute
+        sizes = call("listing VM sizes", lambda: list(compute.list_sizes(
+            compute_type="AmlCompute")), self.policy)
+        by_name = {str(_attr(v, "name")).lower(): v for v in sizes}
+        size = by_name.get(str(attrs["vm_size"]).lower())
+        if size is None:
+            return [f"vm_size {attrs['vm_size']} is not offered for AmlCompute in the "
+                    "workspace's region"]
+        if (attrs.get("vm_priority") or "dedicated") != "dedicated":
+            return []  # low priority draws on a separate, shared quota
+        family = quota_family(str(attrs["vm_size"]))
+        if family is None:
+            return []
+        try:
+            usages = call("reading quota usage", lambda: list(compute.list_usage()), self.policy)
+        except ProviderError as e:  # reading usage needs more rights than creating; not fatal
+            log.info("quota check skipped: %s", first_line(e))
+            return []
+        vcpus = int(_attr(size, "v_cp_us", "vCPUs") or 0)
+        needed = int(attrs["max_nodes"]) * vcpus
+        for usage in usages:
+            name = _attr(usage, "name")
+            value = _attr(name, "value") if name is not None else None
+            if str(value or "").lower() == family.lower():
+                limit, used = int(_attr(usage, "limit")), int(_attr(usage, "current_value",
+                                                                    "currentValue"))
+                if needed > limit - used:
+                    return [f"max_nodes {attrs['max_nodes']} x {vcpus} vCPUs of "
+                            f"{attrs['vm_size']} needs {needed} dedicated vCPUs of {family}; "
+                            f"{limit - used} of {limit} are free. Request more quota or lower "
+                            "max_nodes"]
+        return []
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    """A field of an SDK entity that may hold it under its Python or its wire name (VmSize and
+    Usage copy the REST model's dict into themselves)."""
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None

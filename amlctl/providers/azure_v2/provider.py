@@ -282,6 +282,12 @@ class AzureV2Provider(Provider):
             raise UsageError(f"{address}: cannot adopt a {kind}")
         return LiveObject(address, live.attrs, self.stack)
 
+    def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
+        if not address.startswith("compute.") or not self._open():
+            return []
+        return self._computes().preflight(attrs)
+
     # uploads -----------------------------------------------------------------------------------
 
     def _datastore(self, name: str) -> Any | None:
