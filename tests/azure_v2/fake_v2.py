@@ -23,6 +23,7 @@ from fake_service import (
     BLOB_HOST_SUFFIX,
     COMPUTE_API_VERSIONS,
     ML_PROVIDER,
+    RESOURCE_GROUP_API_VERSIONS,
     WORKSPACE_API_VERSIONS,
     Call,
     FakeAzure,
@@ -44,6 +45,19 @@ def api_versions() -> frozenset[str]:
 
     return frozenset(v.keywords["api_version"] for v in vars(client).values()
                      if isinstance(v, partial) and "api_version" in v.keywords)
+
+
+def resources_api_version() -> str:
+    """The api-version of the ARM resources client azure-ai-ml deploys workspaces with."""
+    from azure.ai.ml.constants._common import ArmConstants
+
+    return str(ArmConstants.AZURE_MGMT_RESOURCE_API_VERSION)
+
+
+def _resolve(value: Any, parameters: dict[str, Any]) -> Any:
+    """A template value: `[parameters('x')]` looked up, anything else as written."""
+    m = re.fullmatch(r"\[parameters\('([^']+)'\)\]", value) if isinstance(value, str) else None
+    return (parameters.get(m.group(1)) or {}).get("value") if m else value
 
 
 _CREDENTIAL_TYPES = {"AccountKey": "AccountKey", "Sas": "Sas", "None": "None"}
@@ -103,10 +117,19 @@ class FakeV2Azure(FakeAzure):
         # the v1 routes' sets, widened for the same resources by what SDK v2 sends
         if allowed is WORKSPACE_API_VERSIONS or allowed is COMPUTE_API_VERSIONS:
             allowed = allowed | self.v2_versions
+        elif allowed is RESOURCE_GROUP_API_VERSIONS:
+            allowed = allowed | {resources_api_version()}
         super()._api_version(call, allowed)
 
     def _arm(self, call: Call) -> Reply:
         p = call.path.rstrip("/")
+        m = re.match(rf"^/subscriptions/{re.escape(self.subscription_id)}/resourcegroups/"
+                     r"([^/]+)/(?:providers/Microsoft\.Resources/)?deployments/([^/]+)(/operations)?$",
+                     p, re.I)
+        if m:
+            self._api_version(call, {resources_api_version()})
+            return self._deployment(call, urllib.parse.unquote(m.group(1)), m.group(2),
+                                    bool(m.group(3)))
         m = re.match(rf"^/subscriptions/{re.escape(self.subscription_id)}/resourceGroups/"
                      rf"([^/]+)/providers/{ML_PROVIDER}/workspaces/([^/]+)/(.+)$", p, re.I)
         if m:
@@ -158,6 +181,36 @@ class FakeV2Azure(FakeAzure):
                                     "ext_expires_in": 3599,
                                     "access_token": make_token(audience, tenant=m.group(1))})
         return super()._aad(call)
+
+    # -- ARM template deployments (how SDK v2 creates a workspace) ----------
+
+    def _deployment(self, call: Call, rg: str, name: str, operations: bool) -> Reply:
+        rid = (f"/subscriptions/{self.subscription_id}/resourceGroups/{rg}/providers/"
+               f"Microsoft.Resources/deployments/{name}")
+        if operations:
+            return self._json(200, {"value": []})
+        if call.method == "PUT":
+            if rg not in self.resource_groups:
+                raise ServiceError(404, "ResourceGroupNotFound",
+                                   f"Resource group '{rg}' could not be found.")
+            props = (call.json() or {}).get("properties") or {}
+            parameters = props.get("parameters") or {}
+            created = []
+            for res in (props.get("template") or {}).get("resources") or []:
+                if str(res.get("type")).lower() == f"{ML_PROVIDER}/workspaces".lower():
+                    ws_name = _resolve(res.get("name"), parameters)
+                    tags = _resolve(res.get("tags"), parameters) or {}
+                    if (rg.lower(), str(ws_name).lower()) not in self.workspaces:
+                        self.add_workspace(rg, ws_name, _resolve(res.get("location"),
+                                                                 parameters), tags)
+                    created.append(ws_name)
+            if not created:
+                raise ServiceError(400, "InvalidTemplate", "Only workspace deployments are "
+                                   "modelled")
+        body = {"id": rid, "name": name, "properties": {"provisioningState": "Succeeded",
+                                                        "duration": "PT1S", "mode": "Incremental",
+                                                        "timestamp": utcnow()}}
+        return self._json(201 if call.method == "PUT" else 200, body)
 
     # -- VM sizes: the v2 list model reads `value`, v1 reads `amlCompute` ----------
 

@@ -75,3 +75,21 @@ def test_only_scale_settings_change_in_place(provider: AzureV2Provider,
     assert puts[1].json()["properties"]["properties"]["vmSize"] == "Standard_D2_v2"
     assert fake.compute("contract-rg", "contract-ws", "cpu")["properties"]["properties"][
         "scaleSettings"]["maxNodeCount"] == 8
+
+
+def test_workspace_created_with_its_resource_group(fake: FakeV2Azure,
+                                                   credential: FakeTokenCredential,
+                                                   tmp_path: Path) -> None:
+    """`create_resource_group: true`, then the ARM template deployment SDK v2 sends."""
+    attrs = {**WORKSPACE, "name": "fresh-ws", "resource_group": "fresh-rg",
+             "create_resource_group": True, "tags": {"team": "vision"}}
+    provider = AzureV2Provider(attrs, STACK, tmp_path, credential=credential,
+                               cloud="AzureCloud", policy=RetryPolicy(sleep=lambda _s: None))
+    assert provider.read_all() == {}
+    provider.create("workspace", attrs, {})
+    assert "fresh-rg" in fake.resource_groups
+    live = provider.read_all()["workspace"]
+    assert live.owner == STACK and live.attrs["tags"] == {"team": "vision"}
+    assert live.attrs["location"] == "westeurope"
+    [deployment] = fake.calls_to("PUT", "/providers/Microsoft.Resources/deployments/")
+    assert deployment.query["api-version"] == "2020-06-01"

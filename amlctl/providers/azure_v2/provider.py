@@ -191,6 +191,8 @@ class AzureV2Provider(Provider):
         if self._open():
             self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
             return
+        if self.workspace.get("create_resource_group"):
+            self._ensure_resource_group(attrs["resource_group"], attrs["location"])
         ws = entities.Workspace(name=attrs["name"], location=attrs["location"],
                                 resource_group=attrs["resource_group"],
                                 tags={**(attrs.get("tags") or {}), OWNER_TAG: self.stack})
@@ -198,6 +200,28 @@ class AzureV2Provider(Provider):
                       lambda: self.client().workspaces.begin_create(ws), self.policy)
         call(f"waiting for workspace {attrs['name']}", poller.result, self.policy)
         self._exists = True
+        # SDK v2 adds its own `createdByToolkit` tag: set exactly the manifest's tags, as the v1
+        # backend leaves them, so neither backend plans a change to them next time
+        self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
+
+    def _ensure_resource_group(self, name: str, location: str) -> None:
+        """Create the resource group when it is missing, with the ARM client azure-ai-ml ships
+        (the one it deploys workspaces with), on the same cloud and credential."""
+        from azure.ai.ml._azure_environments import _get_base_url_from_metadata
+        from azure.ai.ml._vendor.azure_resources import ResourceManagementClient
+        from azure.ai.ml.constants._common import ArmConstants
+
+        client = self.client()
+        arm = ResourceManagementClient(client._credential, self.workspace["subscription_id"],
+                                       base_url=_get_base_url_from_metadata(self._cloud),
+                                       api_version=ArmConstants.AZURE_MGMT_RESOURCE_API_VERSION,
+                                       retry_total=0)
+
+        def ensure() -> None:
+            if not arm.resource_groups.check_existence(name):
+                arm.resource_groups.create_or_update(name, {"location": location})
+
+        call(f"creating resource group {name}", ensure, self.policy)
 
     def _set_workspace_tags(self, tags: dict[str, str], owner: str | None) -> None:
         ws = self._workspace()
