@@ -34,11 +34,10 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 def mnist(fake: FakeV2Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(EXAMPLE, tmp_path / "mnist")
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-    fake.add_workspace("mnist-rg", "mnist-ws", tags={"team": "vision", OWNER_TAG: "mnist"})
     return tmp_path / "mnist" / "amlctl.yaml"
 
 
-def test_plan_apply_replan_with_a_service_principal(
+def test_plan_apply_replan_from_nothing_with_a_service_principal(
         fake: FakeV2Azure, mnist: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     fake.add_service_principal(CLIENT, "s3cret-value")
@@ -48,15 +47,17 @@ def test_plan_apply_replan_with_a_service_principal(
     code, out = cli(capsys, "--backend", "azure-v2", "plan", "--detailed-exitcode", "-f",
                     str(mnist))
     assert code == 2, out  # changes present
-    for address in ("compute.cpu-cluster", "experiment.tensorflow_experiment",
+    for address in ("workspace", "compute.cpu-cluster", "experiment.tensorflow_experiment",
                     "upload.mnist", "run.tf-mnist"):
-        assert address in out
+        assert f"+ {address}" in out, out
     code, out = cli(capsys, "--backend", "azure-v2", "apply", "--auto-approve", "-f", str(mnist))
     assert code == 0, out
     code, out = cli(capsys, "--backend", "azure-v2", "plan", "--detailed-exitcode", "-f",
                     str(mnist))
     assert code == 0, out
     assert len(fake.job_bodies("mnist-rg", "mnist-ws")) == 1
+    assert fake.workspaces[("mnist-rg", "mnist-ws")].tags == {"team": "vision",
+                                                              OWNER_TAG: "mnist"}
     assert "s3cret-value" not in out
     tokens = fake.calls_to("POST", f"/{TENANT}/oauth2/v2.0/token")
     assert tokens and "client_secret=s3cret-value" in tokens[0].body.decode()
