@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "azure"), str(HERE.parent)]
 
-from fake_service import TEST_SUBSCRIPTION, make_certificate, make_token, route_hosts  # noqa: E402
+from fake_service import make_certificate, make_token, route_hosts  # noqa: E402
 from fake_v2 import FakeV2Azure  # noqa: E402
+from v2_support import SUBSCRIPTION, FakeTokenCredential  # noqa: E402
 
-SUBSCRIPTION = TEST_SUBSCRIPTION
 MISSING = ("the azure-v2 tests need azure-ai-ml, azure-identity and azureml-sdk; install them "
            "with: pip install -e '.[azure,azure-v2]' (make test does)")
 
@@ -56,17 +55,6 @@ def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
         mp.delenv(name, raising=False)
     for name, value in env.items():
         mp.setenv(name, value)
-
-
-class FakeTokenCredential:
-    """An azure-core TokenCredential minting tokens locally (the fake reads, never trusts)."""
-
-    def get_token(self, *scopes: str, **_kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        scope = scopes[0] if scopes else "https://management.azure.com/.default"
-        audience = scope[: -len(".default")] if scope.endswith("/.default") else scope
-        return AccessToken(make_token(audience), int(time.time()) + 3600)
 
 
 @dataclass

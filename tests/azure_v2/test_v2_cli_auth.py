@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SUBSCRIPTION
 from fake_v2 import FakeV2Azure
+from v2_support import SUBSCRIPTION
 
 from amlctl.providers.azure.auth import AuthError
 from amlctl.providers.azure_v2 import auth
@@ -113,3 +113,26 @@ def test_incomplete_settings_are_errors(fake: FakeV2Azure) -> None:
         auth.resolve({"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"})
     with pytest.raises(AuthError, match="does not support cloud 'AzureGermanCloud'"):
         auth.resolve({"AMLCTL_AZURE_CLOUD": "AzureGermanCloud"})
+
+
+def test_a_missing_sdk_names_the_extra(tmp_path: Path) -> None:
+    """Without azure-ai-ml, an azure-v2 command stops with the install command (exit 1)."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "blocker"
+    (blocker / "azure" / "ai").mkdir(parents=True)
+    (blocker / "azure" / "__init__.py").write_text("")
+    (blocker / "azure" / "ai" / "__init__.py").write_text("")
+    (blocker / "azure" / "ai" / "ml.py").write_text("raise ImportError('no azure-ai-ml here')\n")
+    manifest = tmp_path / "amlctl.yaml"
+    manifest.write_text("version: 1\nname: s\nbackend: azure-v2\nworkspace: {name: my-ws, "
+                        f"subscription_id: '{SUBSCRIPTION}', resource_group: rg, "
+                        "location: westeurope}\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from amlctl.cli import main; "
+            "main(['plan', '-f', sys.argv[2]])")
+    done = subprocess.run([sys.executable, "-c", code, str(blocker), str(manifest)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'amlctl[azure-v2]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SUBSCRIPTION, FakeTokenCredential
 from fake_v2 import FakeV2Azure
 from provider_contract import STACK, ProviderContract
+from v2_support import SUBSCRIPTION, FakeTokenCredential
 
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.retry import RetryPolicy

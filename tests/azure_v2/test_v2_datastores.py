@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUBSCRIPTION, FakeTokenCredential
 from fake_v2 import FakeV2Azure
 from history_double import HistoryDouble
+from v2_support import SUBSCRIPTION, FakeTokenCredential
 
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.provider import AzureProvider

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SUBSCRIPTION, FakeTokenCredential
 from fake_v2 import FakeV2Azure
+from v2_support import SUBSCRIPTION, FakeTokenCredential
 
 from amlctl.manifest.models import Run
 from amlctl.providers.azure.computes import ComputeSettings

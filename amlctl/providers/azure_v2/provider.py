@@ -65,6 +65,7 @@ class AzureV2Provider(Provider):
         if self._client is None:
             from amlctl.providers.azure.auth import cloud_name
 
+            sdk.load()  # first: names the extra when azure-ai-ml or azure-identity is missing
             if self._credential is None:
                 from amlctl.providers.azure_v2 import auth
 

@@ -38,7 +38,8 @@ def load() -> Any:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     import azure.ai.ml as ml
-                    import azure.ai.ml.entities  # noqa: F401 - the names the backend uses
+                    import azure.ai.ml.entities  # the names the backend uses
+                    import azure.identity  # noqa: F401 - the credentials (auth.py)
             except ImportError as e:
                 raise AzureV2SdkMissing(
                     "The azure-v2 backend needs azure-ai-ml and azure-identity, which are not "
