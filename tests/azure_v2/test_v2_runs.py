@@ -152,3 +152,17 @@ def test_mpi_and_batchai_jobs(provider: AzureV2Provider, fake: FakeV2Azure,
     # every input is exported under the name v1 runs and the launcher read
     assert 'export AZUREML_DATAREFERENCE_shard="${{inputs.shard}}";' in batchai["command"]
     assert batchai["inputs"]["shard"]["uri"] == "azureml://datastores/workspaceblobstore/paths/w"
+
+
+def test_a_resubmission_after_the_job_ended_is_a_new_job(provider: AzureV2Provider,
+                                                         fake: FakeV2Azure,
+                                                         tmp_path: Path) -> None:
+    """`apply --replace run.X` hands the same definition again: once the job has ended, that
+    is a new job under the next name; while it is active, it is the same submission."""
+    first = provider.submit_run(request(tmp_path))
+    fake.set_job_status(RG, WS, first.id, "Completed")
+    second = provider.submit_run(request(tmp_path))
+    assert second.id == f"{first.id}-r2" and second.active
+    assert provider.submit_run(request(tmp_path)).id == second.id
+    assert len(job_puts(fake)) == 2
+    assert {r.id for r in provider.list_runs(name="tf-ps")} == {first.id, second.id}

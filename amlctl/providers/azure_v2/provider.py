@@ -359,15 +359,24 @@ class AzureV2Provider(Provider):
         return str(self._datastores().default().name)
 
     def submit_run(self, request: RunRequest) -> RunInfo:
-        """Submit the command job under its deterministic name; an existing job of that name
-        (an earlier attempt whose answer was lost) is returned instead of a second one."""
+        """Submit the command job under its deterministic name.
+
+        A job of that name that is still active is an earlier attempt of this submission (its
+        answer was lost, or the apply was killed): it is returned, never duplicated. A job of
+        that name that has ended means a deliberate resubmission (`apply --replace`): the
+        next name of the sequence (`NAME-r2`, `NAME-r3`, ...) is used.
+        """
         from amlctl.providers.azure_v2.jobs import build_job, record_of
 
         built = build_job(request, self.stack, self._default_datastore_name)
         try:
-            existing = self._get_job(built.name)
-            if existing is not None:
-                return self._info(record_of(existing))
+            base, attempt = built.name, 1
+            while (existing := self._get_job(built.name)) is not None:
+                info = self._info(record_of(existing))
+                if info.active:
+                    return info
+                attempt += 1
+                built.name = built.job.name = f"{base}-r{attempt}"
             try:
                 job = call(f"submitting job {built.name}",
                            lambda: self._submit_once(built), self.policy)
