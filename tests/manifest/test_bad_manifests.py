@@ -84,10 +84,12 @@ def test_oversized_file_is_refused_unread(project: Path, amlctl) -> None:
 def test_alias_bomb_is_bounded_in_time_and_memory(project: Path) -> None:
     # A process of its own, so its peak memory is the bomb's and nothing else's.
     shutil.copy(BAD / "alias_bomb.yaml", project / "amlctl.yaml")
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the forking parent's (pytest's) peak
+    # across exec into ru_maxrss, so a test run that imported a large SDK would fail this
     probe = (
-        "import atexit, resource, sys\n"
-        "atexit.register(lambda: print('maxrss', resource.getrusage(resource.RUSAGE_SELF)"
-        ".ru_maxrss, file=sys.stderr))\n"
+        "import atexit, re, sys\n"
+        "atexit.register(lambda: print('maxrss', re.search(r'VmHWM:\\s+(\\d+)', "
+        "open('/proc/self/status').read()).group(1), file=sys.stderr))\n"
         "from amlctl.cli import main\n"
         "main(['validate'])\n"
     )
