@@ -223,10 +223,11 @@ class LocalProvider(Provider):
 
         ws = self._workspace()
         if ws is None:  # nothing uploaded yet: an empty listing under a not-yet-made folder
-            root = self.home / "workspaces" / "_none" / datastore / target_path
+            folder = self.home / "workspaces" / "_none" / datastore
         else:
-            root = self.datastore_dir(datastore, ws) / target_path
-        return FolderFileStore(root, self.home / "blobs.db")
+            folder = self.datastore_dir(datastore, ws)
+        # within: the datastore folder is shared with runs, so nothing below it is trusted.
+        return FolderFileStore(folder / target_path, self.home / "blobs.db", within=folder)
 
     # runs ------------------------------------------------------------------------------------
 
