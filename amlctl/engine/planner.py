@@ -170,6 +170,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
         cache=cache,
+        never=(ctx.state_dir, ctx.loaded.root / STATE_DIR_NAME),  # amlctl's own files
     )
 
 
