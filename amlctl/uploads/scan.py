@@ -37,21 +37,23 @@ class Scan:
     warnings: tuple[str, ...]
 
 
-def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] = ()) -> Scan:
+def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] = (), *,
+              label: str = "src_dir") -> Scan:
     """List the regular files under src_dir that an upload sends (see module doc).
 
     `LocalFile.path` is absolute (src_dir made absolute, symlinks in it kept), which is the
-    key of the hash cache.
+    key of the hash cache. `label` names src_dir in messages (a run's snapshot uses these
+    rules too, for its source_directory).
     """
     if not src_dir.is_dir():
-        raise UploadError(f"{src_dir}: src_dir is not a folder")
+        raise UploadError(f"{src_dir}: {label} is not a folder")
     rules = load_ignore_rules(src_dir, exclude)
     root_real = os.path.realpath(src_dir)
     skipped = _identities(never)
     for folder in never:
         real = os.path.realpath(folder)
         if root_real == real or root_real.startswith(real.rstrip(os.sep) + os.sep):
-            raise UploadError(f"{src_dir}: src_dir is amlctl's state folder {folder} or inside "
+            raise UploadError(f"{src_dir}: {label} is amlctl's state folder {folder} or inside "
                               "it; its files are never uploaded: choose another folder")
     files: list[LocalFile] = []
     warnings: list[str] = []
@@ -77,7 +79,7 @@ def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] 
                 files.append(LocalFile(relpath, entry.path, FileStat.of(st)))
             else:
                 _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending,
-                       skipped)
+                       skipped, label)
     files.sort(key=lambda f: f.relpath)
     return Scan(tuple(files), tuple(sorted(warnings)))
 
@@ -92,6 +94,7 @@ def _visit(
     warnings: list[str],
     pending: list[tuple[str, str, tuple[str, ...]]],
     skipped: frozenset[tuple[int, int]] = frozenset(),
+    label: str = "src_dir",
 ) -> None:
     is_link = entry.is_symlink()
     try:
@@ -106,7 +109,7 @@ def _visit(
         real = os.path.realpath(entry.path)
         if real != root_real and not real.startswith(root_real.rstrip(os.sep) + os.sep):
             raise UploadError(
-                f"{relpath}: symlink points outside src_dir (to {real}); replace it with the "
+                f"{relpath}: symlink points outside {label} (to {real}); replace it with the "
                 "file itself or exclude it"
             )
     if st is None:
