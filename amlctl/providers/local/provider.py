@@ -233,14 +233,20 @@ class LocalProvider(Provider):
 
     def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
                   name: str | None = None) -> list[RunInfo]:
+        from amlctl.runs.submit import reconcile
+
         ws = self._workspace()
         if ws is None:
             return []
-        return [_run_info(r) for r in self.store.list_runs(ws.id, experiment, spec_hash, name)]
+        rows = self.store.list_runs(ws.id, experiment, spec_hash, name)
+        # Every read checks that an active run's supervisor is alive (see reconcile).
+        return [_run_info(reconcile(self.store, r)) for r in rows]
 
     def get_run(self, run_id: str) -> RunInfo | None:
+        from amlctl.runs.submit import reconcile
+
         row = self.store.get_run(run_id)
-        return _run_info(row) if row else None
+        return _run_info(reconcile(self.store, row)) if row else None
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.runs.spec import build_spec

@@ -101,6 +101,7 @@ class RunRow:
     run_dir: str
     owner: str | None
     spec: dict[str, Any]
+    supervisor_started: int | None = None  # the supervisor's start time (see runs.procs)
 
 
 class Store:
@@ -126,6 +127,9 @@ class Store:
                     conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
+            if "supervisor_started" not in columns:  # added after the first release
+                conn.execute("ALTER TABLE runs ADD COLUMN supervisor_started INTEGER")
 
     def close(self) -> None:
         """Close the connection."""
@@ -295,7 +299,8 @@ class Store:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set some columns of a run (status, error, started_at, ended_at, supervisor_pid)."""
-        allowed = {"status", "error", "started_at", "ended_at", "supervisor_pid"}
+        allowed = {"status", "error", "started_at", "ended_at", "supervisor_pid",
+                   "supervisor_started"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not run columns: {sorted(unknown)}")
@@ -321,4 +326,5 @@ def _run(row: sqlite3.Row) -> RunRow:
         error=row["error"], created_at=row["created_at"], started_at=row["started_at"],
         ended_at=row["ended_at"], supervisor_pid=row["supervisor_pid"], run_dir=row["run_dir"],
         owner=row["owner"], spec=json.loads(row["spec"]),
+        supervisor_started=row["supervisor_started"],
     )
