@@ -156,6 +156,10 @@ def reconcile(store: Store, row: RunRow) -> RunRow:
     """
     if row.status not in status.SUPERVISED or _supervised(row):
         return row
+    if store.read_only:  # cannot record it: show it as it is, and leave the repair to apply
+        return replace(row, status=status.FAILED, error=(
+            f"the run's supervisor (pid {row.supervisor_pid}) stopped unexpectedly while the "
+            f"run was {row.status} (not recorded: the state folder is read-only)"))
     fresh = _get(store, row.id)  # it may have ended as its supervisor exited
     if (fresh.status, fresh.supervisor_pid) != (row.status, row.supervisor_pid):
         return fresh

@@ -48,6 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from amlctl import statedb
 from amlctl.uploads.atomic import (
     TEMP_PREFIX,
     hash_fd,
@@ -312,14 +313,9 @@ class _Index:
     def __init__(self, db_path: Path, root_key: str) -> None:
         self._key = root_key
         self._lock = threading.Lock()
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            db_path, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute(_SCHEMA)
+        # Only a memo (see module doc): a damaged file is set aside and started afresh.
+        self._db: sqlite3.Connection | None = statedb.connect(
+            db_path, "upload index", schema=(_SCHEMA,), rebuild=True, timeout=10.0)
 
     @property
     def closed(self) -> bool:

@@ -16,10 +16,10 @@ Contract:
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from amlctl import statedb
 from amlctl.uploads.model import FileStat
 
 RACY_WINDOW_NS = 2_000_000_000
@@ -48,21 +48,10 @@ class HashCache:
         # Entries of warmed folders, in memory: path -> the row's other columns.
         self._memo: dict[str, tuple[Any, ...]] = {}
         self._warmed: tuple[str, ...] = ()
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = self._open()
-        except sqlite3.DatabaseError:
-            # Not a database (or damaged): it only ever held a cache, so start afresh.
-            db_path.unlink(missing_ok=True)
-            self._db = self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit
-        db.execute(_SCHEMA)
-        db.commit()
-        return db
+        # Not a database (or damaged): it only ever held a cache, so it is set aside and
+        # started afresh. WAL, synchronous=NORMAL: no fsync per commit.
+        self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA,), rebuild=True,
+                                   isolation_level="")
 
     def warm(self, root: Path) -> None:
         """Read every entry under `root` (absolute) in one query; later lookups there are
