@@ -92,12 +92,14 @@ def plan(
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan a destroy instead.")] = False,
 ) -> None:
     """Show what apply would change to make the workspace match the manifest."""
-    from amlctl.engine.planfile import save_plan
+    from amlctl.engine.planfile import check_destination, save_plan
     from amlctl.engine.planner import make_destroy_plan, make_plan
 
     fmt = "json" if json_output else output_format
     if fmt not in ("text", "json", "markdown"):
         raise UsageError(f"--format {fmt!r}: expected text, json or markdown")
+    if out is not None:
+        check_destination(out)
     with engine_context(ctx, file) as context:
         if destroy:
             the_plan = make_destroy_plan(context)
