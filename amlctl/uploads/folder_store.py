@@ -32,7 +32,7 @@ naming it, never followed.
 A file cannot be written below a file of a parent's name (`put_file` raises UploadError) nor
 where the folder holds a folder of its name (the commit raises UploadError, naming it);
 delete_extra resolves both, as the sync deletes before it writes. Folders emptied by
-`delete_file` are removed.
+`delete_file` are removed, up to (not including) the datastore folder.
 """
 
 from __future__ import annotations
@@ -172,7 +172,8 @@ class FolderFileStore:
         return RemoteFile(hashed.size, hashed.sha256)
 
     def delete_file(self, relpath: str) -> None:
-        """Remove relpath and its row; remove folders it leaves empty (up to root)."""
+        """Remove relpath and its row; remove folders it leaves empty (root too, when it is
+        below `within`)."""
         *folder, name = check_relpath(relpath).split("/")
         self._writes.commit(final=False)  # a pending write of relpath must not outlive this
         try:
@@ -183,8 +184,9 @@ class FolderFileStore:
             with chain:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=chain.fd)
-                # Climb up to (not including) root, removing the folders left empty.
-                for depth in range(len(chain.parts), len(self._parts), -1):
+                # Climb up to (not including) the datastore folder, removing the folders
+                # left empty (the target folder too, once its last file is gone).
+                for depth in range(len(chain.parts), 0, -1):
                     try:
                         os.rmdir(chain.parts[depth - 1], dir_fd=chain.fds[depth - 1])
                     except OSError:
