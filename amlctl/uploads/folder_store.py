@@ -318,6 +318,8 @@ class _Index:
         # Only a memo (see module doc): a damaged file is set aside and started afresh.
         self._db: sqlite3.Connection | None = statedb.connect(
             db_path, "upload index", schema=(_SCHEMA,), rebuild=True, timeout=10.0)
+        # A read-only state folder: listings hash what the memo misses and write nothing.
+        self._read_only = statedb.is_read_only(self._db)
 
     @property
     def closed(self) -> bool:
@@ -337,7 +339,7 @@ class _Index:
         """Write `rows` and delete the rows of the relpaths in `gone`, in one commit."""
         inserts = [(self._key, relpath, *row) for relpath, row in rows.items()]
         deletes = [(self._key, relpath) for relpath in gone]
-        if not inserts and not deletes:
+        if (not inserts and not deletes) or self._read_only:
             return
         with self._lock:
             db = self._open()

@@ -52,6 +52,8 @@ class HashCache:
         # started afresh. WAL, synchronous=NORMAL: no fsync per commit.
         self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA,), rebuild=True,
                                    isolation_level="")
+        # A read-only state folder: answer from the file, remember nothing new.
+        self._read_only = statedb.is_read_only(self._db)
 
     def warm(self, root: Path) -> None:
         """Read every entry under `root` (absolute) in one query; later lookups there are
@@ -99,7 +101,7 @@ class HashCache:
         else:
             known = [p for (p,) in self._rows_under(prefix, "path")]
         gone = [(p,) for p in known if p not in present]
-        if gone:
+        if gone and not self._read_only:
             self._db.executemany("DELETE FROM hashes WHERE path = ?", gone)
             self._db.commit()
             for (path,) in gone:
@@ -110,6 +112,8 @@ class HashCache:
         for path, *row in self._pending:
             if self._is_warm(path):
                 self._memo[path] = tuple(row)
+        if self._read_only:
+            self._pending.clear()
         if self._pending:
             self._db.executemany(
                 "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending

@@ -119,6 +119,9 @@ def test_reading_commands_work_on_a_read_only_state_folder(project: Path, cli: C
         assert runs.code == 0 and "hello" in runs.stdout and "Completed" in runs.stdout, runs
         logs = cli("logs", "run.hello")
         assert logs.code == 0 and "hello from the run" in logs.stdout, logs
+        (project / "data" / "part-0.csv").write_text("changed,content\n" * 20)
+        plan = cli("plan")  # hashes the changed file, remembers nothing
+        assert plan.code == 0 and "~ part-0.csv" in plan.stdout, plan
         manifest.write_text(manifest.read_text().replace("max_nodes: 2", "max_nodes: 3", 1))
         one_line_error(cli("apply", "--auto-approve"), "read-only")
 
