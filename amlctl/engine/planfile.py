@@ -147,7 +147,12 @@ def check_current(saved: SavedPlan, fresh: Plan) -> None:
                         "Run `amlctl plan` again.")
     # Same manifest, same live state: only the local files of an upload can differ still.
     now = _upload_files(plan_document(fresh))
-    for address, files in _upload_files(saved.document).items():
+    try:
+        then = _upload_files(saved.document)
+    except (AttributeError, KeyError, TypeError):
+        raise UsageError("the saved plan file is damaged (its 'plan' is not what `amlctl plan "
+                         "--out` writes); make it again with `amlctl plan --out`") from None
+    for address, files in then.items():
         if now.get(address) != files:
             raise PlanError(f"the saved plan is stale: the local files of {address} changed "
                             "since it was made. Run `amlctl plan` again.")

@@ -96,3 +96,14 @@ def test_apply_of_garbage(project: Path, cli: Cli, content: bytes) -> None:
     result = cli("apply", "plan.json")
     assert result.code == 1 and "plan.json: not a" in result.stderr, result
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("document", [{"resource_changes": [1]},
+                                      {"resource_changes": [{"type": "upload"}]}])
+def test_apply_of_a_plan_file_with_a_damaged_document(
+    project: Path, cli: Cli, document: dict[str, object]
+) -> None:
+    body = saved_plan(project, cli)
+    body["plan"] = document
+    (project / "plan.json").write_text(json.dumps(body))
+    assert_one_line_error(cli("apply", "plan.json"), "the saved plan file is damaged")
