@@ -7,9 +7,10 @@ Contract:
   entry is a doubt, so the caller hashes the file again (as git does with its index). The
   default window, 2 s, covers the coarsest timestamps in common use (FAT, some network
   shares); local Linux filesystems tick in milliseconds.
-- It is only a cache: a file that is not a database is replaced by an empty one, commits
-  are not fsynced (WAL, synchronous=NORMAL), and losing it costs one re-read of each file,
-  never a wrong answer.
+- It is only a cache: a file that is not a database is set aside (`NAME.damaged`) and
+  replaced by an empty one, commits are not fsynced (WAL, synchronous=NORMAL), and losing
+  it costs one re-read of each file, never a wrong answer. In a read-only state folder it
+  answers from the file and records nothing.
 - One instance per thread; the sync functions use it from the calling thread only.
 - The file may be shared by many uploads: keys are absolute paths.
 """
