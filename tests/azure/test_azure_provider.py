@@ -111,9 +111,16 @@ def test_compute_replace_refuses_when_aml_keeps_the_old_size(provider: AzureProv
         provider.create("compute.cpu", {**COMPUTE, "vm_size": "STANDARD_NC6"}, {})
 
 
-def test_delete_of_a_missing_compute_is_a_no_op(provider: AzureProvider) -> None:
-    """Crash recovery may delete twice."""
+def test_delete_of_a_missing_compute_is_a_no_op(provider: AzureProvider,
+                                                 fake: FakeAzure) -> None:
+    """Crash recovery may delete twice: the second delete only looks, changes nothing."""
+    provider.create("compute.cpu", COMPUTE, {})
+    before = len(fake.calls)
     provider.delete("compute.never")
+    sent = fake.calls[before:]
+    assert {c.method for c in sent if "/computes/never" in c.path} == {"GET"}
+    assert [(c.method, c.path) for c in sent if c.method != "GET"] == []
+    assert fake.compute("ml-rg", "ml-ws", "cpu") is not None
 
 
 def test_create_is_idempotent(provider: AzureProvider, fake: FakeAzure) -> None:
