@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# Shared test modules imported by several test files: without this their failed asserts say only
+# "AssertionError", not the values compared.
+pytest.register_assert_rewrite("provider_contract")
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
