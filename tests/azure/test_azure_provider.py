@@ -19,6 +19,7 @@ from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.base import OWNER_TAG, fingerprint
+from amlctl.uploads.model import RemoteFile
 
 WORKSPACE = {"name": "ml-ws", "subscription_id": SUBSCRIPTION, "resource_group": "ml-rg",
              "location": "westeurope", "create_resource_group": False, "tags": {},
@@ -195,16 +196,24 @@ def test_uploads_sync_through_blob_metadata(provider: AzureProvider, fake: FakeA
     """put (single and in blocks), list with sha256 from metadata, delete; records prune."""
     import hashlib
 
+    hello_sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    big = bytes(range(256)) * 10
+    big_sha256 = hashlib.sha256(big).hexdigest()
     store = provider.file_store("default", "mnist")
     store.single_put_bytes, store.block_bytes = 1000, 400  # type: ignore[attr-defined]
     small, large = tmp_path / "a.txt", tmp_path / "b.bin"
     small.write_bytes(b"hello")
-    large.write_bytes(bytes(range(256)) * 10)
-    assert store.put_file(small, "a.txt").sha256 == hashlib.sha256(b"hello").hexdigest()
-    sent = store.put_file(large, "sub/b.bin")
-    assert sent.size == 2560 and sent.sha256 == hashlib.sha256(large.read_bytes()).hexdigest()
-    listing = store.list_files()
-    assert listing == {"a.txt": store.put_file(small, "a.txt"), "sub/b.bin": sent}
+    large.write_bytes(big)
+    assert store.put_file(small, "a.txt") == RemoteFile(5, hello_sha256)
+    assert store.put_file(large, "sub/b.bin") == RemoteFile(2560, big_sha256)
+    assert len(fake.calls_to("PUT", "/mnist/sub/b.bin")) > 2  # blocks, then the block list
+    # what the service holds, read from the fake rather than through the code under test
+    [blobs] = [b for (_acct, c), b in fake.containers.items() if c.startswith("azureml-blob")]
+    assert {name: (blob.data, blob.metadata.get("amlctl_sha256"))
+            for name, blob in blobs.items()} == {"mnist/a.txt": (b"hello", hello_sha256),
+                                                  "mnist/sub/b.bin": (big, big_sha256)}
+    assert store.list_files() == {"a.txt": RemoteFile(5, hello_sha256),
+                                  "sub/b.bin": RemoteFile(2560, big_sha256)}
     provider.create("upload.mnist", {"datastore": "default", "target_path": "mnist",
                                      "delete_extra": False, "exclude": [], "src_dir": "x"}, {})
     assert provider.read_all()["upload.mnist"].owner == "demo"
