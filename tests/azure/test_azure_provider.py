@@ -150,6 +150,11 @@ def test_transient_errors_are_retried(provider: AzureProvider, fake: FakeAzure) 
     fake.fail_next("PUT", "/computes/cpu", 0, reset_connection=True)
     provider.create("compute.cpu", COMPUTE, {})
     assert "compute.cpu" in provider.read_all()
+    # the faults really happened and each was followed by a retry that got through
+    reads = [c.status for c in fake.calls_to("GET", "/rp/workspaces/")]
+    assert reads[:2] == [503, 503] and reads[2] in (200, 404)
+    assert [c.status for c in fake.calls_to("PUT", "/computes/cpu")] == [0, 201]  # 0: reset
+    assert fake.compute("ml-rg", "ml-ws", "cpu") is not None
 
 
 def test_final_error_says_what_to_check(provider: AzureProvider, fake: FakeAzure) -> None:
