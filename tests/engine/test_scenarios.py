@@ -20,13 +20,12 @@ as its `amlctl.yaml` (state in `.amlctl/` beside it), then runs its steps in ord
     - absent: [text, ...]         # bytes no file under the folder may contain
 
 Output is normalised before comparing: the manifest folder's path becomes `<ROOT>`.
-`UPDATE_GOLDEN=1 pytest tests/engine/test_scenarios.py` rewrites the golden files.
+`pytest --update-golden tests/engine/test_scenarios.py` rewrites the golden files.
 """
 
 from __future__ import annotations
 
 import glob
-import os
 import shlex
 import shutil
 import sqlite3
@@ -35,10 +34,10 @@ from typing import Any
 
 import pytest
 from enginekit import Cli, CliResult
+from golden import check_golden
 from ruamel.yaml import YAML
 
 SCENARIOS = Path(__file__).parent / "scenarios"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
 def _stories() -> list[Path]:
@@ -46,8 +45,8 @@ def _stories() -> list[Path]:
 
 
 @pytest.mark.parametrize("scenario", _stories(), ids=lambda p: p.name)
-def test_scenario(scenario: Path, project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
-                  ) -> None:
+def test_scenario(scenario: Path, project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                  update_golden: bool) -> None:
     story = YAML(typ="safe").load((scenario / "story.yaml").read_text())
     if "requires" in story:
         pytest.importorskip(story["requires"])
@@ -56,7 +55,7 @@ def test_scenario(scenario: Path, project: Path, cli: Cli, monkeypatch: pytest.M
     shutil.copyfile(scenario / "v1.yaml", project / "amlctl.yaml")
     for number, step in enumerate(story["steps"], 1):
         where = f"{scenario.name} step {number} ({_describe(step)})"
-        _run_step(step, scenario, project, cli, monkeypatch, where)
+        _run_step(step, scenario, project, cli, monkeypatch, where, update_golden)
 
 
 def _describe(step: dict[str, Any]) -> str:
@@ -65,10 +64,10 @@ def _describe(step: dict[str, Any]) -> str:
 
 
 def _run_step(step: dict[str, Any], scenario: Path, root: Path, cli: Cli,
-              monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+              monkeypatch: pytest.MonkeyPatch, where: str, update_golden: bool) -> None:
     if "amlctl" in step:
         result = _normalised(cli(*shlex.split(step["amlctl"])), root)
-        _check_output(step, result, scenario, where)
+        _check_output(step, result, scenario, where, update_golden)
     elif "manifest" in step:
         shutil.copyfile(scenario / step["manifest"], root / "amlctl.yaml")
     elif "env" in step:
@@ -112,7 +111,8 @@ def _normalised(result: CliResult, root: Path) -> CliResult:
     return CliResult(result.code, clean(result.stdout), clean(result.stderr))
 
 
-def _check_output(step: dict[str, Any], result: CliResult, scenario: Path, where: str) -> None:
+def _check_output(step: dict[str, Any], result: CliResult, scenario: Path, where: str,
+                  update_golden: bool) -> None:
     context = f"{where}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
     assert result.code == step.get("exit", 0), f"exit code {result.code}: {context}"
     for text in step.get("out", []):
@@ -122,8 +122,4 @@ def _check_output(step: dict[str, Any], result: CliResult, scenario: Path, where
     for text in step.get("lacks", []):
         assert text not in result.stdout + result.stderr, f"output has {text!r}: {context}"
     if "golden" in step:
-        golden = scenario / step["golden"]
-        if UPDATE:
-            golden.write_text(result.stdout)
-        assert golden.is_file(), f"{where}: no golden file {golden.name} (UPDATE_GOLDEN=1)"
-        assert result.stdout == golden.read_text(), f"differs from {golden.name}: {context}"
+        check_golden(scenario / step["golden"], result.stdout, update_golden, f": {context}")
