@@ -165,7 +165,6 @@ def test_recovery_report_names_each_interrupted_step(basic_project: Path, cli: C
 
 
 def test_killed_after_submitting_a_run_submits_it_once(basic_project: Path, cli: Cli) -> None:
-    pytest.importorskip("amlctl.runs.submit")
     (basic_project / "src").mkdir()
     (basic_project / "src" / "train.py").write_text("print('training')\n")
     manifest = basic_project / "amlctl.yaml"
