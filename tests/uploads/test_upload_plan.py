@@ -157,7 +157,13 @@ def test_plan_round_trips_through_json(env: Env) -> None:
     assert SyncPlan.from_dict(data) == plan
     assert data["bytes_to_send"] == 4
     assert data["delete"] == [{"path": "c", "size": 3, "sha256": plan.delete[0].sha256}]
-    assert data["remote_digest"] == listing_digest(env.store().list_files())
+    # the digest names the store listing the plan was made from: the same listing gives the
+    # same digest, a listing changed since gives another (so a stale saved plan is caught)
+    assert len(data["remote_digest"]) == 64
+    assert env.plan(delete_extra=True).remote_digest == data["remote_digest"]
+    with env.store() as store:
+        store.delete_file("b")
+    assert env.plan(delete_extra=True).remote_digest != data["remote_digest"]
 
 
 def test_listing_digest_ignores_order_and_sees_content() -> None:
