@@ -65,7 +65,8 @@ def test_whole_corpus_in_one_manifest_validates(
 
 
 def test_every_unmapped_field_says_what_to_do() -> None:
-    for path in FILES:
-        for entry in convert_one(path).report.entries:
-            if entry.outcome is Outcome.ACTION:
-                assert len(entry.note) > 20, f"{path.name} {entry.field}: no advice"
+    actions = [(path, entry) for path in FILES for entry in convert_one(path).report.entries
+               if entry.outcome is Outcome.ACTION]
+    assert len(actions) > 100  # the corpus has many fields to act on: the loop checks them
+    for path, entry in actions:
+        assert len(entry.note) > 20, f"{path.name} {entry.field}: no advice"
