@@ -47,6 +47,9 @@ def connect(
     if path.is_dir():
         raise StateError(f"{path} is a folder where amlctl keeps its {what} database: move it "
                          "away and run the command again")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise StateError(f"{path.parent}: the state folder is a file, not a folder (is "
+                         "AMLCTL_HOME right?)")
     if not _writable(path):
         return _connect_read_only(path, what, isolation_level)
     try:

@@ -156,3 +156,11 @@ def test_a_full_disk_is_said_plainly(project: Path, tiny_disk: Path) -> None:
     (tiny_disk / "filler").unlink()
     assert run_amlctl(project, "apply", "--auto-approve", AMLCTL_HOME=home).code == 0
     shutil.rmtree(home)
+
+
+def test_a_state_folder_that_is_a_file(project: Path, cli: Cli,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "home").write_text("not a folder")
+    monkeypatch.setenv("AMLCTL_HOME", str(project / "home"))
+    for command in ("status", "plan"):
+        one_line_error(cli(command), "home: the state folder is a file, not a folder")
