@@ -109,6 +109,9 @@ def describe_environment_error(exc: BaseException) -> str | None:
                 "space and run the command again")
     if number == errno.EROFS:
         return f"{prefix}the file system is read-only; run the command where it is writable"
+    if number in (errno.EACCES, errno.EPERM):
+        return (f"{prefix}permission denied; run the command as a user who may write there "
+                "(or point AMLCTL_HOME at a folder of yours)")
     if isinstance(exc, sqlite3.Error):
         lowered = str(exc).lower()
         if "disk is full" in lowered:
