@@ -164,3 +164,14 @@ def test_a_state_folder_that_is_a_file(project: Path, cli: Cli,
     monkeypatch.setenv("AMLCTL_HOME", str(project / "home"))
     for command in ("status", "plan"):
         one_line_error(cli(command), "home: the state folder is a file, not a folder")
+
+
+def test_only_errors_of_the_machine_are_worded_the_rest_stays_a_bug() -> None:
+    from amlctl.statedb import describe_environment_error
+
+    denied = describe_environment_error(PermissionError(13, "Permission denied", "s/lock"))
+    assert denied is not None and denied.startswith("s/lock: permission denied")
+    full = describe_environment_error(OSError(28, "No space left on device", "s/x"))
+    assert full is not None and "no space left on the device" in full
+    assert describe_environment_error(FileNotFoundError(2, "No such file", "x")) is None
+    assert describe_environment_error(ValueError("a bug")) is None
