@@ -16,7 +16,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", default=False,
         help="rewrite the golden files the selected tests compare (tests/convert/golden/, "
-             "tests/engine/scenarios/*/) from the current output; review the diff after")
+             "tests/engine/scenarios/*/, tests/azure_v2/golden/) from the current output; "
+             "review the diff after")
 
 
 @pytest.fixture

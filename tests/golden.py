@@ -1,8 +1,9 @@
 """Golden files: output compared with a checked-in file, or rewritten from it on request.
 
 `pytest --update-golden` (registered in tests/conftest.py) rewrites every golden file the
-selected tests compare, in both suites that have them (tests/convert/golden/ and the scenario
-folders of tests/engine/scenarios/); review `git diff` before committing the result.
+selected tests compare, in every suite that has them (tests/convert/golden/, the scenario
+folders of tests/engine/scenarios/, tests/azure_v2/golden/); review `git diff` before
+committing the result.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Runs on the azure-v2 backend: command jobs built by the real azure-ai-ml and sent to the fake
 edge. What v2 sends for a parameter-server job is kept in golden/parameter_server_job.json
-(regenerate with AMLCTL_UPDATE_GOLDEN=1 after a deliberate change, and read the diff)."""
+(`pytest --update-golden tests/azure_v2` rewrites it after a deliberate change: read the
+diff)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_v2 import FakeV2Azure
+from golden import check_golden
 from v2_support import SUBSCRIPTION, FakeTokenCredential
 
 from amlctl.manifest.models import Run
@@ -22,7 +23,6 @@ from amlctl.providers.azure_v2.provider import AzureV2Provider
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
 
 GOLDEN = Path(__file__).parent / "golden" / "parameter_server_job.json"
-UPDATE = bool(os.environ.get("AMLCTL_UPDATE_GOLDEN"))  # read before the env is cleaned
 RG, WS, STACK = "runs-rg", "runs-ws", "runs"
 WORKSPACE = {"name": WS, "subscription_id": SUBSCRIPTION, "resource_group": RG,
              "location": "westeurope", "create_resource_group": False, "tags": {},
@@ -75,7 +75,7 @@ def normalised(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_parameter_server_job_matches_golden(provider: AzureV2Provider, fake: FakeV2Azure,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, update_golden: bool) -> None:
     info = provider.submit_run(request(tmp_path))
     [put] = job_puts(fake)
     assert put.path.endswith(f"/jobs/{job_name(STACK, 'tf-ps', '0f1e2d3c4b5a6978')}")
@@ -92,10 +92,7 @@ def test_parameter_server_job_matches_golden(provider: AzureV2Provider, fake: Fa
     assert props["tags"][SPEC_HASH_TAG] == "0f1e2d3c4b5a6978"
     assert props["tags"][OWNER_TAG] == STACK and props["tags"]["amlctl.run"] == "tf-ps"
     assert props["experimentName"] == "tf"
-    if UPDATE:
-        GOLDEN.write_text(json.dumps(sent, sort_keys=True, indent=2) + "\n")
-    assert GOLDEN.is_file(), f"{GOLDEN.name} missing: run with AMLCTL_UPDATE_GOLDEN=1"
-    assert sent == json.loads(GOLDEN.read_text())
+    check_golden(GOLDEN, json.dumps(sent, sort_keys=True, indent=2) + "\n", update_golden)
     assert info.id == put.path.rsplit("/", 1)[1] and info.name == "tf-ps"
     assert [r.id for r in provider.list_runs(experiment="tf", name="tf-ps")] == [info.id]
 
