@@ -89,3 +89,26 @@ def test_delete_unregisters_and_forgets_the_owner(
     v2.delete("datastore.images")  # gone already: fine
     assert "datastore.images" not in v2.read_all()
     assert "datastore.images" not in v1.read_all()
+
+
+def test_uploads_use_the_v1_blob_sync_on_the_v2_storage_client(
+        both: tuple[AzureV2Provider, AzureProvider], tmp_path: Path) -> None:
+    """The content-hash sync of the v1 backend (blobfiles.py) over azure-storage-blob: one PUT
+    for a small file, blocks for a large one; v1 lists the same files with the same hashes."""
+    import hashlib
+
+    from amlctl.providers.azure.blobfiles import BlobFileStore
+
+    v2, v1 = both
+    small, large = tmp_path / "small.txt", tmp_path / "large.bin"
+    small.write_bytes(b"hello")
+    large.write_bytes(bytes(range(256)) * 40)  # 10 KiB: blocks with the sizes below
+    store = v2.file_store("default", "data")
+    blocks = BlobFileStore(store.container, "data", store.policy, single_put_bytes=1024,
+                           block_bytes=4096)
+    blocks.put_file(small, "small.txt")
+    blocks.put_file(large, "deep/large.bin")
+    listed_v1 = v1.file_store("default", "data").list_files()
+    assert listed_v1 == store.list_files()
+    assert listed_v1["deep/large.bin"].sha256 == hashlib.sha256(large.read_bytes()).hexdigest()
+    assert listed_v1["small.txt"].size == 5

@@ -70,8 +70,6 @@ class BlobFileStore:
 
     def _put_blocks(self, blob: Any, name: str, f: Any, first: bytes,
                     digest: Any) -> RemoteFile:
-        from azureml._vendor.azure_storage.blob import BlobBlock
-
         ids: list[str] = []
         size = 0
         pending = first
@@ -88,8 +86,10 @@ class BlobFileStore:
                 break
             digest.update(pending)
         meta = {SHA_KEY: digest.hexdigest()}
-        call(f"committing {name}", lambda: blob.commit_block_list(
-            [BlobBlock(block_id=i) for i in ids], metadata=meta), self.policy)
+        # plain ids (committed as "latest"): both the SDK v1's vendored storage client and
+        # azure-storage-blob (SDK v2) take them; each rejects the other's BlobBlock class
+        call(f"committing {name}", lambda: blob.commit_block_list(ids, metadata=meta),
+             self.policy)
         return RemoteFile(size, meta[SHA_KEY])
 
     def delete_file(self, relpath: str) -> None:
