@@ -62,6 +62,11 @@ def test_plan_apply_replan_from_nothing_with_a_service_principal(
     tokens = fake.calls_to("POST", f"/{TENANT}/oauth2/v2.0/token")
     assert tokens and "client_secret=s3cret-value" in tokens[0].body.decode()
     assert "ActivityCompleted" not in out and "experimental class" not in out
+    code, out = cli(capsys, "--backend", "azure-v2", "status", "-f", str(mnist))
+    assert code == 0 and "cpu-cluster" in out and "tf-mnist" in out, out
+    code, out = cli(capsys, "--backend", "azure-v2", "runs", "-f", str(mnist))
+    [job] = fake.job_bodies("mnist-rg", "mnist-ws")
+    assert code == 0 and job in out, out
 
 
 def test_workload_identity_federation_gets_a_token(

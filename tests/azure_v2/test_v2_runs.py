@@ -163,3 +163,12 @@ def test_a_resubmission_after_the_job_ended_is_a_new_job(provider: AzureV2Provid
     assert provider.submit_run(request(tmp_path)).id == second.id
     assert len(job_puts(fake)) == 2
     assert {r.id for r in provider.list_runs(name="tf-ps")} == {first.id, second.id}
+
+
+def test_logs_of_a_running_job_point_to_follow(provider: AzureV2Provider,
+                                               tmp_path: Path) -> None:
+    from amlctl.errors import ProviderError
+
+    info = provider.submit_run(request(tmp_path))
+    with pytest.raises(ProviderError, match="use `amlctl logs --follow`"):
+        list(provider.run_logs(info.id))

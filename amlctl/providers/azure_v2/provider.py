@@ -438,6 +438,13 @@ class AzureV2Provider(Provider):
 
     def _downloaded_logs(self, run_id: str) -> Iterator[str]:
         """The job's log artifacts (`jobs.download`), each line prefixed by its file stem."""
+        info = self.get_run(run_id)
+        if info is None:
+            raise ProviderError(f"no run {run_id!r}")
+        if info.active:
+            # SDK v2 downloads the logs of ended jobs only; stream the ones that run
+            raise ProviderError(f"run {run_id} is {info.status}: SDK v2 reads the logs of a "
+                                "running job only as a stream; use `amlctl logs --follow`")
         with tempfile.TemporaryDirectory() as folder:
             call(f"downloading logs of {run_id}", lambda: self.client().jobs.download(
                 run_id, download_path=folder, all=False), self.policy)
