@@ -57,6 +57,7 @@ class AzureV2Provider(Provider):
         self.compute_settings = compute_settings
         self._client: Any = None
         self._exists: bool | None = None
+        self._default: Any = None
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -108,6 +109,12 @@ class AzureV2Provider(Provider):
 
         return V2Datastores(self._require(), self.policy)
 
+    def _default_datastore(self) -> Any:
+        """The default datastore with its key, read once per provider (two requests)."""
+        if self._default is None:
+            self._default = self._datastores().default()
+        return self._default
+
     def _container(self, ds: Any) -> Any:
         from amlctl.providers.azure_v2.datastores import container_client
 
@@ -116,7 +123,7 @@ class AzureV2Provider(Provider):
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
 
-        return Records(self._container(self._datastores().default()), self.policy)
+        return Records(self._container(self._default_datastore()), self.policy)
 
     def _jobs(self) -> list[RunRecord]:
         from amlctl.providers.azure_v2.jobs import record_of
@@ -270,7 +277,7 @@ class AzureV2Provider(Provider):
                               self.workspace["name"], delete_dependent_resources=False),
                           self.policy)
             call("waiting for the workspace delete", poller.result, self.policy)
-            self._exists = False
+            self._exists, self._default = False, None
         elif kind == "compute":
             self._computes().delete(name)
         elif kind == "datastore":
@@ -317,7 +324,7 @@ class AzureV2Provider(Provider):
 
     def _datastore(self, name: str) -> Any | None:
         stores = self._datastores()
-        return stores.default() if name == DEFAULT_DATASTORE else stores.get(name)
+        return self._default_datastore() if name == DEFAULT_DATASTORE else stores.get(name)
 
     def file_store(self, datastore: str, target_path: str) -> FileStore:
         from amlctl.providers.azure.blobfiles import BlobFileStore
@@ -356,7 +363,7 @@ class AzureV2Provider(Provider):
     def _default_datastore_name(self, name: str) -> str:
         if name != DEFAULT_DATASTORE:
             return name
-        return str(self._datastores().default().name)
+        return str(self._default_datastore().name)
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         """Submit the command job under its deterministic name.
