@@ -172,3 +172,22 @@ def test_logs_of_a_running_job_point_to_follow(provider: AzureV2Provider,
     info = provider.submit_run(request(tmp_path))
     with pytest.raises(ProviderError, match="use `amlctl logs --follow`"):
         list(provider.run_logs(info.id))
+
+
+def test_experiments_are_records_and_job_names(provider: AzureV2Provider, fake: FakeV2Azure,
+                                               tmp_path: Path) -> None:
+    """SDK v2 has no experiment API: amlctl's record says which are the stack's (and their
+    tags); a job's experiment_name shows one too; a deleted one stays hidden."""
+    provider.create("experiment.tf", {"tags": {"team": "vision"}}, {})
+    provider.submit_run(request(tmp_path))
+    fake.add_job(RG, WS, "someone-elses-run", "notebooks", {"owner": "alice"})
+    live = provider.read_all()
+    assert live["experiment.tf"].owner == STACK
+    assert live["experiment.tf"].attrs == {"tags": {"team": "vision"}}
+    assert live["experiment.notebooks"].owner is None  # not amlctl's: never pruned
+    provider.update("experiment.tf", {"tags": {}}, ["tags"], {})
+    assert provider.read_all()["experiment.tf"].attrs == {"tags": {}}
+    provider.delete("experiment.tf")
+    assert "experiment.tf" not in provider.read_all(), "its job does not bring it back"
+    provider.create("experiment.tf", {"tags": {}}, {})
+    assert provider.read_all()["experiment.tf"].owner == STACK
