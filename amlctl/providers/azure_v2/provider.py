@@ -73,8 +73,8 @@ class AzureV2Provider(Provider):
                 chosen = auth.resolve()
                 log.info("authenticating as %s", chosen.description)
                 self._credential, self._cloud = chosen.auth, chosen.cloud
-            self._client = sdk.ml_client(self._credential, self.workspace,
-                                         self._cloud or cloud_name())
+            self._cloud = self._cloud or cloud_name()
+            self._client = sdk.ml_client(self._credential, self.workspace, self._cloud)
         return self._client
 
     def _workspace(self) -> Any | None:
