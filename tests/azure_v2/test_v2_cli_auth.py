@@ -52,6 +52,7 @@ def test_plan_apply_replan_from_nothing_with_a_service_principal(
         assert f"+ {address}" in out, out
     code, out = cli(capsys, "--backend", "azure-v2", "apply", "--auto-approve", "-f", str(mnist))
     assert code == 0, out
+    assert "Uploading" not in out, "the SDK's snapshot progress stays in the log"
     code, out = cli(capsys, "--backend", "azure-v2", "plan", "--detailed-exitcode", "-f",
                     str(mnist))
     assert code == 0, out

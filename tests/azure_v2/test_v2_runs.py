@@ -191,3 +191,31 @@ def test_experiments_are_records_and_job_names(provider: AzureV2Provider, fake: 
     assert "experiment.tf" not in provider.read_all(), "its job does not bring it back"
     provider.create("experiment.tf", {"tags": {}}, {})
     assert provider.read_all()["experiment.tf"].owner == STACK
+
+
+def test_a_failed_snapshot_upload_is_an_error_not_a_hang(provider: AzureV2Provider,
+                                                         fake: FakeV2Azure,
+                                                         tmp_path: Path) -> None:
+    """azure-ai-ml waits forever for a snapshot file whose upload failed unless its progress
+    display is on (only then does it read the upload workers' results)."""
+    import threading
+
+    from amlctl.errors import ProviderError
+
+    fake.fail_next("PUT", "/src/train.py", 403, times=10)
+    outcome: list[BaseException | None] = []
+
+    def submit() -> None:
+        try:
+            provider.submit_run(request(tmp_path))
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=submit, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the submission hung on the failed upload"
+    [error] = outcome
+    assert isinstance(error, ProviderError) and "403" in str(error), error
+    assert fake.job_bodies(RG, WS) == {}, "no job without its snapshot"

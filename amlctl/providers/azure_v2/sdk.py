@@ -89,7 +89,11 @@ def ml_client(credential: Any, workspace: dict[str, Any], cloud: str,
     return ml.MLClient(credential, subscription_id=workspace["subscription_id"],
                        resource_group_name=workspace["resource_group"],
                        workspace_name=workspace["name"] if workspace_scoped else None,
-                       cloud=cloud, retry_total=0, show_progress=False)
+                       cloud=cloud, retry_total=0,
+                       # with progress off the SDK never reads its upload workers' results, so a
+                       # failed snapshot upload waits forever; the bars go to the log
+                       # (stderr_to_log)
+                       show_progress=True)
 
 
 def is_not_found(err: BaseException) -> bool:
