@@ -375,8 +375,11 @@ class FakeV2Azure(FakeAzure):
         if not parts:
             if call.method != "GET":
                 raise ServiceError(405, "MethodNotAllowed", "List is GET")
+            key = call.query.get("tag")  # "jobs returned will have this tag key"
+            listed = [j for j in jobs.values()
+                      if key is None or key in (j["properties"].get("tags") or {})]
             return self._json(200, {"value": sorted(
-                jobs.values(), key=lambda j: j["systemData"]["createdAt"], reverse=True)})
+                listed, key=lambda j: j["systemData"]["createdAt"], reverse=True)})
         name = parts[0]
         job = jobs.get(name)
         if len(parts) == 2 and parts[1] == "cancel" and call.method == "POST":

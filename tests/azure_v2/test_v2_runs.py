@@ -95,6 +95,8 @@ def test_parameter_server_job_matches_golden(provider: AzureV2Provider, fake: Fa
     check_golden(GOLDEN, json.dumps(sent, sort_keys=True, indent=2) + "\n", update_golden)
     assert info.id == put.path.rsplit("/", 1)[1] and info.name == "tf-ps"
     assert [r.id for r in provider.list_runs(experiment="tf", name="tf-ps")] == [info.id]
+    listed = fake.calls_to("GET", f"/workspaces/{WS}/jobs")
+    assert listed[-1].query.get("tag") == OWNER_TAG, "runs are listed by the service's tag filter"
 
 
 def test_submitting_the_same_run_again_finds_the_job(provider: AzureV2Provider,

@@ -125,11 +125,15 @@ class AzureV2Provider(Provider):
 
         return Records(self._container(self._default_datastore()), self.policy)
 
-    def _jobs(self) -> list[RunRecord]:
+    def _jobs(self, tag: str | None = None) -> list[RunRecord]:
+        """Jobs of the workspace; with `tag`, only those carrying that tag key (filtered by
+        the service)."""
         from amlctl.providers.azure_v2.jobs import record_of
 
-        found = call("listing jobs", lambda: list(self.client().jobs.list()), self.policy)
-        return [record_of(j) for j in found]
+        extra = {"tag": tag} if tag else {}
+        found = call("listing jobs", lambda: list(self.client().jobs.list(**extra)),
+                     self.policy)
+        return [record_of(j) for j in found if j is not None]
 
     # objects -----------------------------------------------------------------------------------
 
@@ -355,7 +359,7 @@ class AzureV2Provider(Provider):
             wanted[SPEC_HASH_TAG] = spec_hash
         if name:
             wanted[RUN_NAME_TAG] = name
-        found = [r for r in self._jobs()
+        found = [r for r in self._jobs(tag=OWNER_TAG)
                  if (experiment is None or r.experiment == experiment)
                  and all(r.tags.get(k) == v for k, v in wanted.items())]
         return [self._info(r) for r in sorted(found, key=lambda r: r.created_at, reverse=True)]
