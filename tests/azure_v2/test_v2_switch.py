@@ -1,6 +1,6 @@
-"""The switch between SDKs: the quickstart manifest applied through the engine with the v1
-backend (`azure`, azureml-sdk), then planned with the v2 backend (`azure-v2`, azure-ai-ml):
-no changes, and the reverse.
+"""The switch between SDKs: the quickstart and the Azure example applied through the engine
+with the v1 backend (`azure`, azureml-sdk), then planned with the v2 backend (`azure-v2`,
+azure-ai-ml): no changes, and the reverse.
 
 Both SDKs run for real against one fake workspace (fake_v2.py). v1's run history service is
 not part of the fake yet, so the v1 half keeps its in-memory double (tests/azure/
@@ -45,16 +45,21 @@ class RecordingHistory(HistoryDouble):
         return record
 
 
-@pytest.fixture
-def loaded(fake: FakeV2Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+@pytest.fixture(params=["mnist", "azure"])
+def loaded(request: pytest.FixtureRequest, fake: FakeV2Azure, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The quickstart (mnist) and the Azure example (GPU cluster in a vnet, a blob datastore
+    with its key, an upload to it), copied with the folders they refer to."""
     from amlctl.manifest.loader import load_manifest
 
-    assert (EXAMPLE / "amlctl.yaml").is_file(), "the quickstart example is missing"
-    shutil.copytree(EXAMPLE, tmp_path / "mnist")
+    manifest = EXAMPLE.parent / request.param / "amlctl.yaml"
+    assert manifest.is_file(), f"the example {manifest} is missing"
+    shutil.copytree(EXAMPLE.parent, tmp_path / "examples")
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+    monkeypatch.setenv("IMAGES_KEY", fake.add_storage_account("mystorage", ["images"]))
     monkeypatch.delenv("AMLCTL_HOME", raising=False)
     fake.add_workspace(RG, WS, tags={"team": "vision", OWNER_TAG: STACK})
-    return load_manifest(tmp_path / "mnist" / "amlctl.yaml")
+    return load_manifest(tmp_path / "examples" / request.param / "amlctl.yaml")
 
 
 def _v1(loaded: Any, fake: FakeV2Azure, token_auth: Any) -> AzureProvider:
@@ -96,16 +101,20 @@ def _changes(ctx: Any) -> dict[str, Action]:
     return {c.address: c.action for c in plan.changes if c.action is not Action.NOOP}
 
 
-EVERYTHING = {"compute.cpu-cluster": Action.CREATE,
-              "experiment.tensorflow_experiment": Action.CREATE,
-              "upload.mnist": Action.CREATE, "run.tf-mnist": Action.CREATE}
+def everything(loaded: Any) -> dict[str, Action]:
+    """What a first apply of the example creates (the workspace exists already)."""
+    m = loaded.manifest
+    return {f"{kind}.{name}": Action.CREATE
+            for kind, names in (("compute", m.computes), ("datastore", m.datastores),
+                                ("experiment", m.experiments), ("upload", m.uploads),
+                                ("run", m.runs)) for name in names}
 
 
 def test_applied_with_v1_plans_no_change_with_v2(loaded: Any, fake: FakeV2Azure,
                                                   token_auth: Any) -> None:
     v1 = _context(loaded, _v1(loaded, fake, token_auth), "azure")
     try:
-        assert {a: x for a, x in _apply(v1).items() if x is not Action.NOOP} == EVERYTHING
+        assert {a: x for a, x in _apply(v1).items() if x is not Action.NOOP} == everything(loaded)
         assert _changes(v1) == {}
     finally:
         v1.close()
@@ -119,7 +128,8 @@ def test_applied_with_v1_plans_no_change_with_v2(loaded: Any, fake: FakeV2Azure,
         live = v2.provider.read_all()
     finally:
         v2.close()
-    assert live["compute.cpu-cluster"].attrs["vm_priority"] == "lowpriority"
+    [cluster] = loaded.manifest.computes
+    assert live[f"compute.{cluster}"].attrs["vm_priority"] == "lowpriority"
     assert live["upload.mnist"].owner == STACK
     assert not fake.calls_to("PUT", "/jobs/"), "v2 submitted nothing"
 
@@ -128,7 +138,7 @@ def test_applied_with_v2_plans_no_change_with_v1(loaded: Any, fake: FakeV2Azure,
                                                   token_auth: Any) -> None:
     v2 = _context(loaded, _v2(loaded), "azure-v2")
     try:
-        assert {a: x for a, x in _apply(v2).items() if x is not Action.NOOP} == EVERYTHING
+        assert {a: x for a, x in _apply(v2).items() if x is not Action.NOOP} == everything(loaded)
         assert _changes(v2) == {}
     finally:
         v2.close()
