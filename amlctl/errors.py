@@ -54,3 +54,8 @@ class ProviderError(AmlctlError):
 
 class UsageError(AmlctlError):
     """The command line itself is wrong (bad --var, missing file, refused without a TTY)."""
+
+
+class StateError(AmlctlError):
+    """The stack's state cannot be used as it is: it belongs to another manifest, it changed
+    under us (a lost race), or it disagrees with the workspace."""
