@@ -64,6 +64,8 @@ def open_context(loaded: LoadedManifest, backend: str | None = None, *,
     state_dir = state_dir_for(loaded)
     workspace = loaded.manifest.workspace.model_dump()
     provider = get_provider(chosen, workspace, loaded.manifest.name, state_dir)
+    state_block = loaded.manifest.state
+    provider.state_config = state_block.model_dump() if state_block is not None else None
     try:
         state = provider.state_store()
     except BaseException:

@@ -100,6 +100,8 @@ class Provider(ABC):
         self.state_dir = state_dir  # local folder for caches (and the local state store)
         # The key of secret fingerprints, from the stack's state (see `state_store`).
         self.fingerprint_key: bytes | None = None
+        # The manifest's `state:` block, for backends that keep state remotely.
+        self.state_config: dict[str, Any] | None = None
 
     def state_store(self) -> StateStore:
         """Where this backend keeps the stack's state (identity, applied record, journal,

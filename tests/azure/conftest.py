@@ -1,14 +1,17 @@
 """Fixtures for the Azure backend tests: the real azureml SDK with only its network edge replaced.
 
-`azure_edge` (once per test run) makes a certificate, starts `FakeAzure` on 127.0.0.1 and
-imports the SDK with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK bakes some of
-those paths in at import time, so nothing else may import azureml first). `fake` (per test)
-re-applies that environment, routes Azure host names to the fake, refuses every non-loopback
-connection, and checks afterwards that none was attempted.
+`azure_edge` (once per test run) makes a certificate, starts `FakeAzure` and Azurite (the
+official storage emulator: blob storage of every workspace's default datastore) on
+127.0.0.1 and imports the SDK with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK
+bakes some of those paths in at import time, so nothing else may import azureml first).
+`fake` (per test) re-applies that environment, routes Azure host names to the fake (blob
+hosts to Azurite), refuses every non-loopback connection, and checks afterwards that none
+was attempted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import warnings
@@ -21,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, AzuriteMissing, start_azurite
 from fake_service import TEST_SUBSCRIPTION, FakeAzure, make_certificate, make_token, route_hosts
 
 SKIP_REASON = "azureml-sdk is not installed (pip install 'amlctl[azure]')"
@@ -45,6 +49,8 @@ class AzureEdge:
     service: FakeAzure
     env: dict[str, str]
     home: Path
+    azurite: Azurite
+    cert: Path
 
 
 def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
@@ -69,11 +75,15 @@ def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
     (home / ".azure").mkdir(parents=True)
     env = {"HOME": str(home), "AZURE_CONFIG_DIR": str(home / ".azure"),
            "REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(cert), "NO_PROXY": "*"}
+    try:
+        azurite = start_azurite(root, cert, key)
+    except AzuriteMissing as err:
+        pytest.fail(str(err), pytrace=False)
     service = FakeAzure(subscription_id=SUBSCRIPTION)
     service.start(cert, key)
     with pytest.MonkeyPatch.context() as mp:
         _apply_env(mp, env)
-        with route_hosts(service.port) as refused:
+        with route_hosts(service.port, azurite.port) as refused:
             from amlctl.providers.azure import sdk
 
             try:
@@ -82,10 +92,30 @@ def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
                 pytest.skip(SKIP_REASON)
             pytest.importorskip("azureml.core", reason=SKIP_REASON)
         assert not refused, f"importing the SDK tried to reach {refused}"
+    service.default_storage = (ACCOUNT, ACCOUNT_KEY, lambda name: azurite_container(
+        azurite, cert, ACCOUNT, ACCOUNT_KEY, name))
     try:
-        yield AzureEdge(service, env, home)
+        yield AzureEdge(service, env, home, azurite, cert)
     finally:
         service.stop()
+        azurite.stop()
+
+
+def azurite_client(azurite: Azurite, cert: Path, account: str, key: str) -> Any:
+    """A blob service client of an Azurite account, by loopback address (path-style URL)."""
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+    return BlobServiceClient(f"https://127.0.0.1:{azurite.port}/{account}",
+                             credential={"account_name": account, "account_key": key},
+                             connection_verify=str(cert))
+
+
+def azurite_container(azurite: Azurite, cert: Path, account: str, key: str, name: str) -> None:
+    """Create a container in Azurite (a new workspace's default one)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    with contextlib.suppress(ResourceExistsError):  # a re-used name
+        azurite_client(azurite, cert, account, key).create_container(name)
 
 
 @pytest.fixture
@@ -93,7 +123,7 @@ def fake(azure_edge: AzureEdge, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
     """A reset fake reachable under the real Azure host names; nothing else is reachable."""
     _apply_env(monkeypatch, azure_edge.env)
     azure_edge.service.reset()
-    with route_hosts(azure_edge.service.port) as refused:
+    with route_hosts(azure_edge.service.port, azure_edge.azurite.port) as refused:
         yield azure_edge.service
     assert not refused, f"the test tried to reach non-loopback addresses: {refused}"
 
