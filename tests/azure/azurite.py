@@ -14,6 +14,7 @@ import base64
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -47,9 +48,9 @@ class Azurite:
     def stop(self) -> None:
         """Stop the emulator (its data folder goes with the test session's temp folder)."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)  # what it shuts down on
             try:
-                self.process.wait(10)
+                self.process.wait(3)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -1,8 +1,8 @@
 """The quickstart manifest planned and applied on the azure backend through the real engine.
 
 The real SDK runs against the fake service and Azurite (only the network edge is replaced);
-experiments and run submission go to the in-memory history double. Workspace creation (an ARM template
-deployment) is not modelled, so the workspace exists beforehand, owned by the stack.
+experiments and run submission go to the in-memory history double. Workspace creation (an ARM
+template deployment) is not modelled, so the workspace exists beforehand, owned by the stack.
 """
 
 from __future__ import annotations
