@@ -1,0 +1,137 @@
+"""Two CI runners on one azure stack: separate checkouts and state folders, one shared state.
+
+Both runners are engine contexts in this process (two AzureProvider instances with their own
+local state folder and checkout path) over the same fake service and Azurite; the run history
+service is the shared in-memory double. What they share is only what Azure holds: the state
+blob, its lease, the workspace. (A runner killed with -9 is covered with a real process at the
+store level in test_azure_state.py.)
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
+from fake_service import FakeAzure
+from history_double import HistoryDouble
+
+from amlctl.errors import LockError
+from amlctl.providers.azure.computes import ComputeSettings
+from amlctl.providers.azure.provider import AzureProvider
+from amlctl.providers.azure.retry import RetryPolicy
+from amlctl.providers.base import OWNER_TAG
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
+
+
+@pytest.fixture
+def runners(fake: FakeAzure, token_auth: Any, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`open_runner(name)`: the mnist stack checked out at `tmp/<name>/checkout`, state folder
+    beside it, as a CI job of that runner would see it."""
+    from amlctl.engine.planner import Context, bind_state
+    from amlctl.manifest.loader import load_manifest
+
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+    monkeypatch.delenv("AMLCTL_HOME", raising=False)
+    fake.add_workspace("mnist-rg", "mnist-ws", tags={"team": "vision", OWNER_TAG: "mnist"})
+    history = HistoryDouble()  # the workspace's run history: one service for both runners
+    opened: list[Any] = []
+
+    def open_runner(name: str) -> Any:
+        checkout = tmp_path / name / "checkout"
+        if not checkout.exists():
+            shutil.copytree(EXAMPLE, checkout)
+        loaded = load_manifest(checkout / "amlctl.yaml")
+        state_dir = tmp_path / name / "state"
+        provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", state_dir,
+                                 auth=token_auth, cloud="AzureCloud", run_service=history,
+                                 policy=RetryPolicy(sleep=lambda _s: None),
+                                 compute_settings=ComputeSettings(sleep=lambda _s: None))
+        ctx = bind_state(Context(loaded, provider, provider.state_store(), state_dir, "azure"))
+        opened.append(ctx)
+        return ctx
+
+    yield open_runner
+    for ctx in opened:
+        ctx.close()
+
+
+def _apply(ctx: Any) -> Any:
+    from amlctl.engine.executor import apply_plan, recover
+    from amlctl.engine.planner import make_plan
+
+    with ctx.state.lock("amlctl apply"):
+        recover(ctx)
+        result = apply_plan(ctx, make_plan(ctx))
+    assert result.ok, result
+    return result
+
+
+def test_runner_b_sees_what_runner_a_applied_and_drift(runners: Any, fake: FakeAzure) -> None:
+    from amlctl.engine.plan import Action
+    from amlctl.engine.planner import make_plan
+    from amlctl.render.human import plain, render_plan
+
+    a = runners("a")
+    _apply(a)
+    b = runners("b")
+    assert not (b.state_dir / "engine.db").exists()  # nothing local on B
+    plan = make_plan(b)
+    assert [c.address for c in plan.changes if c.action is not Action.NOOP] == []
+    assert b.state.applied() == a.state.applied()
+    # the cluster is scaled behind amlctl's back (the portal): B names it drift
+    record = fake.workspaces[("mnist-rg", "mnist-ws")].computes["cpu-cluster"]
+    record["properties"]["properties"]["scaleSettings"]["maxNodeCount"] = 7
+    drifted = make_plan(b)
+    assert [d.address for d in drifted.drift] == ["compute.cpu-cluster"]
+    text = render_plan(drifted, plain)
+    assert "objects changed outside amlctl since it last applied them" in text
+    assert "max_nodes" in text
+
+
+def test_runners_apply_at_once_one_waits_for_the_other(runners: Any) -> None:
+    a = runners("a")
+    b = runners("b")
+    with a.state.lock("amlctl apply") as holder:
+        with pytest.raises(LockError) as refused, b.state.lock("amlctl apply"):
+            pass
+        assert f"lock {holder} held by amlctl apply" in str(refused.value)
+    # B waiting with --lock-timeout gets it as soon as A is done
+    released = threading.Event()
+    got_it: list[float] = []
+
+    def a_applies() -> None:
+        with a.state.lock("amlctl apply"):
+            released.wait(10)
+
+    thread = threading.Thread(target=a_applies)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while a.state._lease is None and time.monotonic() < deadline:  # A holds it
+            time.sleep(0.05)
+        assert a.state._lease is not None
+
+        def b_waits() -> None:
+            with b.state.lock("amlctl apply", timeout=30):
+                got_it.append(time.monotonic())
+
+        waiter = threading.Thread(target=b_waits)
+        waiter.start()
+        time.sleep(0.5)  # let B start polling (what follows holds however long this takes)
+        released_at = time.monotonic()
+        released.set()
+        waiter.join(30)
+        assert got_it, "B never got the lock"
+        assert got_it[0] >= released_at  # not before A let go
+    finally:
+        released.set()
+        thread.join()
+    _apply(b)  # and B's apply proceeds against what A left
