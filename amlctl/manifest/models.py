@@ -253,10 +253,7 @@ class Run(StrictModel):
 
 
 class State(StrictModel):
-    """Where the azure backend keeps the stack's state (like Terraform's azurerm backend).
-
-    Default: the workspace's default blob datastore, blob `amlctl-state/<name>.json`.
-    """
+    """Where the azure backend keeps state (default: the workspace's default datastore)."""
 
     account: str = Field(
         pattern=r"^[a-z0-9]{3,24}$",
