@@ -43,8 +43,11 @@ class Context:
         self.state.close()
 
     def desired(self) -> dict[str, Desired]:
-        """The manifest's resources, secrets fingerprinted with the stack's key."""
-        return desired_state(self.loaded, self.state.fingerprint_key)
+        """The manifest's resources, secrets fingerprinted with the stack's key (which the
+        provider's read-back uses too)."""
+        key = self.state.fingerprint_key
+        self.provider.fingerprint_key = key
+        return desired_state(self.loaded, key)
 
 
 def state_dir_for(loaded: LoadedManifest) -> Path:

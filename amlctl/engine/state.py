@@ -232,9 +232,21 @@ class DocumentState(StateStore):
             if doc is not None and doc.get("format", 0) > FORMAT:
                 raise StateError(f"the state in {self.location} was written by a newer amlctl "
                                  f"(format {doc.get('format')}); upgrade amlctl")
-            self._doc, self._etag = (doc, etag) if doc is not None else (self._initial(), None)
+            if doc is not None:
+                self._doc, self._etag = doc, etag
+            elif self._doc is None or self._etag is not None:
+                self._doc, self._etag = self._initial(), None
+            # else: nothing stored yet and a first document is in memory: keep it (and its
+            # fingerprint key, which this command already used)
             if self._origin is not None:
                 check_origin(self.stack, self._doc.get("identity"), self._origin, self.location)
+
+    def _unsaved(self) -> dict[str, Any]:
+        """The document to create the stored state from (the one in memory, if any)."""
+        with self._mutex:
+            if self._doc is None or self._etag is not None:
+                self._doc, self._etag = self._initial(), None
+            return self._doc
 
     def _document(self) -> dict[str, Any]:
         if self._doc is None:

@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 AZURITE_BLOB = REPO / "node_modules" / ".bin" / "azurite-blob"
@@ -100,3 +101,14 @@ def start_azurite(folder: Path, cert: Path, key: Path, timeout: float = 30) -> A
             process.wait()
     output = (folder / "azurite-2.log").read_text(errors="replace")[-2000:]
     raise AzuriteMissing(f"azurite-blob did not start: {output}")
+
+
+def state_container(name: str) -> Any:
+    """A container client of the state account by its production URL (routed to Azurite
+    while `route_hosts(..., blob_port=...)` is in effect)."""
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(f"https://{STATE_ACCOUNT}.blob.core.windows.net",
+                                credential={"account_name": STATE_ACCOUNT,
+                                            "account_key": STATE_ACCOUNT_KEY})
+    return service.get_container_client(name)

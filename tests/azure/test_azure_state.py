@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azurite import STATE_ACCOUNT, STATE_ACCOUNT_KEY
-from conftest import AzureEdge
+from azurite import state_container
 from fake_service import FakeAzure
 
 from amlctl.engine.history import History
@@ -32,19 +31,10 @@ LEASE = 15  # the shortest finite lease Azure allows
 HERE = Path(__file__).parent
 
 
-def _container(name: str) -> Any:
-    from azureml._vendor.azure_storage.blob import BlobServiceClient
-
-    service = BlobServiceClient(f"https://{STATE_ACCOUNT}.blob.core.windows.net",
-                                credential={"account_name": STATE_ACCOUNT,
-                                            "account_key": STATE_ACCOUNT_KEY})
-    return service.get_container_client(name)
-
-
 @pytest.fixture
 def container(fake: FakeAzure) -> Iterator[Any]:
     """A fresh container of the state account in Azurite."""
-    client = _container(f"state-{uuid.uuid4().hex[:12]}")
+    client = state_container(f"state-{uuid.uuid4().hex[:12]}")
     client.create_container()
     yield client
     client.delete_container()
@@ -122,11 +112,14 @@ def test_second_lock_is_refused_naming_the_holder_and_force_unlock_breaks_it(
 HOLDER = """\
 import sys, time
 sys.path.insert(0, {tests!r})
-from fake_service import route_hosts
-from test_azure_state import _container, _store
 from pathlib import Path
+from azurite import state_container
+from fake_service import route_hosts
+from amlctl.providers.azure.state import BlobState
 with route_hosts({fake_port}, {blob_port}):
-    store = _store(_container({name!r}), Path({tmp!r}))
+    container = state_container({name!r})
+    store = BlobState("story", lambda: container, "amlctl-state/story.json", Path({tmp!r}),
+                      "test blob of story", {lease})
     with store.lock("amlctl apply") as lock_id:
         print(lock_id, flush=True)
         time.sleep(600)
@@ -134,12 +127,12 @@ with route_hosts({fake_port}, {blob_port}):
 
 
 def test_a_renewed_lease_holds_and_a_killed_holder_frees_it_when_it_expires(
-        container: Any, tmp_path: Path, azure_edge: AzureEdge) -> None:
+        container: Any, tmp_path: Path, azure_edge: Any) -> None:
     """A holder in another process keeps its 15 s lease by renewing it; killed -9, it stops
     renewing and the lease expires: the waiting runner gets the lock, no force-unlock."""
     script = HOLDER.format(tests=str(HERE), fake_port=azure_edge.service.port,
                            blob_port=azure_edge.azurite.port, name=container.container_name,
-                           tmp=str(tmp_path / "a"))
+                           tmp=str(tmp_path / "a"), lease=LEASE)
     env = {**os.environ, **azure_edge.env, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, text=True)

@@ -186,6 +186,8 @@ def test_killed_at_random_moments(big_project: Path, cli: Cli) -> None:
             _reapply_and_check(big_project, cli)
     _reapply_and_check(big_project, cli)
     assert min(landed.values()) >= KILLS_LANDED // 3, landed
+    print(f"kills landed mid-run: {landed[signal.SIGKILL]} SIGKILL, {landed[signal.SIGTERM]} "
+          f"SIGTERM, of {attempts} attempts")
 
 
 def test_recovery_report_names_each_interrupted_step(basic_project: Path, cli: Cli) -> None:

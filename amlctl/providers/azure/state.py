@@ -179,7 +179,7 @@ class BlobState(DocumentState):
         if doc is not None:
             return
         with self._mutex:
-            initial = self._initial()
+            initial = self._unsaved()
             # another runner may make it first: fine, the lease decides
             with suppress(ResourceExistsError):
                 blob.upload_blob(json.dumps(initial, sort_keys=True, indent=1).encode(),
