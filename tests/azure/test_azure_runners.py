@@ -81,6 +81,14 @@ def test_runner_b_sees_what_runner_a_applied_and_drift(runners: Any, fake: FakeA
 
     a = runners("a")
     _apply(a)
+    # the state blob sits in the default container, but is never an upload's file
+    from amlctl.providers.azure.blobfiles import BlobFileStore
+
+    default = a.provider._datastores().default()
+    container = default.blob_service.get_container_client(default.container_name)
+    assert container.get_blob_client("amlctl-state/mnist.json").exists()
+    assert not [p for p in BlobFileStore(container, "").list_files()
+                if p.startswith("amlctl-state/")]
     b = runners("b")
     assert not (b.state_dir / "engine.db").exists()  # nothing local on B
     plan = make_plan(b)
