@@ -82,8 +82,10 @@ def read_lock(state_dir: Path) -> dict[str, Any] | None:
 
 
 @contextmanager
-def kernel_lock(state_dir: Path, command: str, timeout: float = 0.0) -> Iterator[str]:
-    """Hold the lock for the duration; fail fast (or wait up to `timeout` s) if it is taken."""
+def kernel_lock(state_dir: Path, command: str, timeout: float = 0.0,
+                record: dict[str, Any] | None = None) -> Iterator[str]:
+    """Hold the lock for the duration; fail fast (or wait up to `timeout` s) if it is taken.
+    `record` names the holder (default: this process running `command`)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_FILE
     # O_CLOEXEC: a process the apply starts (a run's supervisor) must not inherit the lock.
@@ -98,7 +100,7 @@ def kernel_lock(state_dir: Path, command: str, timeout: float = 0.0) -> Iterator
                     "process ends; wait for it, or pass --lock-timeout SECONDS to wait here."
                 )
             time.sleep(POLL_SECONDS)
-        record = holder_record(command)
+        record = record or holder_record(command)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         try:

@@ -207,3 +207,59 @@ def test_state_document_redacts_the_fingerprint_key(container: Any, tmp_path: Pa
     keyed = fingerprint("hunter2", key)
     assert keyed == "sha256:" + hmac.new(key, b"hunter2", hashlib.sha256).hexdigest()[:16]
     assert keyed != fingerprint("hunter2")  # not the plain, guessable hash
+
+
+def test_before_the_workspace_exists_state_waits_in_memory_then_takes_the_lease(
+        container: Any, tmp_path: Path) -> None:
+    """A first apply creates the workspace that holds the state: until then the lock is local
+    and the state in memory; the first write after that creates the blob under a lease."""
+    from amlctl.engine.lock import read_lock
+    from amlctl.providers.azure.state import BlobState
+
+    workspace_exists = False
+    store = BlobState("story", lambda: container if workspace_exists else None,
+                      "amlctl-state/story.json", tmp_path, "test blob of story", LEASE)
+    blob = container.get_blob_client("amlctl-state/story.json")
+    key = store.fingerprint_key  # the plan already used it
+    with store.lock("amlctl apply") as lock_id:
+        assert read_lock(tmp_path)["id"] == lock_id  # a local lock meanwhile
+        entry = store.begin("apply-1", "workspace", "create")
+        assert not blob.exists()
+        workspace_exists = True  # the step created it
+        store.end(entry, True)
+        props = blob.get_blob_properties()
+        assert props.lease.state == "leased"
+        assert json.loads(props.metadata["amlctl_lock"])["id"] == lock_id
+        store.record_applied("workspace", {"location": "westeurope"})
+    assert blob.get_blob_properties().lease.state != "leased"
+    stored = _stored(container)
+    assert set(stored["applied"]) == {"workspace"}
+    assert [e["state"] for e in stored["journal"]] == ["done"]
+    assert _store(container, tmp_path / "other").fingerprint_key == key
+
+
+def test_a_state_block_with_an_account_key(fake: FakeAzure, token_auth: Any, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`state:` names another account: amlctl uses AMLCTL_STATE_ACCESS_KEY for it."""
+    from azurite import STATE_ACCOUNT, STATE_ACCOUNT_KEY
+
+    from amlctl.providers.azure.provider import AzureProvider
+
+    name = f"tfstate-{uuid.uuid4().hex[:8]}"
+    state_container(name).create_container()
+    monkeypatch.setenv("AMLCTL_STATE_ACCESS_KEY", STATE_ACCOUNT_KEY)
+    provider = AzureProvider({"name": "ws", "subscription_id": "s", "resource_group": "rg",
+                              "location": "westeurope"}, "story", tmp_path, auth=token_auth,
+                             cloud="AzureCloud")
+    provider.state_config = {"account": STATE_ACCOUNT, "container": name,
+                             "key": "vision/story.json", "endpoint": "core.windows.net"}
+    store = provider.state_store()
+    assert store.location == (f"https://{STATE_ACCOUNT}.blob.core.windows.net/{name}/"
+                              "vision/story.json")
+    with store.lock("amlctl apply"):
+        store.record_applied("workspace", {"location": "westeurope"})
+    stored = json.loads(state_container(name).download_blob("vision/story.json").readall())
+    assert set(stored["applied"]) == {"workspace"}
+    provider.state_config = {**provider.state_config, "container": "no-such-container"}
+    with pytest.raises(StateError, match="the container does not exist"):
+        provider.state_store().applied()

@@ -233,7 +233,7 @@ class BlobState(DocumentState):
         if blob is None:
             # No workspace (so no datastore) yet: lock this machine; the lease is taken once
             # the workspace exists and the state is first written.
-            with kernel_lock(self.state_dir, command, timeout):
+            with kernel_lock(self.state_dir, command, timeout, self._holder):
                 self._wants_lease = True
                 try:
                     self.reload()
