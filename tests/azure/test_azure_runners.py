@@ -9,6 +9,8 @@ store level in test_azure_state.py.)
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import threading
 import time
@@ -143,3 +145,47 @@ def test_runners_apply_at_once_one_waits_for_the_other(runners: Any) -> None:
         released.set()
         thread.join()
     _apply(b)  # and B's apply proceeds against what A left
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`amlctl ARGS...` in-process (the real CLI, azure backend, the fake and Azurite)."""
+    from amlctl.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_state_pull_and_force_unlock_from_the_cli(
+        runners: Any, fake: FakeAzure, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    a = runners("a")
+    _apply(a)
+    fake.add_service_principal("ci-app", "s3cret")
+    for name, value in {"AZURE_TENANT_ID": "72f988bf-0000-0000-0000-000000000001",
+                        "AZURE_CLIENT_ID": "ci-app", "AZURE_CLIENT_SECRET": "s3cret"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AMLCTL_HOME", str(tmp_path / "cli-state"))
+    manifest = str(tmp_path / "a" / "checkout" / "amlctl.yaml")
+    code, out, err = _cli(capsys, "--backend", "azure", "state", "pull", "-f", manifest)
+    assert code == 0, err
+    pulled = json.loads(out)
+    assert pulled["location"] == "blob amlctl-state/mnist.json of the workspace's default " \
+                                 "datastore"
+    assert set(pulled["applied"]) == set(a.state.applied())
+    assert pulled["fingerprint_key"] == "(sensitive)"
+    assert base64.b64encode(a.state.fingerprint_key).decode() not in out
+
+    with a.state.lock("amlctl apply") as lock_id:
+        code, out, err = _cli(capsys, "--backend", "azure", "force-unlock", lock_id,
+                              "-f", manifest)
+        assert code == 0, err
+        assert f"Removed lock {lock_id} (held by amlctl apply" in out
+        assert "broke the lease" in out
+        with runners("b").state.lock("amlctl apply", timeout=5):
+            pass  # free at once
