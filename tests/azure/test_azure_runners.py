@@ -1,10 +1,11 @@
 """Two CI runners on one azure stack: separate checkouts and state folders, one shared state.
 
-Both runners are engine contexts in this process (two AzureProvider instances with their own
-local state folder and checkout path) over the same fake service and Azurite; the run history
-service is the shared in-memory double. What they share is only what Azure holds: the state
-blob, its lease, the workspace. (A runner killed with -9 is covered with a real process at the
-store level in test_azure_state.py.)
+Runners are engine contexts in this process (AzureProvider instances with their own local
+state folder and checkout path) over the same fake service and Azurite, except the runner
+killed with -9, which is a real process. The run history service is the in-memory double.
+What runners share is only what Azure holds: the state blob, its lease, the workspace. The
+CLI is driven in-process where the fake serves what a command needs (state pull,
+force-unlock); end-to-end CLI runs in subprocesses are not part of these tests.
 """
 
 from __future__ import annotations
@@ -189,3 +190,90 @@ def test_state_pull_and_force_unlock_from_the_cli(
         assert "broke the lease" in out
         with runners("b").state.lock("amlctl apply", timeout=5):
             pass  # free at once
+
+
+RUNNER_A = """\
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from fake_service import make_token, route_hosts
+from history_double import HistoryDouble
+with route_hosts({fake_port}, {blob_port}):
+    from amlctl.providers.azure import sdk
+    sdk.load()
+    from azureml.core.authentication import TokenAuthentication
+    from amlctl.engine.executor import apply_plan, recover
+    from amlctl.engine.planner import Context, bind_state, make_plan
+    from amlctl.manifest.loader import load_manifest
+    from amlctl.providers.azure.provider import AzureProvider
+    loaded = load_manifest(Path({manifest!r}))
+    auth = TokenAuthentication(lambda audience: make_token(str(audience)), cloud="AzureCloud")
+    provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", Path({state!r}),
+                             auth=auth, cloud="AzureCloud", run_service=HistoryDouble())
+    provider.state_lease_seconds = {lease}
+    ctx = bind_state(Context(loaded, provider, provider.state_store(), Path({state!r}), "azure"))
+    with ctx.state.lock("amlctl apply"):
+        recover(ctx, report=print)
+        apply_plan(ctx, make_plan(ctx), report=lambda line: print(line, flush=True))
+"""
+
+
+def test_runner_a_killed_mid_apply_runner_b_proceeds_when_the_lease_expires(
+        runners: Any, tmp_path: Path, azure_edge: Any) -> None:
+    """A (another process) is killed -9 inside its first step, lease held; B waits with a
+    lock timeout, gets the lock once A's 15 s lease expires, repairs and converges."""
+    import os
+    import subprocess
+    import sys
+
+    from amlctl.engine.executor import recover
+    from amlctl.engine.plan import Action
+    from amlctl.engine.planner import make_plan
+
+    b = runners("b")  # also makes the workspace and checks out the manifest
+    checkout = tmp_path / "a" / "checkout"
+    shutil.copytree(EXAMPLE, checkout)
+    script = RUNNER_A.format(tests=str(Path(__file__).parent),
+                             fake_port=azure_edge.service.port,
+                             blob_port=azure_edge.azurite.port,
+                             manifest=str(checkout / "amlctl.yaml"),
+                             state=str(tmp_path / "a" / "state"), lease=15)
+    env = {**os.environ, **azure_edge.env, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+           "PYTHONPATH": os.pathsep.join(sys.path), "AMLCTL_PAUSE_IN_STEP": "1"}
+    log = tmp_path / "runner-a.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while "paused in" not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert proc.poll() is None, log.read_text()
+        with pytest.raises(LockError, match="held by amlctl apply"), \
+                b.state.lock("amlctl apply"):
+            pass
+        proc.kill()
+        proc.wait()
+        killed = time.monotonic()
+        reports: list[str] = []
+        with b.state.lock("amlctl apply", timeout=45):
+            waited = time.monotonic() - killed
+            recover(b, report=reports.append)
+            _apply_locked(b)
+        assert waited <= 15 + 5, waited  # at most A's lease after its last renewal
+        assert any(r.startswith("A previous apply was interrupted during: ") for r in reports)
+        plan = make_plan(b)
+        assert [c.address for c in plan.changes if c.action is not Action.NOOP] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _apply_locked(ctx: Any) -> None:
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.planner import make_plan
+
+    result = apply_plan(ctx, make_plan(ctx))
+    assert result.ok, result
