@@ -11,6 +11,7 @@ reads the account from the Host header.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
@@ -112,3 +113,20 @@ def state_container(name: str) -> Any:
                                 credential={"account_name": STATE_ACCOUNT,
                                             "account_key": STATE_ACCOUNT_KEY})
     return service.get_container_client(name)
+
+
+def azurite_client(azurite: Azurite, cert: Path, account: str, key: str) -> Any:
+    """A blob service client of an Azurite account, by loopback address (path-style URL)."""
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+    return BlobServiceClient(f"https://127.0.0.1:{azurite.port}/{account}",
+                             credential={"account_name": account, "account_key": key},
+                             connection_verify=str(cert))
+
+
+def azurite_container(azurite: Azurite, cert: Path, account: str, key: str, name: str) -> None:
+    """Create a container in Azurite (a new workspace's default one)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    with contextlib.suppress(ResourceExistsError):  # a re-used name
+        azurite_client(azurite, cert, account, key).create_container(name)

@@ -14,7 +14,6 @@ CI installs both), each saying how to install it.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
 import warnings
@@ -27,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, AzuriteMissing, start_azurite
+from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, AzuriteMissing, azurite_container, start_azurite
 from fake_service import TEST_SUBSCRIPTION, FakeAzure, make_certificate, make_token, route_hosts
 
 MISSING_SDK = ("azureml-sdk is not installed: install the azure extra with "
@@ -104,23 +103,6 @@ def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
     finally:
         service.stop()
         azurite.stop()
-
-
-def azurite_client(azurite: Azurite, cert: Path, account: str, key: str) -> Any:
-    """A blob service client of an Azurite account, by loopback address (path-style URL)."""
-    from azureml._vendor.azure_storage.blob import BlobServiceClient
-
-    return BlobServiceClient(f"https://127.0.0.1:{azurite.port}/{account}",
-                             credential={"account_name": account, "account_key": key},
-                             connection_verify=str(cert))
-
-
-def azurite_container(azurite: Azurite, cert: Path, account: str, key: str, name: str) -> None:
-    """Create a container in Azurite (a new workspace's default one)."""
-    from azure.core.exceptions import ResourceExistsError
-
-    with contextlib.suppress(ResourceExistsError):  # a re-used name
-        azurite_client(azurite, cert, account, key).create_container(name)
 
 
 @pytest.fixture
