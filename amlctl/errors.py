@@ -57,5 +57,9 @@ class UsageError(AmlctlError):
 
 
 class StateError(AmlctlError):
-    """The stack's state cannot be used as it is: it belongs to another manifest, it changed
-    under us (a lost race), or it disagrees with the workspace."""
+    """The stack's state cannot be used as it is: a state file or folder is damaged, a
+    folder, read-only or on a full disk; the state belongs to another manifest; it changed
+    under us (a lost race); or it disagrees with the workspace.
+
+    The message names the state, says what is wrong and what to do about it.
+    """

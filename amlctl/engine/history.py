@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from amlctl import statedb
 from amlctl.engine.state import StateStore, check_origin
 
 ENGINE_DB = "engine.db"
@@ -37,19 +38,17 @@ class History:
     """Applied attributes and the step journal of one stack, in `<state_dir>/engine.db`."""
 
     def __init__(self, state_dir: Path, stack: str) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.stack = stack
         # Executor threads share the connection; the lock keeps each insert and its rowid
         # together.
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(state_dir / ENGINE_DB, timeout=30, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # Commits survive a killed process without an fsync each (only a power cut could
-        # lose the last ones): three syncs per step made large applies disk-bound.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            self._conn.execute(statement)
+        # WAL, synchronous=NORMAL: commits survive a killed process without an fsync each
+        # (three syncs per step made large applies disk-bound). A damaged file, a folder in
+        # its place, a read-only folder or a full disk: a StateError saying what to do.
+        self._conn = statedb.connect(
+            state_dir / ENGINE_DB, "engine history", schema=_SCHEMA,
+            advice="move it aside to start it afresh: the workspace is untouched; plans "
+                   "then show no drift history until the next apply")
 
     def close(self) -> None:
         """Close the database."""
@@ -94,8 +93,11 @@ class History:
 
     def identity(self) -> dict[str, Any] | None:
         """The recorded identity of the stack, None before its first apply."""
-        row = self._conn.execute("SELECT id, origin FROM identity WHERE stack=?",
-                                 (self.stack,)).fetchone()
+        try:
+            row = self._conn.execute("SELECT id, origin FROM identity WHERE stack=?",
+                                     (self.stack,)).fetchone()
+        except sqlite3.OperationalError:  # read-only, from before identities were recorded
+            return None
         return {"id": row[0], "origin": json.loads(row[1])} if row else None
 
     def set_identity(self, origin: dict[str, Any], stack_id: str | None = None) -> None:
