@@ -1,7 +1,7 @@
 """Fixtures for the azure-v2 backend tests: the real azure-ai-ml client (and, for the switch
 between SDKs, the real azureml SDK) against the fake Azure edge with the v2 routes
-(fake_v2.py). Only the network edge is replaced: host names resolve to the fake, every other
-connection is refused.
+(fake_v2.py) and Azurite for blob storage (as tests/azure). Only the network edge is
+replaced: host names resolve to the fake or Azurite, every other connection is refused.
 
 azure-ai-ml and azureml-sdk are part of `make test` (the azure and azure-v2 extras), so a
 missing one fails these tests with the install command instead of skipping them.
@@ -21,6 +21,14 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "azure"), str(HERE.parent)]
 
+from azurite import (  # noqa: E402
+    ACCOUNT,
+    ACCOUNT_KEY,
+    Azurite,
+    AzuriteMissing,
+    azurite_container,
+    start_azurite,
+)
 from fake_service import make_certificate, make_token, route_hosts  # noqa: E402
 from fake_v2 import FakeV2Azure  # noqa: E402
 from v2_support import SUBSCRIPTION, FakeTokenCredential  # noqa: E402
@@ -63,6 +71,7 @@ class V2Edge:
 
     service: FakeV2Azure
     env: dict[str, str]
+    azurite: Azurite
 
 
 @pytest.fixture(scope="session")
@@ -78,21 +87,29 @@ def azure_v2_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[V2Edge]:
     (home / ".azure").mkdir(parents=True)
     env = {"HOME": str(home), "AZURE_CONFIG_DIR": str(home / ".azure"),
            "REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(cert), "NO_PROXY": "*"}
+    try:
+        azurite = start_azurite(root, cert, key)
+    except AzuriteMissing as err:
+        pytest.fail(str(err), pytrace=False)
     service = FakeV2Azure(subscription_id=SUBSCRIPTION)
     service.start(cert, key)
     with pytest.MonkeyPatch.context() as mp:
         _apply_env(mp, env)
-        with route_hosts(service.port) as refused:
+        with route_hosts(service.port, azurite.port) as refused:
             from amlctl.providers.azure import sdk as v1_sdk
             from amlctl.providers.azure_v2 import sdk as v2_sdk
 
             v1_sdk.load()
             v2_sdk.load()
         assert not refused, f"importing the SDKs tried to reach {refused}"
+    # workspaces keep their default storage in Azurite, as in tests/azure
+    service.default_storage = (ACCOUNT, ACCOUNT_KEY, lambda name: azurite_container(
+        azurite, cert, ACCOUNT, ACCOUNT_KEY, name))
     try:
-        yield V2Edge(service, env)
+        yield V2Edge(service, env, azurite)
     finally:
         service.stop()
+        azurite.stop()
 
 
 @pytest.fixture
@@ -100,7 +117,7 @@ def fake(azure_v2_edge: V2Edge, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
     """A reset fake reachable under the real Azure host names; nothing else is reachable."""
     _apply_env(monkeypatch, azure_v2_edge.env)
     azure_v2_edge.service.reset()
-    with route_hosts(azure_v2_edge.service.port) as refused:
+    with route_hosts(azure_v2_edge.service.port, azure_v2_edge.azurite.port) as refused:
         yield azure_v2_edge.service
     assert not refused, f"the test tried to reach non-loopback addresses: {refused}"
 

@@ -47,6 +47,18 @@ def api_versions() -> frozenset[str]:
                      if isinstance(v, partial) and "api_version" in v.keywords)
 
 
+def container_sas(account: str, key: str, container: str) -> str:
+    """A container SAS (read, create, write, list; one hour) signed with the account key."""
+    import datetime as dt
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        account, container, account_key=key,
+        permission=ContainerSasPermissions(read=True, create=True, write=True, list=True),
+        expiry=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+
+
 def resources_api_version() -> str:
     """The api-version of the ARM resources client azure-ai-ml deploys workspaces with."""
     from azure.ai.ml.constants._common import ArmConstants
@@ -74,6 +86,7 @@ class FakeV2Azure(FakeAzure):
         self.assets: dict[str, dict[str, Any]] = {}  # ARM id of a code/environment version
         self.fail_after_job_create = 0  # job PUTs answered 500 although the job was created
         self.federated: dict[str, str] = {}  # client id -> the assertion Entra ID accepts
+        self.broken_upload_sas = False  # hand out SAS tokens storage refuses (403)
 
     def reset(self) -> None:
         """Forget jobs and assets too."""
@@ -83,6 +96,7 @@ class FakeV2Azure(FakeAzure):
             self.assets.clear()
             self.fail_after_job_create = 0
             self.federated.clear()
+            self.broken_upload_sas = False
 
     # -- shared-state helpers --------------------------------------------------------------------
 
@@ -333,14 +347,21 @@ class FakeV2Azure(FakeAzure):
         if len(parts) == 4 and parts[3] == "startPendingUpload" and call.method == "POST":
             # a temporary container of the workspace storage, reached with a SAS
             container = uuid.uuid4().hex
-            self.containers[(ws.storage_account, container)] = {}
+            if self.default_storage is not None:
+                self.default_storage[2](container)  # Azurite: it checks the signature
+            else:
+                self.containers[(ws.storage_account, container)] = {}
             blob = f"https://{ws.storage_account}{BLOB_HOST_SUFFIX}/{container}"
+            sas = container_sas(ws.storage_account, self.account_keys[ws.storage_account],
+                                container)
+            if self.broken_upload_sas:
+                sas = re.sub(r"sig=[^&]+", "sig=bm90LXRoZS1zaWduYXR1cmU%3D", sas)
             return self._json(200, {
                 "pendingUploadId": str(uuid.uuid4()), "pendingUploadType": "TemporaryBlobReference",
                 "blobReferenceForConsumption": {
                     "blobUri": blob, "storageAccountArmId": None,
                     "credential": {"credentialType": "SAS",
-                                   "sasUri": f"{blob}?sv=2021-08-06&sr=c&sp=rcwl&sig=fake"}}})
+                                   "sasUri": f"{blob}?{sas}"}}})
         if call.method == "GET":
             found = self.assets.get(rid.lower())
             if found is None:

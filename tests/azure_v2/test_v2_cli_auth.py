@@ -134,10 +134,8 @@ def test_a_missing_sdk_names_the_extra(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    blocker = tmp_path / "blocker"
+    blocker = tmp_path / "blocker"  # a portion of the `azure` namespace found first
     (blocker / "azure" / "ai").mkdir(parents=True)
-    (blocker / "azure" / "__init__.py").write_text("")
-    (blocker / "azure" / "ai" / "__init__.py").write_text("")
     (blocker / "azure" / "ai" / "ml.py").write_text("raise ImportError('no azure-ai-ml here')\n")
     manifest = tmp_path / "amlctl.yaml"
     manifest.write_text("version: 1\nname: s\nbackend: azure-v2\nworkspace: {name: my-ws, "

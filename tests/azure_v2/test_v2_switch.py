@@ -56,10 +56,17 @@ def loaded(request: pytest.FixtureRequest, fake: FakeV2Azure, tmp_path: Path,
     assert manifest.is_file(), f"the example {manifest} is missing"
     shutil.copytree(EXAMPLE.parent, tmp_path / "examples")
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-    monkeypatch.setenv("IMAGES_KEY", fake.add_storage_account("mystorage", ["images"]))
     monkeypatch.delenv("AMLCTL_HOME", raising=False)
     fake.add_workspace(RG, WS, tags={"team": "vision", OWNER_TAG: STACK})
-    return load_manifest(tmp_path / "examples" / request.param / "amlctl.yaml")
+    path = tmp_path / "examples" / request.param / "amlctl.yaml"
+    # the Azure example's data account is the emulator's (Azurite serves one test account)
+    account, key, make_container = fake.default_storage or ("mystorage", "", None)
+    path.write_text(path.read_text().replace("account_name: mystorage",
+                                             f"account_name: {account}"))
+    if make_container is not None:
+        make_container("images")
+    monkeypatch.setenv("IMAGES_KEY", key)
+    return load_manifest(path)
 
 
 def _v1(loaded: Any, fake: FakeV2Azure, token_auth: Any) -> AzureProvider:
@@ -77,11 +84,12 @@ def _v2(loaded: Any) -> AzureV2Provider:
 
 
 def _context(loaded: Any, provider: Any, backend: str) -> Any:
-    from amlctl.engine.history import History
-    from amlctl.engine.planner import Context
+    """The engine context as `open_context` makes it: the backend's own state store (both
+    backends keep it in the same blob of the default datastore)."""
+    from amlctl.engine.planner import Context, bind_state
 
-    state = loaded.root / ".amlctl"
-    return Context(loaded, provider, History(state, STACK), state, backend)
+    return bind_state(Context(loaded, provider, provider.state_store(), loaded.root / ".amlctl",
+                              backend))
 
 
 def _apply(ctx: Any) -> dict[str, Action]:
@@ -123,6 +131,11 @@ def test_applied_with_v1_plans_no_change_with_v2(loaded: Any, fake: FakeV2Azure,
     v2 = _context(loaded, _v2(loaded), "azure-v2")
     try:
         assert _changes(v2) == {}
+        # one state (and lock) for both backends: v1's blob, read by v2
+        container = v2.provider._default_container()
+        assert [b.name for b in container.list_blobs(name_starts_with="amlctl-state/")] == \
+            [f"amlctl-state/{STACK}.json"]
+        assert v2.state.applied(), "v2 reads what v1 recorded as applied"
         found = v2.provider.list_runs(name="tf-mnist")
         assert [r.id for r in found] == list(v1_runs), "v2 finds the run v1 submitted"
         live = v2.provider.read_all()

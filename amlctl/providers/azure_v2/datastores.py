@@ -26,15 +26,17 @@ def _secret(ds: Any, field: str) -> str | None:
     return getattr(ds.credentials, field, None) if ds.credentials is not None else None
 
 
-def normalise(ds: Any) -> dict[str, Any] | None:
-    """A datastore in manifest vocabulary; None for kinds amlctl does not manage."""
+def normalise(ds: Any, key: bytes | None = None) -> dict[str, Any] | None:
+    """A datastore in manifest vocabulary (secrets fingerprinted with the stack's `key`, as
+    the v1 backend does); None for kinds amlctl does not manage."""
     kind = kind_of(ds)
     if kind is None:
         return None
-    key, sas = _secret(ds, "account_key"), _secret(ds, "sas_token")
+    account_key, sas = _secret(ds, "account_key"), _secret(ds, "sas_token")
     attrs: dict[str, Any] = {"type": kind, "account_name": ds.account_name,
-                             "account_key": fingerprint(key) if key else None,
-                             "sas_token": fingerprint(sas) if sas else None}
+                             "account_key": fingerprint(account_key, key) if account_key
+                             else None,
+                             "sas_token": fingerprint(sas, key) if sas else None}
     if kind == "azure_blob":
         attrs["container_name"] = ds.container_name
         endpoint = ds.endpoint
@@ -66,9 +68,11 @@ def to_entity(name: str, attrs: dict[str, Any], secrets: dict[str, str]) -> Any:
 class V2Datastores:
     """The datastores of one workspace, through `ml_client.datastores`."""
 
-    def __init__(self, client: Any, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    def __init__(self, client: Any, policy: RetryPolicy = DEFAULT_POLICY,
+                 fingerprint_key: bytes | None = None) -> None:
         self.client = client
         self.policy = policy
+        self.fingerprint_key = fingerprint_key
 
     def read_all(self) -> dict[str, dict[str, Any]]:
         """name -> attributes of every blob or file datastore (secrets as fingerprints)."""
@@ -76,7 +80,7 @@ class V2Datastores:
             include_secrets=True)), self.policy)
         out = {}
         for ds in found:
-            attrs = normalise(ds)
+            attrs = normalise(ds, self.fingerprint_key)
             if attrs is not None:
                 out[ds.name] = attrs
         return out

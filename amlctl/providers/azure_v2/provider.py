@@ -14,18 +14,20 @@ its jobs. Nothing here imports azure.ai.ml until the first call that needs it.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.provider import DEFAULT_DATASTORE, UPDATABLE, _EmptyStore
 from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
 from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord
+from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import (
     OWNER_TAG,
@@ -36,6 +38,9 @@ from amlctl.providers.base import (
     RunInfo,
     RunRequest,
 )
+
+if TYPE_CHECKING:
+    from amlctl.engine.state import StateStore
 
 log = logging.getLogger("amlctl.azure_v2")
 ARCHIVED = "archived"
@@ -58,6 +63,7 @@ class AzureV2Provider(Provider):
         self._client: Any = None
         self._exists: bool | None = None
         self._default: Any = None
+        self.state_lease_seconds = LEASE_SECONDS
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ class AzureV2Provider(Provider):
     def _datastores(self) -> Any:
         from amlctl.providers.azure_v2.datastores import V2Datastores
 
-        return V2Datastores(self._require(), self.policy)
+        return V2Datastores(self._require(), self.policy, self.fingerprint_key)
 
     def _default_datastore(self) -> Any:
         """The default datastore with its key, read once per provider (two requests)."""
@@ -119,6 +125,45 @@ class AzureV2Provider(Provider):
         from amlctl.providers.azure_v2.datastores import container_client
 
         return container_client(ds)
+
+    # state -------------------------------------------------------------------------------------
+
+    def state_store(self) -> StateStore:
+        """The v1 backend's state: the same blob (and lease) per stack in the workspace's
+        default datastore, or where the manifest's `state:` block says, so both backends
+        share one state and one lock."""
+        from amlctl.providers.azure.state import BlobState, default_blob_name
+
+        sdk.load()  # first: names the extra when the SDK (and its storage client) is missing
+        config = self.state_config or {}
+        blob_name = config.get("key") or default_blob_name(self.stack)
+        if config:
+            url = (f"https://{config['account']}.blob."
+                   f"{config.get('endpoint') or 'core.windows.net'}")
+            return BlobState(self.stack, lambda: self._state_container(url, config["container"]),
+                             blob_name, self.state_dir, f"{url}/{config['container']}/{blob_name}",
+                             self.state_lease_seconds)
+        return BlobState(self.stack, self._default_container, blob_name, self.state_dir,
+                         f"blob {blob_name} of the workspace's default datastore",
+                         self.state_lease_seconds)
+
+    def _default_container(self) -> Any | None:
+        """The default datastore's container; None while the workspace does not exist."""
+        if not self._open():
+            return None
+        return self._container(self._default_datastore())
+
+    def _state_container(self, account_url: str, container: str) -> Any:
+        """The `state:` block's container: with AMLCTL_STATE_ACCESS_KEY's account key, else
+        as the signed-in identity (Storage Blob Data Contributor)."""
+        from azure.storage.blob import ContainerClient
+
+        key = os.environ.get("AMLCTL_STATE_ACCESS_KEY")
+        credential: Any = self.client()._credential
+        if key:
+            credential = {"account_name": account_url.split("//", 1)[1].split(".", 1)[0],
+                          "account_key": key}
+        return ContainerClient(account_url, container, credential=credential)
 
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
