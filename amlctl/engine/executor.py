@@ -246,6 +246,7 @@ class _Runner:
             name=want.name, spec_hash=want.attrs["spec_hash"], run=want.model,
             source_dir=self.ctx.loaded.root / want.model.source_directory,
             compute_max_nodes=compute.max_nodes, secrets=want.secrets,
+            supersedes=change.detail.get("supersedes"),
         )
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
         self.result.runs.append(info)

@@ -69,6 +69,7 @@ class RunRequest:
     source_dir: Path
     compute_max_nodes: int
     secrets: dict[str, str]  # env var name -> secret value (never stored in plain text)
+    supersedes: str | None = None  # the run an explicit resubmission (--replace) replaces
 
 
 class FileStore(Protocol):

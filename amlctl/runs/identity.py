@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,18 @@ def spec_hash(definition: dict[str, Any], source_digest: str) -> str:
     """The run's identity: a short hex hash of its definition and its source digest."""
     text = canonical_json({"definition": definition, "source": source_digest})
     return hashlib.sha256(text.encode()).hexdigest()[:SPEC_HASH_LENGTH]
+
+
+RUN_ID_MAX = 250  # AML run ids: letters, digits, '_' and '-', at most 255 characters
+
+
+def run_id(stack: str, name: str, spec_hash: str, supersedes: str | None = None) -> str:
+    """The id a backend that lets the client choose gives a submission: the same stack, run
+    name and spec hash give the same id, so a repeated create collides instead of starting a
+    second run. `supersedes` (the run an explicit resubmission replaces) makes a new id for
+    each deliberate resubmission, still the same for every runner replacing the same run."""
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", f"amlctl_{stack}_{name}")
+    suffix = spec_hash
+    if supersedes:
+        suffix += "_" + hashlib.sha256(supersedes.encode()).hexdigest()[:8]
+    return f"{base[:RUN_ID_MAX - len(suffix) - 1]}_{suffix}"

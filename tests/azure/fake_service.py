@@ -42,6 +42,9 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from fake_arm import ArmDeployments
+from fake_history import RunHistory
+
 ARM_HOST = "management.azure.com"
 AML_HOST_SUFFIX = ".api.azureml.ms"
 BLOB_HOST_SUFFIX = ".blob.core.windows.net"
@@ -54,7 +57,8 @@ CERT_NAMES = [ARM_HOST, "*" + AML_HOST_SUFFIX, "*" + BLOB_HOST_SUFFIX, "*" + FIL
 WORKSPACE_API_VERSIONS = {"2022-05-01", "2022-10-01", "2023-04-01", "2023-10-01"}
 COMPUTE_API_VERSIONS = {"2020-02-02", "2021-01-01", "2022-05-01", "2023-04-01"}
 SUBSCRIPTION_API_VERSIONS = {"2016-06-01", "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"}
-RESOURCE_GROUP_API_VERSIONS = {"2019-07-01", "2021-04-01", "2022-09-01", "2023-07-01"}
+RESOURCE_GROUP_API_VERSIONS = {"2019-07-01", "2021-04-01", "2022-09-01", "2023-07-01",
+                               "2019-10-01", "2025-04-01"}
 
 ML_PROVIDER = "Microsoft.MachineLearningServices"
 TEST_SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
@@ -238,6 +242,8 @@ class FakeAzure:
         self.operation_polls = 0  # status reads an operation stays InProgress
         self.reuse_keeps_old_size = False
         self.vcpu_quota: dict[str, int] = {}  # family -> dedicated vCPU limit
+        self.arm = ArmDeployments(self)  # provider, template deployments (fake_arm.py)
+        self.history = RunHistory(self)  # experiments, snapshots, runs (fake_history.py)
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -280,6 +286,8 @@ class FakeAzure:
             self.operation_polls = 0
             self.reuse_keeps_old_size = False
             self.vcpu_quota.clear()
+            self.history.reset()
+            self.arm.reset()
 
     # -- test set-up helpers -------------------------------------------------------------------
 
@@ -299,6 +307,19 @@ class FakeAzure:
                 "workspaceblobstore", "AzureBlob", account, container, "AccountKey", key, None)
             self.workspaces[(resource_group.lower(), name.lower())] = ws
             return ws
+
+    def add_compute(self, resource_group: str, workspace: str, name: str,
+                    vm_size: str = "STANDARD_D2_V2", max_nodes: int = 2) -> dict[str, Any]:
+        """A provisioned AmlCompute cluster, as a finished create would leave it."""
+        with self.lock:
+            ws = self.workspaces[(resource_group.lower(), workspace.lower())]
+            body = {"location": ws.location, "properties": {
+                "computeType": "AmlCompute", "properties": {
+                    "vmSize": vm_size, "vmPriority": "Dedicated",
+                    "scaleSettings": {"minNodeCount": 0, "maxNodeCount": max_nodes}}}}
+            self._compute_put(ws, name, body)
+            self._settle(ws.computes[name], "Succeeded")
+            return ws.computes[name]
 
     def add_storage_account(self, account: str, containers: list[str]) -> str:
         """Create a storage account with containers; returns its key."""
@@ -395,7 +416,8 @@ class FakeAzure:
         headers = {"Content-Type": "application/json", "x-ms-failure-cause": "gateway"}
         if status == 429:
             headers["Retry-After"] = "0"
-        return status, headers, json.dumps({"error": {"code": code, "message": message}}).encode()
+        return status, headers, json.dumps({"error": {"code": code, "message": message,
+                                                      "details": []}}).encode()
 
     @staticmethod
     def _json(status: int, obj: Any, headers: dict[str, str] | None = None
@@ -458,6 +480,9 @@ class FakeAzure:
         if not re.match(rf"^/subscriptions/{sub}(/|$)", p, re.I):
             raise ServiceError(404, "SubscriptionNotFound",
                                f"The subscription '{p.split('/')[2]}' could not be found.")
+        routed = self.arm.handle(call, p[len(f"/subscriptions/{self.subscription_id}"):])
+        if routed is not None:
+            return routed
         m = re.match(rf"^/subscriptions/{sub}/resourcegroups/([^/]+)$", p, re.I)
         if m:
             return self._resource_group(call, urllib.parse.unquote(m.group(1)))
@@ -793,6 +818,13 @@ class FakeAzure:
                 "pipelines": base, "studio": "https://ml.azure.com"})
         ws_re = (r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
                  + ML_PROVIDER + r"/workspaces/([^/]+)")
+        if RunHistory.serves(p):
+            m = re.match(r"^/[a-z]+/v[12]\.0" + ws_re, p, re.I)
+            if m:
+                ws = self._workspace(m.group(2), m.group(3))
+                service = p.split("/")[1]
+                version = p.split("/")[2]
+                return self.history.handle(call, ws, f"/{service}/{version}{p[m.end():]}")
         m = re.match(r"^/rp/workspaces" + ws_re + r"/computes(?:/([^/]+))?$", p, re.I)
         if m and call.method == "GET":
             self._api_version(call, COMPUTE_API_VERSIONS)

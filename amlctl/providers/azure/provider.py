@@ -283,10 +283,13 @@ class AzureProvider(Provider):
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.providers.azure.runs import build_run
+        from amlctl.runs.identity import run_id
 
         built = build_run(request, self.stack, self._datastore_for)
         try:
-            record = self.runs().submit(request.run.experiment, built.config, built.tags)
+            record = self.runs().submit(request.run.experiment, built.config, built.tags,
+                                        run_id(self.stack, request.name, request.spec_hash,
+                                               request.supersedes))
         finally:
             built.cleanup()
         return self._info(record)

@@ -11,6 +11,8 @@ from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPo
 from amlctl.providers.base import OWNER_TAG
 
 log = logging.getLogger("amlctl.azure.workspace")
+# Tags the SDK puts on a workspace it creates; not the user's, so never a difference.
+SDK_TAGS = frozenset({"createdByToolkit"})
 
 
 def _not_found(err: AzureCallError) -> bool:
@@ -45,12 +47,12 @@ def create_workspace(attrs: dict[str, Any], auth: Any, stack: str, create_resour
             name=attrs["name"], auth=auth, subscription_id=attrs["subscription_id"],
             resource_group=attrs["resource_group"], location=attrs["location"],
             create_resource_group=create_resource_group, tags=tags, exist_ok=True,
-            show_output=True), policy)
+            show_output=False), policy)  # True polls the deployment every 5 s to print it
 
 
 def read(ws: Any) -> tuple[dict[str, Any], str | None]:
     """Workspace attributes in manifest vocabulary, and its owner stack."""
-    tags = dict(ws.tags or {})
+    tags = {k: v for k, v in (ws.tags or {}).items() if k not in SDK_TAGS}
     owner = tags.pop(OWNER_TAG, None)
     return ({"name": ws.name, "subscription_id": ws.subscription_id,
              "resource_group": ws.resource_group, "location": ws.location, "tags": tags}, owner)
