@@ -89,7 +89,7 @@ def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
     definition, secrets = _attrs(run, exclude={"tags"})
     source_dir = loaded.root / run.source_directory
     digest = source_digest(source_dir)
-    run_hash = spec_hash(definition, digest)
+    run_hash = spec_hash(definition, digest, secret_paths=secrets)  # a rotated key: same run
     datastores = _run_datastores(run)
     # Runs come after every upload (DESIGN: uploads, then runs): a command line may read
     # uploaded data without naming the datastore in a way amlctl can see.

@@ -237,9 +237,10 @@ class _Runner:
     def _run(self, change: Change, want: Desired | None) -> str:
         provider = self.ctx.provider
         if change.action is Action.DELETE:
-            run_id = change.detail["run_id"]
-            self._journal(change, "cancel", lambda: provider.cancel_run(run_id))
-            return f" (canceled {run_id})"
+            run_ids = change.detail.get("run_ids") or [change.detail["run_id"]]
+            for run_id in run_ids:
+                self._journal(change, "cancel", lambda r=run_id: provider.cancel_run(r))
+            return f" (canceled {', '.join(run_ids)})"
         assert want is not None
         compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
         request = RunRequest(

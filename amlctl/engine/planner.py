@@ -99,12 +99,21 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
     desired = desired_state(ctx.loaded)
     live = ctx.provider.read_all()
     changes: list[Change] = []
+    # Every active run carrying this stack's tag is canceled, also those of runs no longer
+    # in the manifest or not in this runner's records (newest first, one change per name).
+    active: dict[str, list[Any]] = {}
     for run in ctx.provider.list_runs():
-        if run.active and addr.make("run", run.name) in desired:
-            changes.append(Change(addr.make("run", run.name), "run", run.name, Action.DELETE,
-                                  {"run_id": run.id, "status": run.status}, None,
-                                  reasons=("active run is canceled",),
-                                  detail={"run_id": run.id, "cancel": True}))
+        if run.active:
+            active.setdefault(run.name or run.id, []).append(run)
+    for name, found in active.items():
+        newest = found[0]
+        reason = "active run is canceled" if len(found) == 1 else \
+            f"{len(found)} active runs are canceled"
+        changes.append(Change(addr.make("run", name), "run", name, Action.DELETE,
+                              {"run_id": newest.id, "status": newest.status}, None,
+                              reasons=(reason,),
+                              detail={"run_id": newest.id, "run_ids": [r.id for r in found],
+                                      "cancel": True}))
     for address in sorted(live, key=addr.sort_key, reverse=True):
         obj = live[address]
         kind = addr.kind_of(address)
