@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -85,6 +86,7 @@ def make_plan(
         changes = [c for c in changes if c.address in keep]
         drift = [d for d in drift if d.address in keep]
     _preflight(ctx, changes)
+    changes = [_with_notes(ctx, c) for c in changes]
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
@@ -151,6 +153,14 @@ def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
 
     with HashCache(hash_cache_path(ctx)) as cache:
         return {want.address: plan_upload(ctx, want, cache) for want in uploads}
+
+
+def _with_notes(ctx: Context, change: Change) -> Change:
+    """A create with what the backend has to say about it added to its reasons."""
+    if change.action is not Action.CREATE or change.after is None:
+        return change
+    notes = ctx.provider.create_notes(change.address, change.after)
+    return dataclasses.replace(change, reasons=(*change.reasons, *notes)) if notes else change
 
 
 def _preflight(ctx: Context, changes: list[Change]) -> None:

@@ -152,6 +152,11 @@ class Provider(ABC):
         the region, quota), so a plan can fail early instead of halfway through a replace."""
         return []
 
+    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """What the plan should say about creating `address` beyond the attributes (e.g. that
+        a workspace name matches none of the workspaces its resource group has)."""
+        return []
+
     def recover(self) -> list[str]:
         """Repair what an interrupted apply left half-done; returns what was repaired."""
         return []

@@ -37,6 +37,8 @@ class ArmDeployments:
     ROUTES: list[tuple[str, str, str]] = [
         ("GET", r"/providers/Microsoft\.MachineLearningServices", "_ml_provider"),
         ("GET", r"/providers/Microsoft\.Resources/deployments", "_subscription_deployments"),
+        ("GET", r"/resourceGroups/([^/]+)/providers/Microsoft\.MachineLearningServices"
+                r"/workspaces", "_workspaces_in_group"),
         ("PUT", r"/resourcegroups/([^/]+)/providers/Microsoft\.Resources/deployments/([^/]+)",
          "_deployment_put"),
         ("GET", r"/resourcegroups/([^/]+)/providers/Microsoft\.Resources/deployments/([^/]+)",
@@ -83,6 +85,15 @@ class ArmDeployments:
             "resourceTypes": types})
 
     # -- deployments ---------------------------------------------------------------------------
+
+    def _workspaces_in_group(self, call: Call, rg: str) -> Response:
+        from fake_service import WORKSPACE_API_VERSIONS
+
+        self.service._api_version(call, WORKSPACE_API_VERSIONS)
+        self.service._resource_group_record(rg)
+        found = [self.service._workspace_body(ws) for ws in self.service.workspaces.values()
+                 if ws.resource_group.lower() == rg.lower()]
+        return self._json(200, {"value": found})
 
     def _subscription_deployments(self, call: Call) -> Response:
         return self._json(200, {"value": []})  # resource groups are created directly here

@@ -54,7 +54,7 @@ AAD_HOST = "login.microsoftonline.com"
 CERT_NAMES = [ARM_HOST, "*" + AML_HOST_SUFFIX, "*" + BLOB_HOST_SUFFIX, "*" + FILE_HOST_SUFFIX,
               AAD_HOST, "localhost"]
 
-WORKSPACE_API_VERSIONS = {"2022-05-01", "2022-10-01", "2023-04-01", "2023-10-01"}
+WORKSPACE_API_VERSIONS = {"2020-01-01", "2022-05-01", "2022-10-01", "2023-04-01", "2023-10-01"}
 COMPUTE_API_VERSIONS = {"2020-02-02", "2021-01-01", "2022-05-01", "2023-04-01"}
 SUBSCRIPTION_API_VERSIONS = {"2016-06-01", "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"}
 RESOURCE_GROUP_API_VERSIONS = {"2019-07-01", "2021-04-01", "2022-09-01", "2023-07-01",
@@ -546,6 +546,14 @@ class FakeAzure:
                                    "resourceGroups", "location": rg["location"],
                                    "tags": rg["tags"],
                                    "properties": {"provisioningState": "Succeeded"}})
+
+    def _resource_group_record(self, name: str) -> dict[str, Any]:
+        """A resource group by name (ARM compares names case-insensitively)."""
+        for key, rg in self.resource_groups.items():
+            if key.lower() == name.lower():
+                return rg
+        raise ServiceError(404, "ResourceGroupNotFound",
+                           f"Resource group '{name}' could not be found.")
 
     def _workspace(self, resource_group: str, name: str) -> Workspace:
         rg = urllib.parse.unquote(resource_group)

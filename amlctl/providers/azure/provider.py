@@ -228,6 +228,14 @@ class AzureProvider(Provider):
             raise UsageError(f"{address}: cannot adopt a {kind}")
         return LiveObject(address, live.attrs, self.stack)
 
+    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """A workspace to create: say so plainly, and name the workspaces its resource group
+        does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
+        if address != "workspace":
+            return []
+        auth, _ = self._credentials()
+        return workspace_mod.creation_notes(self.workspace, auth, self.policy)
+
     def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
         if not address.startswith("compute.") or self._open() is None:

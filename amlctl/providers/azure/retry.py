@@ -108,6 +108,12 @@ def hint(exc: BaseException) -> str:
     """What the user should check, judged from the failure."""
     status = status_of(exc)
     text = str(exc).lower()
+    if "aadsts" in text or "invalid_client" in text:
+        return ("Microsoft Entra ID refused the sign-in (the AADSTS code says why): check "
+                "AZURE_TENANT_ID / AZURE_CLIENT_ID and the secret or federated token")
+    if "have access to" in text and "subscription" in text:
+        return ("check the subscription id, that AZURE_TENANT_ID is the subscription's tenant, "
+                "and that this identity has a role assignment in that subscription")
     if status in (401, 403) or "authorization" in text or "forbidden" in text:
         return ("check the credentials (AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET) "
                 "and that this identity has a role assignment on the resource group, e.g. "
@@ -163,6 +169,15 @@ def service_words(exc: BaseException) -> str | None:
     """What the service itself said, when the SDK's message carries an error body (the run
     history and execution services' exceptions print it as JSON after `Message:`)."""
     text = _text(exc)
+    # compute calls print the raw response: `Content: b'{"error": ...}'`
+    content = re.search(r"\nContent: b'(\{.*?\})'\s*\n", text)
+    if content:
+        try:
+            found = _dig(json.loads(content.group(1)))
+        except ValueError:
+            found = None
+        if found:
+            return found
     at = text.find("Message:")
     if at < 0:
         return None

@@ -99,12 +99,23 @@ def load() -> Sdk:
                 f"The azure backend needs azureml-sdk, which is not installed ({e.name or e}). "
                 f"Install it with: {INSTALL_HINT}") from e
         _single_attempt_rest_clients()
+        _quiet_sdk_loggers()
         _sdk = Sdk(Workspace, ComputeTarget, AmlCompute, Datastore, Experiment, Run,
                    ScriptRunConfig, RunConfiguration, Environment, CondaDependencies,
                    TensorflowConfiguration, MpiConfiguration, ServicePrincipalAuthentication,
                    MsiAuthentication, AzureCliAuthentication, TokenAuthentication,
                    ComputeTargetException, str(version))
         return _sdk
+
+
+def _quiet_sdk_loggers() -> None:
+    """Keep the SDK's own log lines (`get_workspace error using ...` for a workspace that does
+    not exist yet, deprecation notes) off the user's terminal; amlctl reports failures itself.
+    They still show with -vv (DEBUG)."""
+    sdk_logger = logging.getLogger("azureml")
+    if sdk_logger.level == logging.NOTSET and logging.getLogger().getEffectiveLevel() > \
+            logging.DEBUG:
+        sdk_logger.setLevel(logging.CRITICAL)
 
 
 def _single_attempt_rest_clients() -> None:

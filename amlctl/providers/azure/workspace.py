@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import Any
 
@@ -32,6 +33,31 @@ def open_workspace(attrs: dict[str, Any], auth: Any, cloud: str,
         if _not_found(e):
             return None
         raise
+
+
+def creation_notes(attrs: dict[str, Any], auth: Any,
+                   policy: RetryPolicy = DEFAULT_POLICY) -> list[str]:
+    """What creating the manifest's workspace means, in words: a new workspace (with new
+    storage, key vault and insights), and which workspaces the resource group already has."""
+    s = sdk.load()
+    name, group = attrs["name"], attrs["resource_group"]
+    try:
+        found = call(f"listing workspaces of resource group {group}", lambda: s.Workspace.list(
+            attrs["subscription_id"], auth=auth, resource_group=group), policy)
+    except AzureCallError as e:
+        if not _not_found(e):
+            raise
+        return [f"resource group {group!r} does not exist either: both are created"]
+    notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
+             "workspace will be created, with its own storage account, key vault and "
+             "application insights"]
+    existing = sorted(found or {})
+    if existing:
+        close = difflib.get_close_matches(name, existing, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        notes.append(f"the resource group has {len(existing)} workspace"
+                     f"{'s' if len(existing) != 1 else ''}: {', '.join(existing)}{guess}")
+    return notes
 
 
 def create_workspace(attrs: dict[str, Any], auth: Any, stack: str, create_resource_group: bool,
