@@ -101,3 +101,19 @@ def test_a_workspace_name_matching_nothing_is_said_plainly(fake: FakeAzure, toke
     lonely = provider(workspace("ml-ws", group="new-rg"), token_auth, tmp_path)
     assert lonely.create_notes("workspace", {}) == [
         "resource group 'new-rg' does not exist either: both are created"]
+
+
+def test_blob_failures_are_retried_by_one_bounded_policy(fake: FakeAzure, token_auth: Any,
+                                                         tmp_path: Path) -> None:
+    """Five 503s on a listing: amlctl's five attempts, not the SDK's retries under each
+    (3 more per attempt, 15 s apart); then the service's words, no traceback."""
+    fake.add_workspace("ml-rg", "ml-ws")
+    store = provider(workspace(), token_auth, tmp_path).file_store("default", "data")
+    fake.calls.clear()
+    fake.fail_next("GET", "/azureml-blobstore-", 503, times=5)
+    with pytest.raises(ProviderError) as info:
+        store.list_files()
+    listings = [c for c in fake.calls if c.method == "GET" and "comp" in c.query]
+    assert len(listings) == 5
+    assert "failed after 5 attempts (HTTP 503)" in str(info.value)
+    assert "Traceback" not in str(info.value)

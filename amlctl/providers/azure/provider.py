@@ -99,9 +99,9 @@ class AzureProvider(Provider):
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
 
-        default = self._datastores().default()
-        container = default.blob_service.get_container_client(default.container_name)
-        return Records(container, self.policy)
+        from amlctl.providers.azure.sdk import container_client
+
+        return Records(container_client(self._datastores().default()), self.policy)
 
     def runs(self) -> RunService:
         """The run history edge (the SDK's unless one was given)."""
@@ -256,8 +256,9 @@ class AzureProvider(Provider):
         if getattr(ds, "datastore_type", "") != "AzureBlob":
             raise ProviderError(f"datastore {datastore!r} is not a blob container; the azure "
                                 "backend uploads to blob datastores only")
-        container = ds.blob_service.get_container_client(ds.container_name)
-        return BlobFileStore(container, target_path, self.policy)
+        from amlctl.providers.azure.sdk import container_client
+
+        return BlobFileStore(container_client(ds), target_path, self.policy)
 
     # runs --------------------------------------------------------------------------------------
 

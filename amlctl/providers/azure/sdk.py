@@ -140,6 +140,27 @@ def _single_attempt_rest_clients() -> None:
     ClientRetryPolicy._amlctl_single_attempt = True  # type: ignore[attr-defined]
 
 
+def container_client(datastore: Any) -> Any:
+    """A client of a blob datastore's container that tries each request once.
+
+    The SDK's own `blob_service` retries 3 times with 15 s, 18 s, 24 s waits (and up to 10
+    times on connection errors); under amlctl's retry layer that stacked into minutes for a
+    wrong key or an unreachable account. amlctl's bounded policy is the only one.
+    """
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+    if datastore.sas_token:
+        credential: Any = datastore.sas_token
+    elif datastore.account_key:
+        credential = {"account_name": datastore.account_name,
+                      "account_key": datastore.account_key}
+    else:
+        credential = None
+    service = BlobServiceClient(account_url=datastore.blob_service.url, credential=credential,
+                                retry_total=0)
+    return service.get_container_client(datastore.container_name)
+
+
 class _ThreadRoutedStdout(io.TextIOBase):
     """Stands in for sys.stdout: threads inside `captured_output()` write to logging, others pass.
 
