@@ -98,7 +98,6 @@ class AzureProvider(Provider):
 
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
-
         from amlctl.providers.azure.sdk import container_client
 
         return Records(container_client(self._datastores().default()), self.policy)
