@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from amlctl.engine.desired import Desired, desired_state
@@ -227,7 +226,7 @@ class _Runner:
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
         progress = progress_for(want.address) if self.show_progress else None
         with HashCache(hash_cache_path(self.ctx)) as cache:
-            outcome = apply_sync(sync_plan, Path(want.attrs["src_dir"]), store,
+            outcome = apply_sync(sync_plan, self.ctx.loaded.root / want.attrs["src_dir"], store,
                                  progress=progress, cache=cache)
         for warning in outcome.warnings:
             self.report(f"{want.address}: warning: {warning}")

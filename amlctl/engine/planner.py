@@ -184,7 +184,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
             return plan_upload(ctx, want, own_cache)
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
     return plan_sync(
-        Path(want.attrs["src_dir"]),
+        ctx.loaded.root / want.attrs["src_dir"],
         store.list_files(),
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
