@@ -248,3 +248,23 @@ def test_a_workspace_name_typo_is_named_in_the_plan(fake: FakeAzure,
             "will be created") in done.stdout
     assert "did you mean 'e2e-wks'?" in done.stdout
     assert done.stderr == "", done.stderr
+
+
+def test_a_500_after_the_run_was_created_still_leaves_one_tagged_run(
+        fake: FakeAzure, runner: Callable[[str], Runner], tmp_path: Path) -> None:
+    """The write after the run's creation fails once: apply finds the run by its id, tags it,
+    reports it, and neither this apply nor the next starts a second one."""
+    amlctl = runner("a")
+    checkout = write_project(tmp_path / "repo")
+    fake.fail_next("PATCH", "/runs/", 500)
+    applied = ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    assert "Apply complete. Resources: 5 added" in applied.stdout
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+    assert not fake.failures[0].times  # the failure did happen
+    runs = [r for runs in fake.history.runs.values() for r in runs.values()]
+    assert len(runs) == 1 and runs[0].tags["amlctl.stack"] == "e2e"
+    assert runs[0].id in applied.stdout
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+    listed = json.loads(ok(amlctl("--backend", "azure", "runs", "--json", cwd=checkout)).stdout)
+    assert [r["id"] for r in listed] == [runs[0].id]
