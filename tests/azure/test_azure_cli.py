@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import AzureEdge
 from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
 from fake_service import FakeAzure
 
@@ -91,7 +91,7 @@ def write_project(folder: Path, vm_size: str = "Standard_D2_v2", max_nodes: int 
 
 
 @pytest.fixture
-def runner(fake: FakeAzure, azure_edge: AzureEdge, tmp_path: Path) -> Callable[[str], Runner]:
+def runner(fake: FakeAzure, azure_edge: Any, tmp_path: Path) -> Callable[[str], Runner]:
     """`runner(name)`: a CI runner with its own HOME; calling it runs amlctl there."""
     fake.add_service_principal("ci-app", "ci-secret")
     refused = tmp_path / "refused.txt"
