@@ -268,3 +268,19 @@ def test_a_500_after_the_run_was_created_still_leaves_one_tagged_run(
     assert len(fake.calls_to("POST", "/snapshotrun")) == 1
     listed = json.loads(ok(amlctl("--backend", "azure", "runs", "--json", cwd=checkout)).stdout)
     assert [r["id"] for r in listed] == [runs[0].id]
+
+
+def test_another_runner_in_another_checkout_sees_no_changes(fake: FakeAzure,
+                                                            runner: Callable[[str], Runner],
+                                                            tmp_path: Path) -> None:
+    """Runner A applies; runner B (fresh HOME, the same commit checked out at another path,
+    no local state) reads everything back from Azure: no changes, no second run."""
+    first = write_project(tmp_path / "a" / "repo")
+    ok(runner("a")("--backend", "azure", "apply", "--auto-approve", cwd=first))
+    second = tmp_path / "b" / "build" / "repo"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".amlctl"))
+    other = runner("b")
+    planned = ok(other("--backend", "azure", "plan", "--detailed-exitcode", cwd=second))
+    assert "No changes." in planned.stdout
+    ok(other("--backend", "azure", "apply", "--auto-approve", cwd=second))
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1
