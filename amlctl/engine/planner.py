@@ -74,6 +74,8 @@ def make_plan(
     datastore (as `destroy` keeps them) unless `include_data`.
     """
     desired = desired_state(ctx.loaded)
+    ctx.provider.use_credentials({d.name: d.secrets for d in desired.values()
+                                  if d.kind == "datastore" and d.secrets})
     targets = _check_addresses(targets, desired, "--target")
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
     live = ctx.provider.read_all()

@@ -117,3 +117,70 @@ def test_blob_failures_are_retried_by_one_bounded_policy(fake: FakeAzure, token_
     assert len(listings) == 5
     assert "failed after 5 attempts (HTTP 503)" in str(info.value)
     assert "Traceback" not in str(info.value)
+
+
+ROTATION_MANIFEST = """\
+version: 1
+name: demo
+workspace:
+  name: ml-ws
+  subscription_id: "{sub}"
+  resource_group: ml-rg
+  location: westeurope
+datastores:
+  images:
+    type: azure_blob
+    account_name: extacct
+    container_name: images
+    account_key: "{{{{ secret_env('IMAGES_KEY') }}}}"
+uploads:
+  pics:
+    datastore: images
+    src_dir: data
+    target_path: pics
+"""
+
+
+def test_a_rotated_datastore_key_is_fixed_by_the_manifest_alone(
+        fake: FakeAzure, token_auth: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key is rotated on the account and in the manifest's secret: the plan lists the
+    upload's target with the new key (the registered one is refused), re-registers the
+    datastore and uploads nothing again."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.history import History
+    from amlctl.engine.plan import Action
+    from amlctl.engine.planner import Context, make_plan
+    from amlctl.manifest.loader import load_manifest
+
+    fake.add_workspace("ml-rg", "ml-ws", tags={"amlctl.stack": "demo"})
+    old_key = fake.add_storage_account("extacct", ["images"])
+    (tmp_path / "amlctl.yaml").write_text(ROTATION_MANIFEST.format(sub=SUBSCRIPTION))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cat.png").write_bytes(b"png")
+    monkeypatch.setenv("IMAGES_KEY", old_key)
+
+    def context() -> Context:
+        loaded = load_manifest(tmp_path / "amlctl.yaml")
+        state = tmp_path / ".amlctl"
+        return Context(loaded, provider(workspace(), token_auth, state), History(state, "demo"),
+                       state, "azure")
+
+    ctx = context()
+    assert apply_plan(ctx, make_plan(ctx)).ok
+    ctx.close()
+    new_key = "bmV3LWtleS1ub3ctaW4tdXNlLW9uLXRoZS1hY2NvdW50"
+    fake.account_keys["extacct"] = new_key  # rotated in the portal
+    monkeypatch.setenv("IMAGES_KEY", new_key)
+    ctx = context()
+    plan = make_plan(ctx)
+    actions = {c.address: c.action for c in plan.changes}
+    assert actions["datastore.images"] is Action.UPDATE
+    assert actions["upload.pics"] is Action.NOOP
+    assert apply_plan(ctx, plan).ok
+    ctx.close()
+    (ws,) = fake.workspaces.values()
+    assert ws.datastores["images"]["azureStorageSection"]["credential"] == new_key
+    ctx = context()
+    assert all(c.action is Action.NOOP for c in make_plan(ctx).changes)
+    ctx.close()

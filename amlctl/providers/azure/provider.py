@@ -70,6 +70,7 @@ class AzureProvider(Provider):
         self.policy = policy
         self.compute_settings = compute_settings
         self._ws: Any = None
+        self._manifest_credentials: dict[str, dict[str, str]] = {}
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -227,6 +228,9 @@ class AzureProvider(Provider):
             raise UsageError(f"{address}: cannot adopt a {kind}")
         return LiveObject(address, live.attrs, self.stack)
 
+    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
+        self._manifest_credentials = {k: dict(v) for k, v in datastores.items()}
+
     def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """A workspace to create: say so plainly, and name the workspaces its resource group
         does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
@@ -257,7 +261,12 @@ class AzureProvider(Provider):
                                 "backend uploads to blob datastores only")
         from amlctl.providers.azure.sdk import container_client
 
-        return BlobFileStore(container_client(ds), target_path, self.policy)
+        # The manifest's key, when it has one: a key rotated on the account is then fixed by
+        # the manifest alone (the registration is updated in the same apply, before uploads).
+        given = self._manifest_credentials.get(datastore, {})
+        return BlobFileStore(container_client(ds, given.get("account_key"),
+                                              given.get("sas_token")),
+                             target_path, self.policy)
 
     # runs --------------------------------------------------------------------------------------
 

@@ -140,17 +140,25 @@ def _single_attempt_rest_clients() -> None:
     ClientRetryPolicy._amlctl_single_attempt = True  # type: ignore[attr-defined]
 
 
-def container_client(datastore: Any) -> Any:
+def container_client(datastore: Any, account_key: str | None = None,
+                     sas_token: str | None = None) -> Any:
     """A client of a blob datastore's container that tries each request once.
 
     The SDK's own `blob_service` retries 3 times with 15 s, 18 s, 24 s waits (and up to 10
     times on connection errors); under amlctl's retry layer that stacked into minutes for a
     wrong key or an unreachable account. amlctl's bounded policy is the only one.
+    `account_key` / `sas_token`, when given, replace the registered credential (the
+    manifest's, newer than the registration when a key was rotated).
     """
     from azureml._vendor.azure_storage.blob import BlobServiceClient
 
-    if datastore.sas_token:
-        credential: Any = datastore.sas_token
+    credential: Any
+    if sas_token:
+        credential = sas_token
+    elif account_key:
+        credential = {"account_name": datastore.account_name, "account_key": account_key}
+    elif datastore.sas_token:
+        credential = datastore.sas_token
     elif datastore.account_key:
         credential = {"account_name": datastore.account_name,
                       "account_key": datastore.account_key}
