@@ -503,8 +503,15 @@ class FakeAzure:
                     body = call.json()
                     if "tags" in body:
                         ws.tags = dict(body["tags"] or {})
+                elif call.method == "DELETE":
+                    # the workspace goes; its storage account stays, as with the real service
+                    del self.workspaces[(ws.resource_group.lower(), ws.name.lower())]
+                    self.history.experiments.pop(ws.arm_id.lower(), None)
+                    self.history.runs.pop(ws.arm_id.lower(), None)
+                    return 200, {"Content-Length": "0"}, b""
                 elif call.method != "GET":
-                    raise ServiceError(405, "MethodNotAllowed", "Only GET and PATCH are modelled")
+                    raise ServiceError(405, "MethodNotAllowed",
+                                       "Only GET, PATCH and DELETE are modelled")
                 return self._json(200, self._workspace_body(ws))
             self._api_version(call, COMPUTE_API_VERSIONS)
             name = urllib.parse.unquote(m.group(3))

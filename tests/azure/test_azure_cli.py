@@ -214,6 +214,11 @@ def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, runner: Call
     assert ("e2e-rg", "e2e-ws") in fake.workspaces
     after = ok(amlctl("--backend", "azure", "plan", cwd=checkout)).stdout
     assert "compute.cpu" in after
+    ok(amlctl("--backend", "azure", "destroy", "--auto-approve", "--include-workspace",
+              cwd=checkout))
+    assert fake.workspaces == {}
+    assert len([c for c in fake.calls_to("DELETE", "/workspaces/e2e-ws")
+                if c.path.endswith("/workspaces/e2e-ws")]) == 1
 
 
 def test_a_plan_file_made_in_one_checkout_applies_in_another(fake: FakeAzure,
