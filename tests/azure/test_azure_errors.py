@@ -100,6 +100,11 @@ def test_a_workspace_name_matching_nothing_is_said_plainly(fake: FakeAzure, toke
                         "did you mean 'ml-workspace'?")
     lonely = provider(workspace("ml-ws", group="new-rg"), token_auth, tmp_path)
     assert lonely.create_notes("workspace", {}) == [
+        "resource group 'new-rg' does not exist, and create_resource_group is not set: apply "
+        "will fail; create the group or set create_resource_group: true"]
+    made = provider({**workspace("ml-ws", group="new-rg"), "create_resource_group": True},
+                    token_auth, tmp_path)
+    assert made.create_notes("workspace", {}) == [
         "resource group 'new-rg' does not exist either: both are created"]
 
 

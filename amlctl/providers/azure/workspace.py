@@ -47,7 +47,10 @@ def creation_notes(attrs: dict[str, Any], auth: Any,
     except AzureCallError as e:
         if not _not_found(e):
             raise
-        return [f"resource group {group!r} does not exist either: both are created"]
+        if attrs.get("create_resource_group"):
+            return [f"resource group {group!r} does not exist either: both are created"]
+        return [f"resource group {group!r} does not exist, and create_resource_group is not "
+                "set: apply will fail; create the group or set create_resource_group: true"]
     notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
              "workspace will be created, with its own storage account, key vault and "
              "application insights"]
