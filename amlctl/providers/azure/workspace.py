@@ -41,19 +41,20 @@ def creation_notes(attrs: dict[str, Any], auth: Any,
     storage, key vault and insights), and which workspaces the resource group already has."""
     s = sdk.load()
     name, group = attrs["name"], attrs["resource_group"]
+    notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
+             "workspace will be created, with its own storage account, key vault and "
+             "application insights"]
     try:
         found = call(f"listing workspaces of resource group {group}", lambda: s.Workspace.list(
             attrs["subscription_id"], auth=auth, resource_group=group), policy)
     except AzureCallError as e:
-        if not _not_found(e):
-            raise
+        if not _not_found(e):  # e.g. no right to list: the plan goes on without the names
+            log.info("cannot list the workspaces of %s: %s", group, e)
+            return notes
         if attrs.get("create_resource_group"):
             return [f"resource group {group!r} does not exist either: both are created"]
         return [f"resource group {group!r} does not exist, and create_resource_group is not "
                 "set: apply will fail; create the group or set create_resource_group: true"]
-    notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
-             "workspace will be created, with its own storage account, key vault and "
-             "application insights"]
     existing = sorted(found or {})
     if existing:
         close = difflib.get_close_matches(name, existing, n=1, cutoff=0.6)
