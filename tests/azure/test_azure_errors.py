@@ -102,6 +102,10 @@ def test_a_workspace_name_matching_nothing_is_said_plainly(fake: FakeAzure, toke
     assert lonely.create_notes("workspace", {}) == [
         "resource group 'new-rg' does not exist, and create_resource_group is not set: apply "
         "will fail; create the group or set create_resource_group: true"]
+    fake.fail_next("GET", "/Microsoft.MachineLearningServices/workspaces", 403)
+    (only,) = typo.create_notes("workspace", {})  # no right to list: still said plainly
+    assert "a NEW workspace will be created" in only
+    assert fake.failures[-1].times == 0  # the listing was refused
     made = provider({**workspace("ml-ws", group="new-rg"), "create_resource_group": True},
                     token_auth, tmp_path)
     assert made.create_notes("workspace", {}) == [
