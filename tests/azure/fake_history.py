@@ -16,8 +16,9 @@ of a run (get, details, a query that returns it) takes the next status of its sc
 (`run_script`, default Queued -> Running -> Completed), the way time passes between reads of
 the real service; `fail_runs` scripts a failure with an error body; `hold_runs` keeps new runs
 NotStarted; `set_status` moves one by hand. Each process of a run (ps_0, worker_0, ...) writes a
-log into the workspace storage once it runs, listed by the artifact service with SAS URLs, as
-the common runtime does.
+log into the workspace storage once it runs (the fake's own blob emulation, or Azurite when
+`FakeAzure.default_storage` says so), listed by the artifact service with SAS URLs, as the
+common runtime does; snapshot files are uploaded there by SAS too.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class RunHistory:
         self.runs.clear()
         self.snapshots.clear()
         self.latest_snapshot.clear()
+        self.made_containers: set[tuple[str, str]] = set()
         self.run_script: list[str] = ["Queued", "Running", "Running", "Completed"]
         self.fail_runs: str | None = None  # an error message: runs end Failed with it
         self.hold_runs = False  # runs stay Queued until a test moves them
@@ -373,10 +375,49 @@ class RunHistory:
 
     # -- snapshots and start ---------------------------------------------------------------------
 
-    def _sas_url(self, ws: Workspace, blob: str) -> str:
-        quoted = urllib.parse.quote(blob)
-        return (f"https://{ws.storage_account}.blob.core.windows.net/{LOG_CONTAINER}/{quoted}"
-                "?sv=2019-07-07&sr=b&sp=rcw&sig=fake")
+    # -- the workspace's storage: the fake's own blob emulation, or Azurite ------------------
+
+    def _sas_url(self, ws: Workspace, blob: str, container: str = LOG_CONTAINER) -> str:
+        """A URL with a SAS for one blob of the workspace's storage account (signed for real
+        when the storage is Azurite; the fake's own emulation accepts any signature)."""
+        url = (f"https://{ws.storage_account}.blob.core.windows.net/{container}/"
+               f"{urllib.parse.quote(blob)}")
+        if self.service.default_storage is None:
+            return url + "?sv=2019-07-07&sr=b&sp=rcw&sig=fake"
+        from azureml._vendor.azure_storage.blob import BlobSasPermissions, generate_blob_sas
+
+        self._container(ws, container)
+        sas = generate_blob_sas(ws.storage_account, container, blob,
+                                account_key=self.service.account_keys[ws.storage_account],
+                                permission=BlobSasPermissions(read=True, create=True,
+                                                              write=True),
+                                expiry=_now() + dt.timedelta(hours=2))
+        return f"{url}?{sas}"
+
+    def _container(self, ws: Workspace, container: str) -> None:
+        if self.service.default_storage is None:
+            self.service.containers.setdefault((ws.storage_account, container), {})
+        elif (ws.storage_account, container) not in self.made_containers:
+            self.service.default_storage[2](container)
+            self.made_containers.add((ws.storage_account, container))
+
+    def _put_blob(self, ws: Workspace, container: str, blob: str, data: bytes) -> None:
+        """Write a blob as the service itself would (logs written by the compute)."""
+        self._container(ws, container)
+        if self.service.default_storage is None:
+            from fake_service import Blob
+
+            self.service.containers[(ws.storage_account, container)][blob] = Blob(
+                data, {}, None, "text/plain", f'"0x{uuid.uuid4().hex[:15].upper()}"',
+                dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT"))
+            return
+        from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+        client = BlobServiceClient(
+            f"https://{ws.storage_account}.blob.core.windows.net",
+            credential={"account_name": ws.storage_account,
+                        "account_key": self.service.account_keys[ws.storage_account]})
+        client.get_blob_client(container, blob).upload_blob(data, overwrite=True)
 
     def _snapshot_latest(self, call: Call, ws: Workspace) -> Response:
         latest = self.latest_snapshot.get(ws.arm_id.lower())
@@ -386,11 +427,9 @@ class RunHistory:
 
     def _snapshot_blobs(self, call: Call, ws: Workspace) -> Response:
         names = (call.json() or {}).get("FileNames") or []
-        self.service.containers.setdefault((ws.storage_account, "snapshots"), {})
         prefix = str(uuid.uuid4())
-        nodes = [{"fullName": n, "blobUri": (
-            f"https://{ws.storage_account}.blob.core.windows.net/snapshots/{prefix}/"
-            f"{urllib.parse.quote(n)}?sv=2019-07-07&sr=b&sp=rcw&sig=fake")} for n in names]
+        nodes = [{"fullName": n, "blobUri": self._sas_url(ws, f"{prefix}/{n}", "snapshots")}
+                 for n in names]
         return self._json(200, {"fileNodes": nodes})
 
     def _snapshot_create(self, call: Call, ws: Workspace, snapshot_id: str) -> Response:
@@ -471,9 +510,6 @@ class RunHistory:
 
     def _write_logs(self, ws: Workspace, run: RunRecord) -> None:
         """What each process of the run printed so far, as the common runtime stores it."""
-        from fake_service import Blob
-
-        container = self.service.containers.setdefault((ws.storage_account, LOG_CONTAINER), {})
         for role in self.roles(run.definition):
             name = f"user_logs/std_log_{role}.txt"
             blob = f"ExperimentRun/dcid.{run.id}/{name}"
@@ -481,10 +517,7 @@ class RunHistory:
             if run.status in TERMINAL:
                 lines.append(f"{role}: run {run.id} ended {run.status}")
             text = "".join(line + "\n" for line in lines).encode()
-            container[blob] = Blob(text, {}, None, "text/plain",
-                                   f'"0x{uuid.uuid4().hex[:15].upper()}"',
-                                   dt.datetime.now(dt.UTC).strftime(
-                                       "%a, %d %b %Y %H:%M:%S GMT"))
+            self._put_blob(ws, LOG_CONTAINER, blob, text)
             run.logs[name] = blob
 
 

@@ -106,6 +106,7 @@ def runner(fake: FakeAzure, azure_edge: Any, tmp_path: Path) -> Callable[[str], 
             "SSL_CERT_FILE": cert, "NO_PROXY": "*", "LANG": "C.UTF-8",
             "PYTHONPATH": os.pathsep.join([str(CHILD), str(REPO)]),
             "FAKE_AZURE_PORT": str(fake.port), "FAKE_AZURE_REFUSED": str(refused),
+            "FAKE_AZURITE_PORT": str(azure_edge.azurite.port),
             "AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": "ci-app",
             "AZURE_CLIENT_SECRET": "ci-secret", "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         }
@@ -130,9 +131,18 @@ def ok(done: Done, code: int = 0) -> Done:
 
 
 def blobs_under(fake: FakeAzure, prefix: str) -> dict[str, bytes]:
+    """The files under `prefix` of the workspace's default container, as the storage (Azurite)
+    holds them."""
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
     (ws,) = fake.workspaces.values()
-    container = fake.containers[(ws.storage_account, f"azureml-blobstore-{ws.workspace_id}")]
-    return {n[len(prefix):]: b.data for n, b in container.items() if n.startswith(prefix)}
+    account = ws.storage_account
+    container = BlobServiceClient(
+        f"https://{account}.blob.core.windows.net",
+        credential={"account_name": account, "account_key": fake.account_keys[account]},
+    ).get_container_client(f"azureml-blobstore-{ws.workspace_id}")
+    return {b.name[len(prefix):]: container.download_blob(b.name).readall()
+            for b in container.list_blobs(name_starts_with=prefix)}
 
 
 def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, runner: Callable[[str],

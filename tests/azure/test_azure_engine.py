@@ -1,12 +1,13 @@
 """The quickstart manifest planned and applied on the azure backend through the real engine.
 
-The real SDK runs against the fake service (only the network edge is replaced), run history
-included. The workspace exists beforehand, owned by the stack (its creation is tested in
-test_azure_workspace_create.py).
+The real SDK runs against the fake service and Azurite (only the network edge is replaced),
+run history included. The workspace exists beforehand, owned by the stack (its creation is
+tested in test_azure_workspace_create.py).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 @pytest.fixture
 def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
-    from amlctl.engine.history import History
-    from amlctl.engine.planner import Context
+    from amlctl.engine.planner import Context, bind_state
     from amlctl.manifest.loader import load_manifest
 
     shutil.copytree(EXAMPLE, tmp_path / "mnist")
@@ -45,7 +45,7 @@ def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
                              auth=token_auth, cloud="AzureCloud",
                              policy=RetryPolicy(sleep=lambda _s: None),
                              compute_settings=ComputeSettings(sleep=lambda _s: None))
-    ctx = Context(loaded, provider, History(state, "mnist"), state, "azure")
+    ctx = bind_state(Context(loaded, provider, provider.state_store(), state, "azure"))
     yield ctx
     ctx.close()
 
@@ -70,8 +70,15 @@ def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
     assert (rc["tensorflow"]["workerCount"], rc["tensorflow"]["parameterServerCount"],
             rc["nodeCount"]) == (2, 1, 2)
     assert rc["dataReferences"]["input_data"]["pathOnDataStore"] == "mnist_dataset"
-    uploaded = fake.calls_to("PUT", "/mnist_dataset/")
+    default = context.provider._datastores().default()
+    container = default.blob_service.get_container_client(default.container_name)
+    uploaded = [b.name for b in container.list_blobs(name_starts_with="mnist_dataset/")]
     assert uploaded, "the upload sent files to blob storage"
+    # the state went to a blob of the same container, with the applied record
+    state = json.loads(container.download_blob("amlctl-state/mnist.json").readall())
+    assert set(state["applied"]) == {"compute.cpu-cluster", "experiment.tensorflow_experiment",
+                                     "upload.mnist"}
+    assert [e["state"] for e in state["journal"]] == ["done"] * 5  # 3 creates, a sync, a submit
 
 
 def with_secret_token(text: str) -> str:

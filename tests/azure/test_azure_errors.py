@@ -5,12 +5,13 @@ the fake service; only the network edge is replaced."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
-from fake_service import FakeAzure
+from fake_service import FakeAzure, route_hosts
 
 from amlctl.errors import ProviderError
 from amlctl.manifest.models import Run
@@ -112,10 +113,22 @@ def test_a_workspace_name_matching_nothing_is_said_plainly(fake: FakeAzure, toke
         "resource group 'new-rg' does not exist either: both are created"]
 
 
-def test_blob_failures_are_retried_by_one_bounded_policy(fake: FakeAzure, token_auth: Any,
+@pytest.fixture
+def own_blob_storage(fake: FakeAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAzure]:
+    """Blob traffic to the fake's own blob emulation instead of Azurite, for what Azurite
+    cannot do: answer 503 on demand, change an account's key."""
+    monkeypatch.setattr(fake, "default_storage", None)
+    with route_hosts(fake.port) as refused:
+        yield fake
+    assert not refused
+
+
+def test_blob_failures_are_retried_by_one_bounded_policy(own_blob_storage: FakeAzure,
+                                                         token_auth: Any,
                                                          tmp_path: Path) -> None:
     """Five 503s on a listing: amlctl's five attempts, not the SDK's retries under each
     (3 more per attempt, 15 s apart); then the service's words, no traceback."""
+    fake = own_blob_storage
     fake.add_workspace("ml-rg", "ml-ws")
     store = provider(workspace(), token_auth, tmp_path).file_store("default", "data")
     fake.calls.clear()
@@ -151,17 +164,17 @@ uploads:
 
 
 def test_a_rotated_datastore_key_is_fixed_by_the_manifest_alone(
-        fake: FakeAzure, token_auth: Any, tmp_path: Path,
+        own_blob_storage: FakeAzure, token_auth: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The key is rotated on the account and in the manifest's secret: the plan lists the
     upload's target with the new key (the registered one is refused), re-registers the
     datastore and uploads nothing again."""
     from amlctl.engine.executor import apply_plan
-    from amlctl.engine.history import History
     from amlctl.engine.plan import Action
-    from amlctl.engine.planner import Context, make_plan
+    from amlctl.engine.planner import Context, bind_state, make_plan
     from amlctl.manifest.loader import load_manifest
 
+    fake = own_blob_storage
     fake.add_workspace("ml-rg", "ml-ws", tags={"amlctl.stack": "demo"})
     old_key = fake.add_storage_account("extacct", ["images"])
     (tmp_path / "amlctl.yaml").write_text(ROTATION_MANIFEST.format(sub=SUBSCRIPTION))
@@ -172,8 +185,8 @@ def test_a_rotated_datastore_key_is_fixed_by_the_manifest_alone(
     def context() -> Context:
         loaded = load_manifest(tmp_path / "amlctl.yaml")
         state = tmp_path / ".amlctl"
-        return Context(loaded, provider(workspace(), token_auth, state), History(state, "demo"),
-                       state, "azure")
+        backend = provider(workspace(), token_auth, state)
+        return bind_state(Context(loaded, backend, backend.state_store(), state, "azure"))
 
     ctx = context()
     assert apply_plan(ctx, make_plan(ctx)).ok

@@ -246,3 +246,11 @@ def captured_output(sink: Callable[[str], None] | None = None) -> Iterator[None]
             router.emit(rest.rstrip())
             router.local.buffer = ""
         router.local.sink = outer_sink
+
+
+def blob_module() -> Any:
+    """The blob storage client azureml-core vendors (a v12 azure-storage-blob)."""
+    load()
+    from azureml._vendor.azure_storage import blob
+
+    return blob

@@ -1,8 +1,9 @@
 """Tests only: makes a child `python -m amlctl ...` process reach the fake Azure service.
 
-Put this folder on the child's PYTHONPATH and set FAKE_AZURE_PORT: Azure host names then
-resolve to the fake on 127.0.0.1 (certificate trusted through REQUESTS_CA_BUNDLE /
-SSL_CERT_FILE, set by the test), and any connection to a non-loopback address is refused.
+Put this folder on the child's PYTHONPATH and set FAKE_AZURE_PORT (and FAKE_AZURITE_PORT):
+Azure host names then resolve to the fake on 127.0.0.1, blob hosts to Azurite (certificate
+trusted through REQUESTS_CA_BUNDLE / SSL_CERT_FILE, set by the test), and any connection to a
+non-loopback address is refused.
 Refused addresses are appended to the file named by FAKE_AZURE_REFUSED, so the test can
 assert that none was attempted. Without FAKE_AZURE_PORT this module does nothing.
 """
@@ -16,7 +17,8 @@ if _port:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from fake_service import route_hosts
 
-    _routing = route_hosts(int(_port))
+    _blob_port = os.environ.get("FAKE_AZURITE_PORT")
+    _routing = route_hosts(int(_port), int(_blob_port) if _blob_port else None)
     _refused = _routing.__enter__()  # for the life of the process
 
     def _report() -> None:
