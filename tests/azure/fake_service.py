@@ -175,6 +175,7 @@ class Failure:
     status: int
     times: int
     reset_connection: bool = False
+    after: int = 0  # matching requests to let through first
 
 
 @dataclass
@@ -344,11 +345,12 @@ class FakeAzure:
             self.service_principals[client_id] = secret
 
     def fail_next(self, method: str, path_fragment: str, status: int, times: int = 1,
-                  reset_connection: bool = False) -> None:
-        """Answer the next `times` matching requests with `status` (or drop the connection)."""
+                  reset_connection: bool = False, after: int = 0) -> None:
+        """Answer the next `times` matching requests with `status` (or drop the connection),
+        once `after` matching requests have gone through."""
         with self.lock:
             self.failures.append(Failure(method.upper(), path_fragment, status, times,
-                                         reset_connection))
+                                         reset_connection, after))
 
     def compute(self, resource_group: str, workspace: str, name: str) -> dict[str, Any] | None:
         """The stored compute record, as the service would serve it."""
@@ -394,6 +396,9 @@ class FakeAzure:
     def _scripted_failure(self, call: Call) -> Failure | None:
         for f in self.failures:
             if f.times > 0 and f.method == call.method and f.path_fragment in call.path:
+                if f.after > 0:
+                    f.after -= 1
+                    continue
                 f.times -= 1
                 return f
         return None
