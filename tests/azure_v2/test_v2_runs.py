@@ -18,9 +18,9 @@ from v2_support import SUBSCRIPTION, FakeTokenCredential
 from amlctl.manifest.models import Run
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.retry import RetryPolicy
-from amlctl.providers.azure_v2.jobs import job_name
 from amlctl.providers.azure_v2.provider import AzureV2Provider
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+from amlctl.runs.identity import run_id
 
 GOLDEN = Path(__file__).parent / "golden" / "parameter_server_job.json"
 RG, WS, STACK = "runs-rg", "runs-ws", "runs"
@@ -52,10 +52,12 @@ def provider(fake: FakeV2Azure, credential: FakeTokenCredential, tmp_path: Path
                            compute_settings=ComputeSettings(sleep=lambda _s: None))
 
 
-def request(tmp_path: Path, spec_hash: str = "0f1e2d3c4b5a6978", **changes: Any) -> RunRequest:
+def request(tmp_path: Path, spec_hash: str = "0f1e2d3c4b5a6978", supersedes: str | None = None,
+            **changes: Any) -> RunRequest:
     return RunRequest(name="tf-ps", spec_hash=spec_hash,
                       run=Run.model_validate({**PS_RUN, **changes}),
-                      source_dir=tmp_path / "src", compute_max_nodes=4, secrets={})
+                      source_dir=tmp_path / "src", compute_max_nodes=4, secrets={},
+                      supersedes=supersedes)
 
 
 def job_puts(fake: FakeV2Azure) -> list[Any]:
@@ -78,7 +80,7 @@ def test_parameter_server_job_matches_golden(provider: AzureV2Provider, fake: Fa
                                              tmp_path: Path, update_golden: bool) -> None:
     info = provider.submit_run(request(tmp_path))
     [put] = job_puts(fake)
-    assert put.path.endswith(f"/jobs/{job_name(STACK, 'tf-ps', '0f1e2d3c4b5a6978')}")
+    assert put.path.endswith(f"/jobs/{run_id(STACK, 'tf-ps', '0f1e2d3c4b5a6978')}")
     assert put.query["api-version"] in fake.v2_versions
     sent = normalised({"api-version": put.query["api-version"], "body": put.json()})
     props = sent["body"]["properties"]
@@ -153,16 +155,16 @@ def test_mpi_and_batchai_jobs(provider: AzureV2Provider, fake: FakeV2Azure,
     assert batchai["inputs"]["shard"]["uri"] == "azureml://datastores/workspaceblobstore/paths/w"
 
 
-def test_a_resubmission_after_the_job_ended_is_a_new_job(provider: AzureV2Provider,
-                                                         fake: FakeV2Azure,
-                                                         tmp_path: Path) -> None:
-    """`apply --replace run.X` hands the same definition again: once the job has ended, that
-    is a new job under the next name; while it is active, it is the same submission."""
+def test_a_resubmission_is_a_new_job_of_its_own_name(provider: AzureV2Provider,
+                                                      fake: FakeV2Azure,
+                                                      tmp_path: Path) -> None:
+    """`apply --replace run.X` names the run it replaces: a new job, under the name the v1
+    backend would give it (the same for every runner replacing the same run)."""
     first = provider.submit_run(request(tmp_path))
     fake.set_job_status(RG, WS, first.id, "Completed")
-    second = provider.submit_run(request(tmp_path))
-    assert second.id == f"{first.id}-r2" and second.active
-    assert provider.submit_run(request(tmp_path)).id == second.id
+    second = provider.submit_run(request(tmp_path, supersedes=first.id))
+    assert second.id == run_id(STACK, "tf-ps", "0f1e2d3c4b5a6978", first.id) != first.id
+    assert provider.submit_run(request(tmp_path, supersedes=first.id)).id == second.id
     assert len(job_puts(fake)) == 2
     assert {r.id for r in provider.list_runs(name="tf-ps")} == {first.id, second.id}
 

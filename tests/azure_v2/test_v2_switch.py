@@ -38,8 +38,9 @@ class RecordingHistory(HistoryDouble):
         super().__init__()
         self.fake = fake
 
-    def submit(self, experiment: str, config: Any, tags: dict[str, str]) -> RunRecord:
-        record = super().submit(experiment, config, tags)
+    def submit(self, experiment: str, config: Any, tags: dict[str, str],
+               run_id: str) -> RunRecord:
+        record = super().submit(experiment, config, tags, run_id)
         self.fake.add_job(RG, WS, record.id, experiment, tags,
                           compute=config.run_config.target)
         return record
@@ -138,6 +139,11 @@ def test_applied_with_v1_plans_no_change_with_v2(loaded: Any, fake: FakeV2Azure,
         assert v2.state.applied(), "v2 reads what v1 recorded as applied"
         found = v2.provider.list_runs(name="tf-mnist")
         assert [r.id for r in found] == list(v1_runs), "v2 finds the run v1 submitted"
+        # and names it as v1 did: a submission through v2 would be the same job
+        from amlctl.providers.azure_v2.jobs import job_name
+
+        [want] = [d for d in v2.desired().values() if d.kind == "run"]
+        assert job_name(STACK, want.name, want.attrs["spec_hash"]) == found[0].id
         live = v2.provider.read_all()
     finally:
         v2.close()

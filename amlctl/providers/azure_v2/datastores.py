@@ -120,14 +120,18 @@ class V2Datastores:
         call(f"unregistering datastore {name}", delete, self.policy)
 
 
-def container_client(ds: Any) -> Any:
-    """An azure-storage-blob ContainerClient of a blob datastore, with its key or SAS."""
+def container_client(ds: Any, account_key: str | None = None, sas_token: str | None = None
+                     ) -> Any:
+    """An azure-storage-blob ContainerClient of a blob datastore, with the given key or SAS
+    (the manifest's), else the registered one."""
     from azure.storage.blob import ContainerClient
 
     if kind_of(ds) != "azure_blob":
         raise ProviderError(f"datastore {ds.name!r} is not a blob container; the azure-v2 "
                             "backend uploads to blob datastores only")
     key, sas = _secret(ds, "account_key"), _secret(ds, "sas_token")
+    if account_key or sas_token:
+        key, sas = account_key, sas_token
     endpoint = ds.endpoint or DEFAULT_ENDPOINT
     url = f"{ds.protocol or 'https'}://{ds.account_name}.blob.{endpoint}"
     credential: Any = {"account_name": ds.account_name, "account_key": key} if key else sas

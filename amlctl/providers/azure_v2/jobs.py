@@ -7,14 +7,14 @@ with the rendered arguments, `TensorFlowDistribution(parameter_server_count, wor
 the conda file or pip list (docker image as the base), and v1's tags (`amlctl.stack`,
 `amlctl.spec_hash`, `amlctl.run`), so a run submitted through either SDK is found by the other.
 
-The job name is derived from the stack, the run name and the spec hash: submitting the same
-run again names the same job, so a retried or repeated submission finds the job instead of
-starting a second paid one. `compat: batchai` reuses the v1 launcher and its staging.
+The job name is the run id the v1 backend chooses (from the stack, the run name, the spec hash
+and, for `--replace`, the run replaced): submitting the same run again names the same job, so
+a retried or repeated submission finds the job instead of starting a second paid one.
+`compat: batchai` reuses the v1 launcher and its staging.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -40,21 +40,19 @@ from amlctl.providers.azure.runs import (
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import RunRequest
 from amlctl.runs.arguments import render_arguments
+from amlctl.runs.identity import run_id
 
 # Azure ML's curated base images (what `az ml` v2 examples use)
 CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:latest"
 PYTHON = "python=3.10"
 MODES = {"mount": "ro_mount", "download": "download"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-def job_name(stack: str, run: str, spec_hash: str) -> str:
-    """The deterministic job name of one definition of one run (Azure ML job names: letters,
-    digits, `-` and `_`, at most 255). The digest keeps names that slug alike apart."""
-    digest = hashlib.sha256(f"{stack}\n{run}\n{spec_hash}".encode()).hexdigest()[:16]
-    slug = _UNSAFE.sub("_", f"amlctl-{stack}-{run}").strip("_-")[:200]
-    return f"{slug}-{digest}"
+def job_name(stack: str, run: str, spec_hash: str, supersedes: str | None = None) -> str:
+    """The job's name: the run id the v1 backend gives the same submission
+    (amlctl.runs.identity.run_id), so both SDKs name one run alike and either finds it."""
+    return run_id(stack, run, spec_hash, supersedes)
 
 
 @dataclass
@@ -188,7 +186,7 @@ def build_job(request: RunRequest, stack: str, datastore_name: Callable[[str], s
     else:
         line = " ".join([command, *(_quote(a) for a in arguments)])
     distribution, instances = _distribution(_field(run, "distribution"))
-    name = job_name(stack, request.name, request.spec_hash)
+    name = job_name(stack, request.name, request.spec_hash, request.supersedes)
     job = ml.command(
         name=name, display_name=request.name, experiment_name=_field(run, "experiment"),
         command=inputs.exports() + line, code=str(source_dir),

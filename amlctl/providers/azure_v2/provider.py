@@ -64,6 +64,7 @@ class AzureV2Provider(Provider):
         self._exists: bool | None = None
         self._default: Any = None
         self.state_lease_seconds = LEASE_SECONDS
+        self._manifest_credentials: dict[str, dict[str, str]] = {}
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -375,15 +376,24 @@ class AzureV2Provider(Provider):
         stores = self._datastores()
         return self._default_datastore() if name == DEFAULT_DATASTORE else stores.get(name)
 
+    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
+        self._manifest_credentials = {k: dict(v) for k, v in datastores.items()}
+
     def file_store(self, datastore: str, target_path: str) -> FileStore:
         from amlctl.providers.azure.blobfiles import BlobFileStore
+        from amlctl.providers.azure_v2.datastores import container_client
 
         if not self._open():
             return _EmptyStore()
         ds = self._datastore(datastore)
         if ds is None:
             return _EmptyStore()  # registered later in the same apply
-        return BlobFileStore(self._container(ds), target_path, self.policy)
+        # the manifest's key, when it has one: a key rotated on the account is then fixed by
+        # the manifest alone (as on the v1 backend)
+        given = self._manifest_credentials.get(datastore, {})
+        return BlobFileStore(container_client(ds, given.get("account_key"),
+                                              given.get("sas_token")),
+                             target_path, self.policy)
 
     # runs --------------------------------------------------------------------------------------
 
@@ -415,24 +425,17 @@ class AzureV2Provider(Provider):
         return str(self._default_datastore().name)
 
     def submit_run(self, request: RunRequest) -> RunInfo:
-        """Submit the command job under its deterministic name.
-
-        A job of that name that is still active is an earlier attempt of this submission (its
-        answer was lost, or the apply was killed): it is returned, never duplicated. A job of
-        that name that has ended means a deliberate resubmission (`apply --replace`): the
-        next name of the sequence (`NAME-r2`, `NAME-r3`, ...) is used.
-        """
+        """Submit the command job under its deterministic name (the v1 backend's run id): a
+        job of that name is this very submission made earlier (its answer was lost, the apply
+        was killed, or another runner got there first), so it is returned, never duplicated.
+        A deliberate resubmission (`--replace`) has a name of its own."""
         from amlctl.providers.azure_v2.jobs import build_job, record_of
 
         built = build_job(request, self.stack, self._default_datastore_name)
         try:
-            base, attempt = built.name, 1
-            while (existing := self._get_job(built.name)) is not None:
-                info = self._info(record_of(existing))
-                if info.active:
-                    return info
-                attempt += 1
-                built.name = built.job.name = f"{base}-r{attempt}"
+            existing = self._get_job(built.name)
+            if existing is not None:
+                return self._info(record_of(existing))
             try:
                 job = call(f"submitting job {built.name}",
                            lambda: self._submit_once(built), self.policy)
