@@ -27,10 +27,13 @@ local_cmds.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map domain errors to exit codes (0 ok, 1 error, 2 changes present)."""
+    from amlctl.cli.options import hoist_global_options
     from amlctl.errors import AmlctlError, ManifestError
 
+    command = typer.main.get_command(app)
+    args = hoist_global_options(command, list(sys.argv[1:] if argv is None else argv))
     try:
-        code = app(args=argv, prog_name="amlctl", standalone_mode=False)
+        code = command.main(args=args, prog_name="amlctl", standalone_mode=False)
     except ManifestError as err:
         # one `FILE:LINE:COL: path: message` per line, as editors and CI annotators parse them
         typer.echo(str(err), err=True)
