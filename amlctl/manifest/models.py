@@ -9,7 +9,15 @@ from __future__ import annotations
 import contextvars
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 # id(raw mapping) -> model class that read it; lets the loader suggest the closest field name
 # for an unknown key ("did you mean ...") without pydantic losing the other errors.
@@ -34,7 +42,27 @@ class StrictModel(BaseModel):
         return data
 
 
-Tags = Annotated[dict[str, str], Field(description="Azure tags (string to string).")]
+def _scalar_to_str(value: Any) -> Any:
+    """A number or boolean where a string is wanted becomes its YAML spelling (123 -> "123",
+    true -> "true"), as tag and variable values are strings in Azure; anything else is left
+    for the type check."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# A string of a string map (tags, env_vars) also written as a number or boolean.
+MapStr = Annotated[
+    str,
+    BeforeValidator(_scalar_to_str),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
+Tags = Annotated[
+    dict[str, MapStr],
+    Field(description="Azure tags (name to value; numbers and booleans become strings)."),
+]
 Secret = Annotated[
     SecretStr | None,
     Field(description="Secret value; write it as \"{{ secret_env('NAME') }}\". Never printed."),
@@ -182,14 +210,16 @@ Distribution = Annotated[
 
 
 def _secret_if_sensitive(value: Any) -> Any:
-    """A value that came from secret_env() becomes a SecretStr; any other stays plain."""
+    """A value that came from secret_env() becomes a SecretStr; a number or boolean its
+    string; any other stays plain."""
     from amlctl.manifest.template import SensitiveStr
 
-    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else value
+    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else _scalar_to_str(value)
 
 
 EnvValue = Annotated[
-    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive)
+    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
 ]
 
 
