@@ -345,12 +345,13 @@ def import_(
 ) -> None:
     """Adopt an existing object into this stack (tags it as owned), so amlctl manages it."""
     from amlctl.engine.address import split
+    from amlctl.engine.executor import import_object
     from amlctl.engine.lock import workspace_lock
 
     split(address)
     with engine_context(ctx, file) as context, \
             workspace_lock(context.state_dir, "amlctl import", lock_timeout):
-        obj = context.provider.adopt(address)
+        obj = import_object(context, address)
     typer.echo(f"{obj.address} is now managed by stack {obj.owner!r}. Run `amlctl plan` to see "
                "how it differs from the manifest.")
 

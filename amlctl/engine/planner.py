@@ -68,14 +68,16 @@ def make_plan(
 ) -> Plan:
     """What apply would change to make the workspace match the manifest."""
     desired = desired_state(ctx.loaded)
-    targets = _check_addresses(targets, desired, "--target")
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
     live = ctx.provider.read_all()
+    # A target may also be a live object gone from the manifest (an orphan to prune).
+    targets = _check_addresses(targets, desired, "--target", _owned(ctx, live))
     runs = {
         a: ctx.provider.list_runs(experiment=d.attrs["experiment"], spec_hash=d.attrs["spec_hash"])
         for a, d in desired.items() if d.kind == "run"
     }
-    uploads = _plan_uploads(ctx, [d for d in desired.values() if d.kind == "upload"])
+    uploads = _plan_uploads(ctx, [d for d in desired.values() if d.kind == "upload"],
+                            resend=replace_set)
     changes, drift = diff(desired, live, DiffInput(
         stack=ctx.stack, updatable=ctx.provider.updatable_fields, runs=runs, uploads=uploads,
         replace=replace_set, applied=ctx.history.applied(),
@@ -133,15 +135,17 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
                 desired_fingerprint="", destroy=True, include_data=include_data)
 
 
-def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
+def _plan_uploads(ctx: Context, uploads: list[Desired], resend: frozenset[str] = frozenset()
+                  ) -> dict[str, Any]:
     """SyncPlans of every upload, through one hash cache (opening one per upload dominated
-    the plan of a large stack)."""
+    the plan of a large stack). Uploads in `resend` (--replace) send every file again."""
     if not uploads:
         return {}
     from amlctl.uploads import HashCache
 
     with HashCache(hash_cache_path(ctx)) as cache:
-        return {want.address: plan_upload(ctx, want, cache) for want in uploads}
+        return {want.address: plan_upload(ctx, want, cache, resend_all=want.address in resend)
+                for want in uploads}
 
 
 def _preflight(ctx: Context, changes: list[Change]) -> None:
@@ -156,13 +160,14 @@ def _preflight(ctx: Context, changes: list[Change]) -> None:
         raise PlanError("the plan cannot be applied:\n  " + "\n  ".join(problems))
 
 
-def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
-    """The file-level difference of one upload (a SyncPlan)."""
+def plan_upload(ctx: Context, want: Desired, cache: Any = None, *, resend_all: bool = False
+                ) -> Any:
+    """The file-level difference of one upload (a SyncPlan); `resend_all`: every file."""
     from amlctl.uploads import HashCache, plan_sync
 
     if cache is None:
         with HashCache(hash_cache_path(ctx)) as own_cache:
-            return plan_upload(ctx, want, own_cache)
+            return plan_upload(ctx, want, own_cache, resend_all=resend_all)
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
     return plan_sync(
         Path(want.attrs["src_dir"]),
@@ -170,6 +175,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
         cache=cache,
+        resend_all=resend_all,
     )
 
 
@@ -178,13 +184,19 @@ def hash_cache_path(ctx: Context) -> Path:
     return ctx.state_dir / "hashcache.db"
 
 
-def _check_addresses(addresses: Iterable[str], desired: dict[str, Desired], flag: str
-                     ) -> list[str]:
+def _owned(ctx: Context, live: dict[str, LiveObject]) -> set[str]:
+    """Live addresses this stack owns."""
+    return {a for a, obj in live.items() if obj.owner == ctx.stack}
+
+
+def _check_addresses(addresses: Iterable[str], desired: dict[str, Desired], flag: str,
+                     also: set[str] | frozenset[str] = frozenset()) -> list[str]:
     out = []
     for address in addresses:
         addr.split(address)
-        if address not in desired:
-            raise UsageError(f"{flag} {address}: no such resource in the manifest")
+        if address not in desired and address not in also:
+            where = "in the manifest or owned by this stack" if also else "in the manifest"
+            raise UsageError(f"{flag} {address}: no such resource {where}")
         out.append(address)
     return out
 

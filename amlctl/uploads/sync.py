@@ -66,11 +66,14 @@ def plan_sync(
     cache: HashCache | None = None,
     *,
     workers: int = DEFAULT_WORKERS,
+    resend_all: bool = False,
 ) -> SyncPlan:
     """The file-level difference between src_dir and a store listing (see module doc).
 
-    Raises UploadError for a symlink leaving src_dir. Files hashed here are recorded in
-    `cache` (flushed before returning).
+    `resend_all` (`apply --replace upload.NAME`): every local file is to be sent again,
+    whatever the store holds; deletes are planned as usual. Raises UploadError for a
+    symlink leaving src_dir. Files hashed here are recorded in `cache` (flushed before
+    returning).
     """
     scan = scan_tree(src_dir, exclude)
     if cache is not None:
@@ -84,7 +87,7 @@ def plan_sync(
         known = _cached(cache, local)
         if remote is None:
             add.append(FileChange(local.relpath, local.stat.size, known))
-        elif remote.size != local.stat.size or remote.sha256 is None:
+        elif resend_all or remote.size != local.stat.size or remote.sha256 is None:
             change.append(_change(local, known, remote))
         elif known is None:
             doubts.append((local, remote))
