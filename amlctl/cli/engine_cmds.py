@@ -31,6 +31,9 @@ ReplaceOption = Annotated[
                  help="Replace this resource (or resubmit this run) even if unchanged "
                       "(repeatable)."),
 ]
+CancelRunsOption = Annotated[
+    bool, typer.Option("--cancel-runs", help="Allow the plan to cancel the queued or running "
+                       "runs on a cluster it replaces or deletes (asked on a terminal).")]
 LockTimeout = Annotated[
     float, typer.Option("--lock-timeout", help="Seconds to wait for the workspace lock.")
 ]
@@ -125,6 +128,24 @@ def _confirm(auto_approve: bool, what: str) -> None:
         raise UsageError(f"{what} canceled")
 
 
+def _confirm_runs(plan: Plan, cancel_runs: bool) -> None:
+    """Active runs a cluster's replace or delete would cancel: asked about on their own (even
+    with --auto-approve), or allowed by --cancel-runs; refused otherwise."""
+    runs = plan.interrupted_runs
+    if not runs or cancel_runs:
+        return
+    listed = ", ".join(f"{r['id']} ({r['name']}, {r['status']} on {r['compute']})"
+                       for r in runs)
+    if not sys.stdin.isatty():
+        raise UsageError(f"refusing to replace or delete a cluster with active runs: {listed} "
+                         "would be cancelled or lose their compute. Pass --cancel-runs to "
+                         "allow it, or wait until they end.")
+    answer = typer.prompt(f"These active runs will be cancelled or lose their compute: "
+                          f"{listed}. Go on? Only 'yes' will be accepted", default="")
+    if answer.strip() != "yes":
+        raise UsageError("apply canceled: active runs left alone")
+
+
 def apply(
     ctx: typer.Context,
     planfile: Annotated[Path | None, typer.Argument(
@@ -137,6 +158,7 @@ def apply(
         "--wait", help="Wait for submitted runs, stream their logs, exit 1 if one fails.")
     ] = False,
     lock_timeout: LockTimeout = 0.0,
+    cancel_runs: CancelRunsOption = False,
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.executor import apply_plan, recover
@@ -174,6 +196,7 @@ def apply(
         else:
             if saved is None:
                 _confirm(auto_approve, "perform these actions")
+            _confirm_runs(the_plan, cancel_runs)
             result = apply_plan(context, the_plan, report=lambda line: typer.echo(line),
                                 show_progress=True)
             _report_result(result, the_plan)
@@ -229,6 +252,7 @@ def destroy(
     include_workspace: Annotated[bool, typer.Option(
         "--include-workspace", help="Also delete the workspace itself.")] = False,
     lock_timeout: LockTimeout = 0.0,
+    cancel_runs: CancelRunsOption = False,
 ) -> None:
     """Delete everything this stack owns: cancel active runs, delete clusters and datastores."""
     from amlctl.engine.executor import apply_plan, recover
@@ -246,6 +270,7 @@ def destroy(
             typer.echo("Destroy complete. Nothing to do.")
             return
         _confirm(auto_approve, "destroy these resources")
+        _confirm_runs(the_plan, cancel_runs)
         result = apply_plan(context, the_plan, report=lambda line: typer.echo(line))
         _report_result(result, the_plan)
 

@@ -105,6 +105,12 @@ class Plan:
                 destroy += 1
         return {"add": add, "change": change, "destroy": destroy}
 
+    @property
+    def interrupted_runs(self) -> tuple[dict[str, Any], ...]:
+        """Queued or running runs on clusters this plan replaces or deletes: apply cancels
+        them or leaves them without their compute (see planner.mark_interrupted_runs)."""
+        return tuple(run for c in self.changes for run in c.detail.get("interrupted_runs", ()))
+
     def get(self, address: str) -> Change | None:
         """The change of one address."""
         return next((c for c in self.changes if c.address == address), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -87,6 +88,7 @@ def make_plan(
         changes = [c for c in changes if c.address in keep]
         drift = [d for d in drift if d.address in keep]
     _preflight(ctx, changes)
+    changes = mark_interrupted_runs(ctx, changes)
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
@@ -125,6 +127,7 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
         changes.append(Change(address, kind, name or obj.attrs.get("name", ""), Action.DELETE,
                               obj.attrs, None, reasons=reasons,
                               sensitive_fields=secret_fields(obj.attrs)))
+    changes = mark_interrupted_runs(ctx, changes)
     protected = [c.address for c in changes
                  if c.address in desired and desired[c.address].prevent_destroy]
     if protected:
@@ -133,6 +136,31 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
     return Plan(stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
                 changes=tuple(changes), live_fingerprint=_live_fingerprint(live, {}, {}),
                 desired_fingerprint="", destroy=True, include_data=include_data)
+
+
+def mark_interrupted_runs(ctx: Context, changes: list[Change]) -> list[Change]:
+    """Name, on each cluster the plan replaces or deletes, the queued or running runs on it:
+    they are cancelled or lose their compute, so apply asks before (see the CLI)."""
+    doomed = {c.name for c in changes
+              if c.kind == "compute" and c.action in (Action.REPLACE, Action.DELETE)}
+    if not doomed:
+        return changes
+    on: dict[str, list[dict[str, Any]]] = {}
+    for run in ctx.provider.list_runs():
+        if run.active and run.compute in doomed:
+            on.setdefault(run.compute, []).append(
+                {"id": run.id, "name": run.name, "status": run.status, "compute": run.compute})
+    out = []
+    for change in changes:
+        runs = on.get(change.name) if change.kind == "compute" else None
+        if runs and change.action in (Action.REPLACE, Action.DELETE):
+            listed = ", ".join(f"{r['id']} ({r['name']}, {r['status']})" for r in runs)
+            change = dataclasses.replace(
+                change, reasons=(*change.reasons, f"active runs on it are cancelled or lose "
+                                 f"their compute: {listed}"),
+                detail={**change.detail, "interrupted_runs": runs})
+        out.append(change)
+    return out
 
 
 def _plan_uploads(ctx: Context, uploads: list[Desired], resend: frozenset[str] = frozenset()
