@@ -79,6 +79,8 @@ class Plan:
     desired_fingerprint: str = ""  # of the (secret-free) desired state
     destroy: bool = False
     include_data: bool = False
+    # Dependencies between the plan's addresses, (first, then): for drawing only.
+    edges: tuple[tuple[str, str], ...] = ()
 
     @property
     def actionable(self) -> tuple[Change, ...]:

@@ -14,6 +14,7 @@ from typing import Any
 from amlctl.engine import address as addr
 from amlctl.engine.desired import Desired, desired_state
 from amlctl.engine.differ import DiffInput, diff, secret_fields
+from amlctl.engine.graph import dependency_graph
 from amlctl.engine.history import History
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.errors import PlanError, UsageError
@@ -92,6 +93,7 @@ def make_plan(
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
+        edges=dependency_graph(desired).restricted(c.address for c in changes).edges,
         live_fingerprint=_live_fingerprint(live, runs, uploads),
         desired_fingerprint=_fingerprint({a: d.attrs for a, d in desired.items()}),
     )
@@ -133,8 +135,10 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
     if protected:
         raise PlanError(f"prevent_destroy is set on {', '.join(protected)}; destroy refused. "
                         "Remove prevent_destroy from the manifest first if this is intended.")
+    edges = dependency_graph(desired).restricted(c.address for c in changes).edges
     return Plan(stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
-                changes=tuple(changes), live_fingerprint=_live_fingerprint(live, {}, {}),
+                changes=tuple(changes), edges=edges,
+                live_fingerprint=_live_fingerprint(live, {}, {}),
                 desired_fingerprint="", destroy=True, include_data=include_data)
 
 
