@@ -201,7 +201,7 @@ class _Writes:
         self._commit_lock = threading.Lock()  # one commit at a time
         self._pending: list[_Pending] = []
         self._bytes = 0
-        self._unsynced = False  # renames done since the last final commit
+        self._unsynced: set[str] = set()  # folders renamed into since the last final commit
 
     def add(self, pending: _Pending) -> None:
         with self._lock:
@@ -220,8 +220,8 @@ class _Writes:
             if batch:
                 self._publish(batch)
             if final and self._unsynced:
-                make_durable(self._root, [])
-                self._unsynced = False
+                make_durable(self._root, [], sorted(self._unsynced))
+                self._unsynced = set()
 
     def _publish(self, batch: list[_Pending]) -> None:
         make_durable(self._root, [p.tmp for p in batch])
@@ -243,7 +243,13 @@ class _Writes:
                     f"{item.relpath}: {reason} {self._root}; "
                     "set delete_extra: true or remove what is in the way"
                 )
-        self._unsynced = True
+        # the folders renamed into, and those above them up to root (they may be new)
+        root = str(self._root)
+        for item in batch:
+            folder = os.path.dirname(item.dest)
+            while folder not in self._unsynced and folder.startswith(root):
+                self._unsynced.add(folder)
+                folder = os.path.dirname(folder)
         self._index.write(rows, gone=())
         if failure is not None:
             raise failure
