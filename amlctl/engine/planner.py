@@ -203,7 +203,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None, *, resend_all: b
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
     return plan_sync(
         Path(want.attrs["src_dir"]),
-        store.list_files(),
+        store.list_files,  # listed on a thread while src_dir is scanned
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
         cache=cache,

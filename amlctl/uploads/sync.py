@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from amlctl.uploads.model import (
     SyncResult,
 )
 from amlctl.uploads.progress import NullProgress, SyncProgress
-from amlctl.uploads.scan import scan_tree
+from amlctl.uploads.scan import Scan, scan_tree
 from amlctl.uploads.store import FileStore
 from amlctl.uploads.workpool import run_all
 
@@ -60,7 +60,7 @@ def listing_digest(listing: Mapping[str, RemoteFile]) -> str:
 
 def plan_sync(
     src_dir: Path,
-    store_listing: Mapping[str, RemoteFile],
+    store_listing: Mapping[str, RemoteFile] | Callable[[], Mapping[str, RemoteFile]],
     exclude: Sequence[str] = (),
     delete_extra: bool = False,
     cache: HashCache | None = None,
@@ -73,11 +73,16 @@ def plan_sync(
     `resend_all` (`apply --replace upload.NAME`): every local file is to be sent again,
     whatever the store holds; deletes are planned as usual. Raises UploadError for a
     symlink leaving src_dir. Files hashed here are recorded in `cache` (flushed before
-    returning).
+    returning). `store_listing` may be a function listing the store (`store.list_files`):
+    it then runs on a thread while src_dir is scanned, so the two walks' stat calls overlap.
     """
-    scan = scan_tree(src_dir, exclude)
-    if cache is not None:
-        cache.warm(src_dir.absolute())
+    if callable(store_listing):
+        with ThreadPoolExecutor(max_workers=1) as lister:
+            listed = lister.submit(store_listing)
+            scan = _scan_and_warm(src_dir, exclude, cache)
+            store_listing = listed.result()
+    else:
+        scan = _scan_and_warm(src_dir, exclude, cache)
     add: list[FileChange] = []
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
@@ -119,6 +124,13 @@ def plan_sync(
         remote_digest=listing_digest(store_listing),
         warnings=scan.warnings,
     )
+
+
+def _scan_and_warm(src_dir: Path, exclude: Sequence[str], cache: HashCache | None) -> Scan:
+    scan = scan_tree(src_dir, exclude)
+    if cache is not None:
+        cache.warm(src_dir.absolute())
+    return scan
 
 
 def apply_sync(
