@@ -42,6 +42,16 @@ def normalise(ds: Any) -> dict[str, Any] | None:
     return attrs
 
 
+def normalise_all(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`normalise` over a listing, leaving out the kinds amlctl does not manage."""
+    out = {}
+    for name, ds in found.items():
+        attrs = normalise(ds)
+        if attrs is not None:
+            out[name] = attrs
+    return out
+
+
 class Datastores:
     """The registered datastores of one workspace."""
 
@@ -49,15 +59,13 @@ class Datastores:
         self.ws = workspace
         self.policy = policy
 
+    def listed(self) -> dict[str, Any]:
+        """name -> SDK datastore, every datastore of the workspace, in one request."""
+        return dict(call("listing datastores", lambda: self.ws.datastores, self.policy))
+
     def read_all(self) -> dict[str, dict[str, Any]]:
         """name -> attributes of every blob or file datastore of the workspace."""
-        found = call("listing datastores", lambda: self.ws.datastores, self.policy)
-        out = {}
-        for name, ds in found.items():
-            attrs = normalise(ds)
-            if attrs is not None:
-                out[name] = attrs
-        return out
+        return normalise_all(self.listed())
 
     def get(self, name: str) -> Any | None:
         """The SDK datastore, or None when no datastore has that name."""

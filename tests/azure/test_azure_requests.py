@@ -1,0 +1,92 @@
+"""Requests per plan on the azure backend grow with the kinds of resources, not their number.
+
+The real azureml SDK runs against the fake service (only the network edge is replaced) and
+the fake records every HTTP request; runs go to the in-memory history double. A stack of
+50 clusters, 20 datastores, 10 uploads and 10 runs is applied, then planned; the plan's
+requests are counted and compared with those of a stack of 1 of each.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
+from fake_service import FakeAzure
+from history_double import HistoryDouble
+from scale_manifest import RESOURCE_GROUP, STACK, WORKSPACE, write_scale_manifest
+
+from amlctl.providers.azure.computes import ComputeSettings
+from amlctl.providers.azure.provider import AzureProvider
+from amlctl.providers.azure.retry import RetryPolicy
+from amlctl.providers.base import OWNER_TAG
+
+
+def applied_context(folder: Path, fake: FakeAzure, token_auth: Any,
+                    monkeypatch: pytest.MonkeyPatch, **counts: int) -> Any:
+    """An engine context for a scale manifest, applied once."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.history import History
+    from amlctl.engine.planner import Context, make_plan
+    from amlctl.manifest.loader import load_manifest
+
+    folder.mkdir()
+    fake.add_workspace(RESOURCE_GROUP, WORKSPACE, tags={OWNER_TAG: STACK})
+    path, key = write_scale_manifest(folder, fake, **counts)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+    monkeypatch.setenv("SCALE_KEY", key)
+    loaded = load_manifest(path)
+    state = folder / ".amlctl"
+    provider = AzureProvider(loaded.manifest.workspace.model_dump(), STACK, state,
+                             auth=token_auth, cloud="AzureCloud", run_service=HistoryDouble(),
+                             policy=RetryPolicy(sleep=lambda _s: None),
+                             compute_settings=ComputeSettings(sleep=lambda _s: None))
+    ctx = Context(loaded, provider, History(state, STACK), state, "azure")
+    result = apply_plan(ctx, make_plan(ctx))
+    assert result.ok, result.failed
+    return ctx
+
+
+def plan_requests(ctx: Any, fake: FakeAzure) -> Counter[str]:
+    """Requests of one no-change plan by a fresh provider, by kind: `LIST <prefix>` for a
+    blob listing, else method and path, with resource names replaced by N."""
+    from amlctl.engine.planner import make_plan
+
+    ctx.provider = AzureProvider(ctx.provider.workspace, STACK, ctx.state_dir,
+                                 auth=ctx.provider._auth, cloud="AzureCloud",
+                                 run_service=ctx.provider._run_service,
+                                 policy=RetryPolicy(sleep=lambda _s: None))
+    fake.calls.clear()
+    plan = make_plan(ctx)
+    assert not plan.has_changes, [c.address for c in plan.actionable]
+    return Counter(
+        f"LIST {shape(c.query.get('prefix', ''))}" if c.query.get("comp") == "list"
+        else f"{c.method} {shape(c.path)}" for c in fake.calls)
+
+
+def shape(path: str) -> str:
+    """A path with the workspace and resource names replaced."""
+    path = re.sub(r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/[^/]+/workspaces/[^/]+",
+                  "/WS", path)
+    return re.sub(r"\b(cpu|ds|up|run)\d+\b", r"\1N", path)
+
+
+def test_requests_per_plan_do_not_grow_with_resources(fake: FakeAzure, token_auth: Any,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    small = plan_requests(applied_context(tmp_path / "small", fake, token_auth, monkeypatch,
+                                          computes=1, datastores=1, uploads=1, runs=1), fake)
+    fake.reset()
+    big = plan_requests(applied_context(tmp_path / "big", fake, token_auth, monkeypatch,
+                                        computes=50, datastores=20, uploads=10, runs=10), fake)
+    # One listing of each upload's target folder (its files) is inherent; every other
+    # request is made once per plan, whatever the number of clusters, datastores or runs.
+    assert big["LIST upN/"] == 10 and small["LIST upN/"] == 1
+    assert {k: v for k, v in big.items() if k != "LIST upN/"} == \
+        {k: v for k, v in small.items() if k != "LIST upN/"}
+    assert small["LIST .amlctl/objects/"] == 1  # every ownership record, one listing
+    assert all(count == 1 for key, count in small.items())
+    assert sum(big.values()) <= 16
