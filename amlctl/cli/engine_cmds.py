@@ -394,14 +394,3 @@ def force_unlock(
     holder = unlock(state_dir_for(loaded), lock_id)
     typer.echo(f"Removed lock {lock_id} (held by {holder.get('command')}, pid "
                f"{holder.get('pid')} on {holder.get('host')}).")
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command()(plan)
-    app.command()(apply)
-    app.command()(destroy)
-    app.command()(show)
-    app.command()(status)
-    app.command("import")(import_)
-    app.command("force-unlock")(force_unlock)

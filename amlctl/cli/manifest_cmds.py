@@ -116,11 +116,3 @@ def schema(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command()(validate)
-    app.command()(render)
-    app.command()(graph)
-    app.command()(schema)

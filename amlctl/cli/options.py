@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,9 @@ import typer
 
 from amlctl import __version__
 from amlctl.errors import UsageError
+
+# Commands that only read the manifest: nothing in them logs.
+MANIFEST_ONLY = frozenset({"validate", "render", "graph", "schema"})
 
 
 @dataclass
@@ -100,10 +102,13 @@ def global_options(
         color=not no_color,
         verbose=verbose,
     )
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    if verbose or ctx.invoked_subcommand not in MANIFEST_ONLY:
+        import logging  # only where something logs: the manifest commands start faster
+
+        logging.basicConfig(
+            level=logging.WARNING - 10 * min(verbose, 2),
+            format="%(levelname)s %(name)s: %(message)s",
+        )
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -164,6 +169,14 @@ def hoist_global_options(root: Any, argv: list[str]) -> list[str]:
             kept.append(token)
         i += 1
     return [*argv[:first], *hoisted, *argv[first:index], *kept]
+
+
+def first_command(argv: list[str]) -> str | None:
+    """The command named in `argv` (after any global options), if there is one."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        i += 2 if argv[i] in GLOBAL_WITH_VALUE else 1
+    return argv[i] if i < len(argv) and not argv[i].startswith("-") else None
 
 
 def _skip_root_options(root: Any, argv: list[str]) -> int:

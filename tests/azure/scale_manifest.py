@@ -12,7 +12,7 @@ WORKSPACE = "scale-ws"
 
 
 def write_scale_manifest(folder: Path, fake: FakeAzure, *, computes: int, datastores: int,
-                         uploads: int, runs: int) -> Path:
+                         uploads: int, runs: int) -> tuple[Path, str]:
     """`folder/amlctl.yaml` with that many computes, datastores, uploads and runs, their local
     folders, and the storage accounts the datastores name (in `fake`)."""
     key = fake.add_storage_account("scalestore", [f"c{i}" for i in range(datastores)])
