@@ -90,3 +90,28 @@ def test_requests_per_plan_do_not_grow_with_resources(fake: FakeAzure, token_aut
     assert small["LIST .amlctl/objects/"] == 1  # every ownership record, one listing
     assert all(count == 1 for key, count in small.items())
     assert sum(big.values()) <= 16
+
+
+def test_records_written_before_metadata_are_still_read(fake: FakeAzure, token_auth: Any,
+                                                         tmp_path: Path) -> None:
+    """An ownership record without a metadata copy (older amlctl) is downloaded and read."""
+    fake.add_workspace(RESOURCE_GROUP, WORKSPACE, tags={OWNER_TAG: STACK})
+    workspace = {"name": WORKSPACE, "subscription_id": SUBSCRIPTION,
+                 "resource_group": RESOURCE_GROUP, "location": "westeurope",
+                 "create_resource_group": False, "tags": {}, "prevent_destroy": False}
+
+    def provider() -> AzureProvider:
+        return AzureProvider(workspace, STACK, tmp_path, auth=token_auth, cloud="AzureCloud",
+                             run_service=HistoryDouble(),
+                             policy=RetryPolicy(sleep=lambda _s: None))
+
+    provider().create("upload.new", {"datastore": "default", "target_path": "new"}, {})
+    provider()._records().container.upload_blob(
+        ".amlctl/objects/upload/old.json",
+        b'{"datastore": "default", "owner": "scale", "target_path": "old"}')
+    fake.calls.clear()
+    live = provider().read_all()
+    assert live["upload.new"].owner == live["upload.old"].owner == STACK
+    assert live["upload.old"].attrs == {"datastore": "default", "target_path": "old"}
+    downloads = [c.path for c in fake.calls if c.method == "GET" and ".amlctl/objects/" in c.path]
+    assert downloads and all(p.endswith("/upload/old.json") for p in downloads)
