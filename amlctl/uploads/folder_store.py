@@ -53,7 +53,9 @@ from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import RemoteFile
 from amlctl.uploads.store import check_relpath
 
-COMMIT_FILES = 2048
+# Each commit waits for a syncfs, which on a busy machine costs as much as copying thousands of
+# small files: a typical upload (up to this many files, COMMIT_BYTES) commits once, at the end.
+COMMIT_FILES = 16384
 COMMIT_BYTES = 256 << 20
 
 _SCHEMA = """
