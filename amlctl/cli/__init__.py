@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(build_app(first_command(args)))
-    args = hoist_global_options(command, args)
     try:
+        args = hoist_global_options(command, args)
         code = command.main(args=args, prog_name="amlctl", standalone_mode=False)
     except ManifestError as err:
         # one `FILE:LINE:COL: path: message` per line, as editors and CI annotators parse them

@@ -160,7 +160,9 @@ def hoist_global_options(root: Any, argv: list[str]) -> list[str]:
                 i += 1
         elif name in GLOBAL_WITH_VALUE:
             hoisted.append(token)
-            if "=" not in token and i + 1 < len(rest):
+            if "=" not in token:
+                if i + 1 == len(rest):
+                    raise UsageError(f"{token} needs a value")
                 hoisted.append(rest[i + 1])
                 i += 1
         elif token in GLOBAL_FLAGS or (len(token) > 1 and token.strip("v") == "-"):

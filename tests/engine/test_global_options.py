@@ -41,6 +41,12 @@ def test_values_of_the_commands_own_options_and_the_rest_after_dashes_stay() -> 
         "no-such-command", "--backend", "azure"]
 
 
+def test_a_global_option_without_its_value_is_an_error(basic_project: Path, cli: Cli) -> None:
+    result = cli("plan", "--backend")
+    assert result.code == 1
+    assert "--backend needs a value" in result.stderr
+
+
 def test_var_after_the_command_renders(project: Path, cli: Cli) -> None:
     write_basic(project)
     manifest = project / "amlctl.yaml"
