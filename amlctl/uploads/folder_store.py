@@ -81,6 +81,10 @@ def _row(st: os.stat_result, sha256: str) -> _Row:
 class FolderFileStore:
     """The files under `root`, with their hashes memoised in `index_db` (see module doc)."""
 
+    # Copies into a local folder are CPU-bound (hashing, Python per file): more threads than
+    # cores only contend for the interpreter lock.
+    parallelism = max(2, os.cpu_count() or 2)
+
     def __init__(self, root: Path, index_db: Path) -> None:
         self.root = root.absolute()
         self._root = str(self.root)

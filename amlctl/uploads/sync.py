@@ -138,11 +138,13 @@ def apply_sync(
     src_dir: Path,
     store: FileStore,
     progress: SyncProgress | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     cache: HashCache | None = None,
 ) -> SyncResult:
     """Carry out `plan` against `store` (see module doc). Hashes of the files sent are
-    recorded in `cache`, so the next plan need not read them."""
+    recorded in `cache`, so the next plan need not read them. `workers`: copies at once,
+    by default what the store asks for (its `parallelism`), else DEFAULT_WORKERS."""
+    workers = workers or getattr(store, "parallelism", DEFAULT_WORKERS)
     started = time.perf_counter()
     progress = progress or NullProgress()
     root = str(src_dir.absolute())
