@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,13 @@ def make_plan(
     *,
     targets: Iterable[str] = (),
     replace_addresses: Iterable[str] = (),
+    include_data: bool = False,
 ) -> Plan:
-    """What apply would change to make the workspace match the manifest."""
+    """What apply would change to make the workspace match the manifest.
+
+    An upload removed from the manifest is no longer tracked, but its files stay in the
+    datastore (as `destroy` keeps them) unless `include_data`.
+    """
     desired = desired_state(ctx.loaded)
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
     live = ctx.provider.read_all()
@@ -89,6 +94,7 @@ def make_plan(
         changes = [c for c in changes if c.address in keep]
         drift = [d for d in drift if d.address in keep]
     _preflight(ctx, changes)
+    changes = [_upload_data_reason(c, include_data) for c in changes]
     changes = mark_interrupted_runs(ctx, changes)
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
@@ -96,7 +102,22 @@ def make_plan(
         edges=dependency_graph(desired).restricted(c.address for c in changes).edges,
         live_fingerprint=_live_fingerprint(live, runs, uploads),
         desired_fingerprint=_fingerprint({a: d.attrs for a, d in desired.items()}),
+        include_data=include_data,
     )
+
+
+def _upload_data_reason(change: Change, include_data: bool) -> Change:
+    """Say what becomes of the files of an upload removed from the manifest."""
+    if change.kind != "upload" or change.action is not Action.DELETE:
+        return change
+    where = change.before or {}
+    if include_data:
+        reason = "removed from the manifest: its files are deleted too (--include-data)"
+    else:
+        reason = (f"removed from the manifest: its files stay in datastore "
+                  f"{where.get('datastore')!r} under {where.get('target_path')!r}; pass "
+                  "--include-data to delete them")
+    return replace(change, reasons=(*change.reasons, reason))
 
 
 def make_destroy_plan(ctx: Context, *, include_data: bool = False,
@@ -208,6 +229,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None, *, resend_all: b
         delete_extra=want.attrs["delete_extra"],
         cache=cache,
         resend_all=resend_all,
+        never=(ctx.state_dir, ctx.loaded.root / STATE_DIR_NAME),  # amlctl's own files
     )
 
 

@@ -67,22 +67,25 @@ def plan_sync(
     *,
     workers: int = DEFAULT_WORKERS,
     resend_all: bool = False,
+    never: Sequence[Path] = (),
 ) -> SyncPlan:
     """The file-level difference between src_dir and a store listing (see module doc).
 
     `resend_all` (`apply --replace upload.NAME`): every local file is to be sent again,
     whatever the store holds; deletes are planned as usual. Raises UploadError for a
     symlink leaving src_dir. Files hashed here are recorded in `cache` (flushed before
-    returning). `store_listing` may be a function listing the store (`store.list_files`):
-    it then runs on a thread while src_dir is scanned, so the two walks' stat calls overlap.
+    returning). Folders in `never` (amlctl's state folder) are never part of the upload,
+    wherever they sit under src_dir (see `scan`). `store_listing` may be a function listing
+    the store (`store.list_files`): it then runs on a thread while src_dir is scanned, so
+    the two walks' stat calls overlap.
     """
     if callable(store_listing):
         with ThreadPoolExecutor(max_workers=1) as lister:
             listed = lister.submit(store_listing)
-            scan = _scan_and_warm(src_dir, exclude, cache)
+            scan = _scan_and_warm(src_dir, exclude, cache, never)
             store_listing = listed.result()
     else:
-        scan = _scan_and_warm(src_dir, exclude, cache)
+        scan = _scan_and_warm(src_dir, exclude, cache, never)
     add: list[FileChange] = []
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
@@ -126,8 +129,9 @@ def plan_sync(
     )
 
 
-def _scan_and_warm(src_dir: Path, exclude: Sequence[str], cache: HashCache | None) -> Scan:
-    scan = scan_tree(src_dir, exclude)
+def _scan_and_warm(src_dir: Path, exclude: Sequence[str], cache: HashCache | None,
+                   never: Sequence[Path]) -> Scan:
+    scan = scan_tree(src_dir, exclude, never)
     if cache is not None:
         cache.warm(src_dir.absolute())
     return scan
