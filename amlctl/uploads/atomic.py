@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import hashlib
 import io
@@ -129,15 +130,20 @@ def make_durable(folder: str | Path, files: Sequence[str | Path],
         finally:
             os.close(fd)
         return
-    for path in files:
-        _fsync(path)
-    for path in folders:
-        with contextlib.suppress(FileNotFoundError):  # emptied and removed since: nothing left
+    # Gone since (a folder emptied and removed, a temp whose folder was swapped): nothing to
+    # sync, and the rename that follows reports what happened. A link is never followed.
+    for path in (*files, *folders):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             _fsync(path)
 
 
 def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link now stands there: not ours to sync
+            return
+        raise
     try:
         os.fsync(fd)
     finally:
