@@ -3,12 +3,13 @@
     python bench/azure_requests.py
 
 The real azureml SDK runs against the project's fake Azure (tests/azure/fake_service.py,
-started here on loopback; only the network edge is replaced; runs go to the in-memory
-history double). A stack of 1 cluster, datastore, upload and run (the baseline) and one of
+started here on loopback, with Azurite as the workspaces' blob storage; only the network
+edge is replaced; runs go to the in-memory history double). Every HTTP request the SDKs
+send is counted. A stack of 1 cluster, datastore, upload and run (the baseline) and one of
 50 clusters, 20 datastores, 10 uploads and 10 runs are applied, then planned with nothing to
 change, counting the requests of the plan. Target: the big plan makes no request per
 resource beyond the listing of each upload's files, i.e. at most the baseline plus one
-request per extra upload. Needs the azure extra (azureml-sdk).
+request per extra upload. Needs the azure extra (azureml-sdk) and Azurite (`npm ci`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SIZES = {"baseline": dict(computes=1, datastores=1, uploads=1, runs=1),
 
 
 def main() -> None:
+    from azurite import ACCOUNT, ACCOUNT_KEY, azurite_container, start_azurite
     from fake_service import (
         TEST_SUBSCRIPTION,
         FakeAzure,
@@ -44,10 +46,13 @@ def main() -> None:
         os.environ.update({"HOME": str(home), "AZURE_CONFIG_DIR": str(home / ".azure"),
                            "REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(cert),
                            "NO_PROXY": "*", "AZURE_SUBSCRIPTION_ID": TEST_SUBSCRIPTION})
+        azurite = start_azurite(work, cert, key)
         fake = FakeAzure(subscription_id=TEST_SUBSCRIPTION)
         fake.start(cert, key)
+        fake.default_storage = (ACCOUNT, ACCOUNT_KEY, lambda name: azurite_container(
+            azurite, cert, ACCOUNT, ACCOUNT_KEY, name))
         try:
-            with route_hosts(fake.port):
+            with route_hosts(fake.port, azurite.port):
                 from amlctl.providers.azure import sdk
 
                 sdk.load()
@@ -61,6 +66,7 @@ def main() -> None:
                     counted[label] = plan_requests(work / label, fake, auth, sizes)
         finally:
             fake.stop()
+            azurite.stop()
     base, big = counted["baseline"], counted["big"]
     for label in SIZES:
         resources = sum(SIZES[label].values())
@@ -79,11 +85,17 @@ def main() -> None:
 
 def plan_requests(folder: Path, fake: Any, auth: Any, sizes: dict[str, int]) -> Counter[str]:
     from history_double import HistoryDouble
-    from scale_manifest import RESOURCE_GROUP, STACK, WORKSPACE, write_scale_manifest
+    from scale_manifest import (
+        RESOURCE_GROUP,
+        STACK,
+        WORKSPACE,
+        counted_requests,
+        request_kind,
+        write_scale_manifest,
+    )
 
     from amlctl.engine.executor import apply_plan
-    from amlctl.engine.history import History
-    from amlctl.engine.planner import Context, make_plan
+    from amlctl.engine.planner import Context, bind_state, make_plan
     from amlctl.manifest.loader import load_manifest
     from amlctl.providers.azure.computes import ComputeSettings
     from amlctl.providers.azure.provider import AzureProvider
@@ -98,23 +110,23 @@ def plan_requests(folder: Path, fake: Any, auth: Any, sizes: dict[str, int]) -> 
     state = folder / ".amlctl"
     history = HistoryDouble()
 
-    def provider() -> AzureProvider:
-        return AzureProvider(loaded.manifest.workspace.model_dump(), STACK, state, auth=auth,
-                             cloud="AzureCloud", run_service=history,
-                             policy=RetryPolicy(sleep=lambda _s: None),
-                             compute_settings=ComputeSettings(sleep=lambda _s: None))
+    def context() -> Any:
+        provider = AzureProvider(loaded.manifest.workspace.model_dump(), STACK, state,
+                                 auth=auth, cloud="AzureCloud", run_service=history,
+                                 policy=RetryPolicy(sleep=lambda _s: None),
+                                 compute_settings=ComputeSettings(sleep=lambda _s: None))
+        return bind_state(Context(loaded, provider, provider.state_store(), state, "azure"))
 
-    ctx = Context(loaded, provider(), History(state, STACK), state, "azure")
+    ctx = context()
     result = apply_plan(ctx, make_plan(ctx))
     assert result.ok, result.failed
-    ctx.provider = provider()  # a fresh process's view: nothing read yet
-    fake.calls.clear()
-    plan = make_plan(ctx)
-    assert not plan.has_changes
-    calls = list(fake.calls)
     ctx.close()
-    return Counter(f"list blobs under {c.query.get('prefix', '')}" if c.query.get("comp") ==
-                   "list" else f"{c.method} {c.path.rsplit('/', 1)[-1]}" for c in calls)
+    with counted_requests() as seen:  # a fresh process's view: nothing read yet
+        ctx = context()
+        plan = make_plan(ctx)
+    ctx.close()
+    assert not plan.has_changes
+    return Counter(request_kind(method, url) for method, url in seen)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # name -> module holding a sub-app `app` (a command group)
 GROUPS: dict[str, str] = {
     "convert": "amlctl.cli.convert_cmd",
+    "state": "amlctl.cli.state_cmds",
     "local": "amlctl.cli.local_cmds",
 }
 

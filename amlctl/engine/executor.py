@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from amlctl.engine.address import kind_of
-from amlctl.engine.desired import Desired, desired_state
+from amlctl.engine.desired import Desired
 from amlctl.engine.differ import secret_fields
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
@@ -50,7 +50,7 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
     """Carry out the plan's changes. Call with the workspace lock held, after `recover`
     (which must run before the plan is made, since a repair changes what it sees)."""
     result = ApplyResult()
-    desired = {} if plan.destroy else desired_state(ctx.loaded)
+    desired = {} if plan.destroy else ctx.desired()
     apply_id = uuid.uuid4().hex[:12]
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
     deletes = [c for c in steps if c.action is Action.DELETE]
@@ -74,12 +74,14 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
 def recover(ctx: Context, report: Report = lambda _: None) -> list[str]:
     """Report and repair what an interrupted apply left; call with the lock held, before
     planning (a repair may change what the plan sees). Returns what was found."""
-    interrupted = ctx.history.interrupted()
+    interrupted = ctx.state.interrupted()
     repaired = ctx.provider.recover()
+    for note in ctx.state.notes():
+        report(note)
     if interrupted:
         steps = ", ".join(f"{step} {address}" for address, step in interrupted)
         report(f"A previous apply was interrupted during: {steps}. Converging from live state.")
-        ctx.history.clear_interrupted()
+        ctx.state.clear_interrupted()
     for line in repaired:
         report(f"Recovered: {line}")
     return [f"{step} {address}" for address, step in interrupted] + repaired
@@ -93,7 +95,7 @@ def import_object(ctx: Context, address: str) -> LiveObject:
     obj = ctx.provider.adopt(address)
     if kind_of(address) not in ("run", "upload"):
         secret = secret_fields(obj.attrs)
-        ctx.history.record_applied(address, {k: v for k, v in obj.attrs.items()
+        ctx.state.record_applied(address, {k: v for k, v in obj.attrs.items()
                                              if k not in secret and v is not None})
     return obj
 
@@ -188,11 +190,11 @@ class _Runner:
             time.sleep(3600)
 
     def _journal(self, change: Change, step: str, action: Callable[[], Any]) -> Any:
-        entry = self.ctx.history.begin(self.apply_id, change.address, step)
+        entry = self.ctx.state.begin(self.apply_id, change.address, step)
         try:
             value = action()
         except BaseException as err:
-            self.ctx.history.end(entry, False, str(err)[:500])
+            self.ctx.state.end(entry, False, str(err)[:500])
             raise
         with self._count_lock:
             self.actions_done += 1
@@ -200,7 +202,7 @@ class _Runner:
         if pause:  # test hook: lets crash tests SIGKILL inside a step
             self.report(f"{change.address}: paused in {step} (AMLCTL_PAUSE_IN_STEP)")
             time.sleep(3600)
-        self.ctx.history.end(entry, True)
+        self.ctx.state.end(entry, True)
         return value
 
     def _do(self, change: Change) -> str:
@@ -214,7 +216,7 @@ class _Runner:
             data = change.kind in ("upload", "workspace") and self.include_data
             self._journal(change, "delete", lambda: provider.delete(
                 change.address, include_data=data))
-            self.ctx.history.record_applied(change.address, None)
+            self.ctx.state.record_applied(change.address, None)
             return ""
         assert want is not None
         if change.action is Action.REPLACE:
@@ -232,7 +234,7 @@ class _Runner:
         if change.kind == "upload":
             resend = bool(change.detail.get("resend"))
             detail = self._journal(change, "sync", lambda: self._sync(want, resend))
-        self.ctx.history.record_applied(change.address, want.attrs)
+        self.ctx.state.record_applied(change.address, want.attrs)
         return detail
 
     def _sync(self, want: Desired, resend: bool = False) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from fake_service import FakeAzure
 
@@ -44,3 +49,41 @@ def write_scale_manifest(folder: Path, fake: FakeAzure, *, computes: int, datast
     path = folder / "amlctl.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path, key
+
+
+@contextmanager
+def counted_requests() -> Iterator[list[tuple[str, str]]]:
+    """Record (method, url) of every HTTP request any SDK sends meanwhile: the azureml SDK
+    and the storage SDK both send through `requests`, so ARM, Azure ML and blob (Azurite)
+    requests are all seen."""
+    import requests
+
+    seen: list[tuple[str, str]] = []
+    real_send = requests.Session.send
+
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        seen.append((request.method, request.url))
+        return real_send(self, request, **kwargs)
+
+    requests.Session.send = send  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        requests.Session.send = real_send  # type: ignore[method-assign]
+
+
+def request_kind(method: str, url: str) -> str:
+    """A request by kind: `LIST <prefix>` for a blob listing, else method and path, with
+    the workspace and the resources' numbers replaced (requests of one kind count together)."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    if query.get("comp") == "list":
+        return f"LIST {_shape(query.get('prefix', ''))}"
+    return f"{method} {_shape(urllib.parse.unquote(parts.path))}"
+
+
+def _shape(path: str) -> str:
+    path = re.sub(r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/[^/]+/workspaces/[^/]+",
+                  "/WS", path)
+    path = re.sub(r"/azureml-blobstore-[0-9a-f-]+", "/CONTAINER", path)
+    return re.sub(r"\b(cpu|ds|up|run)\d+\b", r"\1N", path)
