@@ -68,8 +68,8 @@ def test_plan_apply_replan_from_nothing_with_a_service_principal(
     code, out = cli(capsys, "--backend", "azure-v2", "runs", "-f", str(mnist))
     [job] = fake.job_bodies("mnist-rg", "mnist-ws")
     assert code == 0 and job in out, out
-    code, out = cli(capsys, "--backend", "azure-v2", "destroy", "--auto-approve", "-f",
-                    str(mnist))
+    code, out = cli(capsys, "--backend", "azure-v2", "destroy", "--auto-approve",
+                    "--cancel-runs", "-f", str(mnist))
     assert code == 0, out
     assert fake.job_bodies("mnist-rg", "mnist-ws")[job]["properties"]["status"] == "Canceled"
     assert fake.compute("mnist-rg", "mnist-ws", "cpu-cluster") is None
