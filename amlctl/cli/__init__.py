@@ -6,7 +6,14 @@ import sys
 
 import typer
 
-from amlctl.cli import convert_cmd, engine_cmds, local_cmds, manifest_cmds, runs_cmds
+from amlctl.cli import (
+    convert_cmd,
+    engine_cmds,
+    local_cmds,
+    manifest_cmds,
+    metrics_cmds,
+    runs_cmds,
+)
 from amlctl.cli.options import global_options
 
 app = typer.Typer(
@@ -21,6 +28,7 @@ app.callback()(global_options)
 manifest_cmds.register(app)
 engine_cmds.register(app)
 runs_cmds.register(app)
+metrics_cmds.register(app)
 app.add_typer(convert_cmd.app)
 local_cmds.register(app)
 

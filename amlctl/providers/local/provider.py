@@ -16,7 +16,9 @@ from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.base import (
     FileStore,
     LiveObject,
+    MetricSeries,
     Provider,
+    RoleStatus,
     RunInfo,
     RunRequest,
 )
@@ -270,6 +272,24 @@ class LocalProvider(Provider):
         if self.store.get_run(run_id) is None:
             raise UsageError(f"no run {run_id!r}")
         return run_logs(self.store, run_id, role=role, follow=follow)
+
+    def run_metrics(self, run_id: str) -> list[MetricSeries]:
+        from amlctl.metrics.filestore import read_metrics, store_dir
+
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise UsageError(f"no run {run_id!r}")
+        return [MetricSeries(key, tuple(p.step for p in points),
+                             tuple(p.value for p in points))
+                for key, points in read_metrics(store_dir(Path(row.run_dir)), run_id).items()]
+
+    def run_roles(self, run_id: str) -> list[RoleStatus]:
+        from amlctl.runs.roles import role_states
+
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise UsageError(f"no run {run_id!r}")
+        return role_states(row)
 
     def recover(self) -> list[str]:
         ws = self._workspace()

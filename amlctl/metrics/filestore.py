@@ -1,0 +1,178 @@
+"""MLflow's file tracking store, written and read without MLflow.
+
+Azure ML sets `MLFLOW_TRACKING_URI` and `MLFLOW_RUN_ID` in every process of a job, so
+`mlflow.log_metric` from any role lands in the one run. The local backend does the same with
+a file store of the run's own, under its folder:
+
+    <run folder>/mlruns/<experiment id>/meta.yaml
+    <run folder>/mlruns/<experiment id>/<run id>/meta.yaml
+    <run folder>/mlruns/<experiment id>/<run id>/metrics/<key>   lines "timestamp value step"
+
+The experiment and run are made here, before any task starts (so tasks that start together do
+not race to create them), and read back here; the tasks only need `mlflow` (or
+`mlflow-skinny`) if they log. A metric key may hold `/`: it is then a nested file.
+
+MLflow 3 refuses a file store unless `MLFLOW_ALLOW_FILE_STORE=true`, which `task_env` sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STORE_DIR = "mlruns"
+EXPERIMENT_ID = "1"  # one experiment per store: the run's own
+# Bounds for reading a store a run wrote (a run is not trusted to keep its files small).
+MAX_METRIC_KEYS = 1000
+MAX_POINTS_PER_KEY = 100_000
+_MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Point:
+    """One logged value."""
+
+    step: int
+    value: float
+    timestamp_ms: int
+
+
+def store_dir(run_dir: Path) -> Path:
+    """The run's tracking store folder."""
+    return run_dir / STORE_DIR
+
+
+def tracking_uri(run_dir: Path) -> str:
+    """`file://` URI of the run's tracking store."""
+    return store_dir(run_dir).resolve().as_uri()
+
+
+def _yaml(fields: dict[str, object]) -> str:
+    # JSON scalars are YAML scalars: no YAML library needed to write MLflow's meta.yaml.
+    return "".join(f"{key}: {json.dumps(value)}\n" for key, value in fields.items())
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def create_run(run_dir: Path, run_id: str, experiment: str, run_name: str) -> Path:
+    """Lay out the store, its experiment and the run (idempotent); return the run's folder.
+
+    `run_id` must suit MLflow (a letter or digit, then letters, digits, `_` or `-`), as Azure
+    ML's run ids do.
+    """
+    root = store_dir(run_dir)
+    exp_dir = root / EXPERIMENT_ID
+    folder = exp_dir / run_id
+    if (folder / "meta.yaml").is_file():
+        return folder
+    now = int(time.time() * 1000)
+    for sub in ("metrics", "params", "tags", "artifacts"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    (root / ".trash").mkdir(exist_ok=True)
+    (exp_dir / "tags").mkdir(exist_ok=True)
+    _write(exp_dir / "meta.yaml", _yaml({
+        "artifact_location": exp_dir.resolve().as_uri(), "creation_time": now,
+        "experiment_id": EXPERIMENT_ID, "last_update_time": now,
+        "lifecycle_stage": "active", "name": experiment}))
+    _write(folder / "tags" / "mlflow.runName", run_name)
+    _write(folder / "meta.yaml", _yaml({
+        "artifact_uri": (folder / "artifacts").resolve().as_uri(), "end_time": None,
+        "entry_point_name": "", "experiment_id": EXPERIMENT_ID,
+        "lifecycle_stage": "active", "run_id": run_id, "run_name": run_name,
+        "source_name": "", "source_type": 4, "source_version": "", "start_time": now,
+        "status": 1, "tags": [], "user_id": "amlctl"}))
+    return folder
+
+
+def task_env(run_dir: Path, run_id: str) -> dict[str, str]:
+    """The variables that point MLflow in a task at the run (as Azure ML sets them)."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri(run_dir),
+        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_EXPERIMENT_ID": EXPERIMENT_ID,
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+    }
+
+
+def _run_folder(root: Path, run_id: str) -> Path | None:
+    preferred = root / EXPERIMENT_ID / run_id
+    if preferred.is_dir():
+        return preferred
+    if not root.is_dir():
+        return None
+    for exp_dir in sorted(root.iterdir()):  # a store made by MLflow itself
+        candidate = exp_dir / run_id
+        if candidate.is_dir() and not candidate.is_symlink():
+            return candidate
+    return None
+
+
+def read_metrics(root: Path, run_id: str) -> dict[str, list[Point]]:
+    """Every metric of the run by key, points in step order (then time); {} when the store
+    or the run does not exist. Malformed lines are skipped; links are not followed."""
+    folder = _run_folder(root, run_id)
+    if folder is None:
+        return {}
+    metrics = folder / "metrics"
+    found: dict[str, list[Point]] = {}
+    for path, key in _metric_files(metrics, "", 0):
+        if len(found) >= MAX_METRIC_KEYS:
+            break
+        points = _read_points(path)
+        if points:
+            found[key] = points
+    return dict(sorted(found.items()))
+
+
+def _metric_files(folder: Path, prefix: str, depth: int) -> list[tuple[Path, str]]:
+    if depth > _MAX_DEPTH:
+        return []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    files = []
+    for entry in entries:
+        if entry.name.endswith(".tmp"):
+            continue
+        key = prefix + entry.name
+        if entry.is_file(follow_symlinks=False):
+            files.append((Path(entry.path), key))
+        elif entry.is_dir(follow_symlinks=False):
+            files.extend(_metric_files(Path(entry.path), key + "/", depth + 1))
+    return files
+
+
+def _read_points(path: Path) -> list[Point]:
+    points = []
+    try:
+        with path.open(errors="replace") as stream:
+            for number, line in enumerate(stream):
+                if number >= MAX_POINTS_PER_KEY:
+                    break
+                point = _parse(line)
+                if point is not None:
+                    points.append(point)
+    except OSError:
+        return []
+    points.sort(key=lambda p: (p.step, p.timestamp_ms))
+    return points
+
+
+def _parse(line: str) -> Point | None:
+    parts = line.split()
+    if len(parts) not in (2, 3):  # old MLflow versions wrote no step
+        return None
+    try:
+        timestamp, value = int(parts[0]), float(parts[1])
+        step = int(parts[2]) if len(parts) == 3 else 0
+    except ValueError:
+        return None
+    return Point(step, value, timestamp)
