@@ -15,10 +15,10 @@ The script reads TF_CONFIG the way Azure ML sets it for a parameter-server job:
 
 Every worker trains until the shared global step reaches --train_steps.
 
-Metrics go to MLflow when it is installed (`mlflow-skinny` is enough): worker 0 logs the mean
-training `loss` and the test `accuracy` every --log_every steps, and `accuracy` at the end. Azure ML and
-amlctl's local backend both set MLFLOW_TRACKING_URI and MLFLOW_RUN_ID, so they land in the
-job's run. Without MLflow the values are only printed.
+Metrics go to MLflow when it is installed (`mlflow-skinny` is enough): every --log_every steps
+worker 0 logs the mean training `loss` since the last point and the test `accuracy`, and the
+final `accuracy` at the end. Azure ML and amlctl's local backend both set MLFLOW_TRACKING_URI
+and MLFLOW_RUN_ID, so the values land in the job's run. Without MLflow they are printed.
 """
 
 from __future__ import annotations
