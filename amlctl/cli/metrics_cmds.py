@@ -6,13 +6,16 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from amlctl.cli.engine_cmds import engine_context
 from amlctl.cli.options import ManifestOption
 from amlctl.cli.runs_cmds import _resolve
+
+if TYPE_CHECKING:
+    from amlctl.providers.base import Provider
 
 RunArgument = Annotated[str, typer.Argument(help="A run id, or run.NAME for its latest run.")]
 
@@ -67,13 +70,11 @@ def watch(
         raise typer.Exit(1)
 
 
-def watch_run(provider: object, run_id: str, interval: float = 1.0) -> str:
+def watch_run(provider: Provider, run_id: str, interval: float = 1.0) -> str:
     """Show the live view of one run on stdout until it ends; its final status. A terminal
     gets the view redrawn in place, anything else plain lines."""
     from amlctl.metrics.watch import watch as watch_loop
-    from amlctl.providers.base import Provider
 
-    assert isinstance(provider, Provider)
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size().columns - 1 if tty else 200
 
@@ -88,7 +89,7 @@ def watch_run(provider: object, run_id: str, interval: float = 1.0) -> str:
         typer.echo(f"\nStopped watching. Run {run_id} goes on (`amlctl cancel {run_id}` "
                    "stops it).", err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"Run {final.id}: {final.status}")
+    typer.echo(f"Run {final.id}: {final.status}" + (f": {final.error}" if final.error else ""))
     return final.status
 
 

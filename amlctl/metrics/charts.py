@@ -77,6 +77,11 @@ def latest(series: Sequence[MetricSeries], limit: int = 3) -> str:
     return shown + (f" (+{len(series) - limit})" if len(series) > limit else "")
 
 
+def latest_values(series: Sequence[MetricSeries]) -> dict[str, float | None]:
+    """The latest value of every metric by name, JSON-ready (NaN as null)."""
+    return {s.name: s.last if math.isfinite(s.last) else None for s in series}
+
+
 def plot(series: Sequence[MetricSeries], path: Path, title: str) -> tuple[int, int]:
     """Draw each metric against its step, one panel each, into a PNG; returns its size in
     pixels (width, height)."""
