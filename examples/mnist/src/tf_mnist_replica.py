@@ -15,10 +15,11 @@ The script reads TF_CONFIG the way Azure ML sets it for a parameter-server job:
 
 Every worker trains until the shared global step reaches --train_steps.
 
-Metrics go to MLflow when it is installed (`mlflow-skinny` is enough): every --log_every steps
-worker 0 logs the mean training `loss` since the last point and the test `accuracy`, and the
-final `accuracy` at the end. Azure ML and amlctl's local backend both set MLFLOW_TRACKING_URI
-and MLFLOW_RUN_ID, so the values land in the job's run. Without MLflow they are printed.
+Metrics go to MLflow when the job is tracked (Azure ML and amlctl's local backend both set
+MLFLOW_TRACKING_URI and MLFLOW_RUN_ID in every process, so all of them log into the job's one
+run; `mlflow-skinny` is enough): every worker logs its mean training `loss` every --log_every
+steps, worker 0 also the test `accuracy`, and the final `accuracy` at the end. Without MLflow,
+or outside a tracked job, the values are printed.
 """
 
 from __future__ import annotations
@@ -160,12 +161,16 @@ def open_session(is_chief: bool, target: str, config: v1.ConfigProto | None) -> 
 
 
 def metric_logger() -> Callable[[str, float, int], None]:
-    """`log(key, value, step)`: mlflow.log_metric when MLflow is installed, else a print."""
+    """`log(key, value, step)`: mlflow.log_metric in a tracked job, else a print."""
+    tracked = os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_RUN_ID")
     try:
         import mlflow
     except ImportError:
+        tracked = None
+    if not tracked:
         return lambda key, value, step: print(f"metric {key}={value:.4f} step={step}",
                                               flush=True)
+    mlflow.start_run()  # joins the job's run (MLFLOW_RUN_ID) before training starts
     return lambda key, value, step: mlflow.log_metric(key, value, step=step)
 
 
@@ -197,7 +202,7 @@ def train(args: argparse.Namespace, task: Task | None) -> None:
         saver = v1.train.Saver()
         rng = np.random.default_rng(worker_index)
 
-        log_metric = metric_logger() if is_chief else None
+        log_metric = metric_logger()
         with open_session(is_chief, target, config) as sess:
             step = sess.run(model.global_step)
             next_report, next_log, losses = REPORT_EVERY, args.log_every, []
@@ -207,11 +212,12 @@ def train(args: argparse.Namespace, task: Task | None) -> None:
                 step, loss = sess.run([model.train_step, model.loss], feed)
                 losses.append(float(loss))
                 # Other workers advance the step too, so compare rather than test for equality.
-                if log_metric is not None and step >= next_log:
+                if step >= next_log:
                     # The mean since the last point: a smoother curve than one batch's loss.
                     log_metric("loss", sum(losses) / len(losses), int(step))
-                    test = {model.images: test_x, model.labels: test_y}
-                    log_metric("accuracy", float(sess.run(model.accuracy, test)), int(step))
+                    if is_chief:
+                        test = {model.images: test_x, model.labels: test_y}
+                        log_metric("accuracy", float(sess.run(model.accuracy, test)), int(step))
                     losses, next_log = [], step + args.log_every
                 if is_chief and step >= next_report:
                     print(f"step={step} loss={loss:.4f}", flush=True)
@@ -227,8 +233,7 @@ def train(args: argparse.Namespace, task: Task | None) -> None:
             print(f"checkpoint={path}", flush=True)
             accuracy = sess.run(model.accuracy, {model.images: test_x, model.labels: test_y})
             print(f"accuracy={accuracy:.4f}", flush=True)
-            if log_metric is not None:
-                log_metric("accuracy", float(accuracy), int(step))
+            log_metric("accuracy", float(accuracy), int(step))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
