@@ -6,6 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 AZURE   = $(VENV)/.installed-azure
 DEMO    = $(VENV)/.installed-demo
+PLOT    = $(VENV)/.installed-plot
 
 .PHONY: install install-azure test lint demo schema bench clean
 
@@ -25,12 +26,16 @@ $(DEMO): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[demo]' --config-settings editable_mode=compat
 	touch $(DEMO)
 
+$(PLOT): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[plot]' --config-settings editable_mode=compat
+	touch $(PLOT)
+
 install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure backend tests need
 
 lint: $(STAMP)
 	$(BIN)/ruff check amlctl tests bench
 
-test: $(AZURE) $(DEMO) lint ## ruff, then the whole test suite (azure backend and real TensorFlow included)
+test: $(AZURE) $(DEMO) $(PLOT) lint ## ruff, then the whole test suite (azure backend and real TensorFlow included)
 	$(BIN)/python -m pytest -q
 
 demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no Azure account
@@ -38,6 +43,7 @@ demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no
 	cd examples/mnist && ../../$(BIN)/amlctl plan
 	cd examples/mnist && ../../$(BIN)/amlctl apply --auto-approve --wait
 	cd examples/mnist && ../../$(BIN)/amlctl status
+	cd examples/mnist && ../../$(BIN)/amlctl metrics run.tf-mnist
 
 schema: $(STAMP) ## regenerate schemas/amlctl.schema.json from the models
 	$(BIN)/amlctl schema -o schemas/amlctl.schema.json
