@@ -17,6 +17,7 @@ from amlctl.cli.runs_cmds import _resolve
 if TYPE_CHECKING:
     from amlctl.providers.base import Provider
 
+REMOTE_INTERVAL = 10.0
 RunArgument = Annotated[str, typer.Argument(help="A run id, or run.NAME for its latest run.")]
 
 
@@ -55,8 +56,9 @@ def watch(
     ctx: typer.Context,
     run: RunArgument,
     file: ManifestOption = None,
-    interval: Annotated[float, typer.Option(help="Seconds between two reads of the run.")
-                        ] = 1.0,
+    interval: Annotated[float | None, typer.Option(
+        help="Seconds between two reads of the run (default: 1 on the local backend, "
+             f"{REMOTE_INTERVAL:.0f} on a remote one).")] = None,
 ) -> None:
     """Follow a run live: each role's state and last line, elapsed time, metrics.
 
@@ -70,13 +72,16 @@ def watch(
         raise typer.Exit(1)
 
 
-def watch_run(provider: Provider, run_id: str, interval: float = 1.0) -> str:
+def watch_run(provider: Provider, run_id: str, interval: float | None = None) -> str:
     """Show the live view of one run on stdout until it ends; its final status. A terminal
     gets the view redrawn in place, anything else plain lines."""
     from amlctl.metrics.watch import watch as watch_loop
 
+    if interval is None:  # every read of a remote run is a few service requests
+        interval = 1.0 if provider.name == "local" else REMOTE_INTERVAL
     tty = sys.stdout.isatty()
-    width = shutil.get_terminal_size().columns - 1 if tty else 200
+    size = shutil.get_terminal_size()
+    width, height = (size.columns - 1, size.lines - 1) if tty else (200, None)
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -84,7 +89,7 @@ def watch_run(provider: Provider, run_id: str, interval: float = 1.0) -> str:
 
     try:
         final = watch_loop(provider, run_id, write, tty=tty, interval=max(0.1, interval),
-                           width=width)
+                           width=width, height=height)
     except KeyboardInterrupt:
         typer.echo(f"\nStopped watching. Run {run_id} goes on (`amlctl cancel {run_id}` "
                    "stops it).", err=True)

@@ -7,6 +7,7 @@ costs no import; the picture needs matplotlib (the `plot` extra), imported only 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from amlctl.errors import UsageError
 from amlctl.providers.base import MetricSeries
 
 BARS = "▁▂▃▄▅▆▇█"
+ASCII_BARS = "_.-~=+*#"  # for an output that cannot encode block characters
 SPARK_WIDTH = 24
 PLOT_EXTRA = "plot"
 PLOT_DPI = 100
@@ -27,9 +29,21 @@ def fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
+def bars_for(encoding: str | None) -> str:
+    """The sparkline characters an output with this encoding can show."""
+    try:
+        BARS.encode(encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_BARS
+    return BARS
+
+
+def sparkline(values: Sequence[float], width: int = SPARK_WIDTH, bars: str | None = None
+              ) -> str:
     """`values` as at most `width` block characters, low to high; a value that is not finite
-    is a space. Longer series are shown as the mean of `width` equal buckets."""
+    is a space. Longer series are shown as the mean of `width` equal buckets. `bars` defaults
+    to what stdout can encode."""
+    bars = bars or bars_for(sys.stdout.encoding)
     if not values or width <= 0:
         return ""
     if len(values) > width:
@@ -42,9 +56,9 @@ def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
         return " " * len(values)
     low, high = min(finite), max(finite)
     span = high - low
-    top = len(BARS) - 1
+    top = len(bars) - 1
     return "".join(
-        " " if not math.isfinite(v) else BARS[round((v - low) / span * top) if span else top // 2]
+        " " if not math.isfinite(v) else bars[round((v - low) / span * top) if span else top // 2]
         for v in values)
 
 

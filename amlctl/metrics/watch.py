@@ -54,8 +54,10 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(0, width - 1)] + "…"
 
 
-def frame(snap: Snapshot, now: float, width: int = LINE_WIDTH) -> list[str]:
-    """The view as lines, none longer than `width`."""
+def frame(snap: Snapshot, now: float, width: int = LINE_WIDTH,
+          height: int | None = None) -> list[str]:
+    """The view as lines, none longer than `width`, at most `height` of them (a frame taller
+    than the terminal could not be redrawn in place)."""
     run = snap.run
     lines = [f"Run {run.id} ({run.name})  {run.status}  elapsed {elapsed(run, now)}"]
     name_width = max([4, *(len(r.name) for r in snap.roles)])
@@ -69,6 +71,10 @@ def frame(snap: Snapshot, now: float, width: int = LINE_WIDTH) -> list[str]:
                          f"{sparkline(s.values, SPARK_WIDTH)}")
     if run.error and not run.active:
         lines.append(f"Error: {run.error.splitlines()[0]}")
+    if height is not None and len(lines) > height:
+        kept = max(1, height - 1)
+        lines = [*lines[:kept], f"  ... {len(lines) - kept} more lines (make the terminal "
+                                "taller to see them)"]
     return [_clip(line.rstrip(), width) for line in lines]
 
 
@@ -83,13 +89,13 @@ def plain_line(snap: Snapshot, now: float) -> str:
 
 def watch(provider: Provider, run_id: str, write: Callable[[str], None], *, tty: bool,
           interval: float = 1.0, heartbeat: float = 30.0, width: int = LINE_WIDTH,
-          clock: Callable[[], float] = time.time,
+          height: int | None = None, clock: Callable[[], float] = time.time,
           sleep: Callable[[float], None] = time.sleep) -> RunInfo:
     """Show the run until it ends; return its final state.
 
-    `write` takes text without a trailing newline handling of its own (each call is written
-    as given). `interval` is the time between reads; `heartbeat` bounds the time between two
-    plain lines when nothing changes.
+    `write` receives the text to output, exactly as it must appear. `interval` is the time
+    between reads; `heartbeat` bounds the time between two plain lines when nothing changes;
+    `width` and `height` are the terminal's.
     """
     drawn = 0
     last_states: tuple[str, ...] = ()
@@ -98,7 +104,7 @@ def watch(provider: Provider, run_id: str, write: Callable[[str], None], *, tty:
         snap = snapshot(provider, run_id)
         now = clock()
         if tty:
-            lines = frame(snap, now, width)
+            lines = frame(snap, now, width, height)
             prefix = CURSOR_UP_AND_CLEAR.format(lines=drawn) if drawn else ""
             write(prefix + "\n".join(lines) + "\n")
             drawn = len(lines)

@@ -28,16 +28,25 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_sparkline_maps_values_to_blocks_low_to_high() -> None:
-    assert charts.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
-    assert charts.sparkline([3, 1, 2]) == "█▁▅"
-    assert charts.sparkline([5, 5, 5]) == "▄▄▄"  # flat: mid-height, not an error
-    assert charts.sparkline([1, math.nan, 3]) == "▁ █"
-    assert charts.sparkline([]) == ""
+    def spark(values: list[float]) -> str:
+        return charts.sparkline(values, bars=charts.BARS)
+
+    assert spark([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert spark([3, 1, 2]) == "█▁▅"
+    assert spark([5, 5, 5]) == "▄▄▄"  # flat: mid-height, not an error
+    assert spark([1, math.nan, 3]) == "▁ █"
+    assert spark([]) == ""
+
+
+def test_an_output_that_cannot_encode_blocks_gets_ascii() -> None:
+    assert charts.bars_for("utf-8") == charts.BARS
+    assert charts.bars_for("ascii") == charts.bars_for("latin-1") == charts.ASCII_BARS
+    assert charts.sparkline([0, 7], bars=charts.ASCII_BARS) == "_#"
 
 
 def test_a_long_series_is_bucketed_to_the_width() -> None:
     values = [float(v) for v in range(1000)]
-    line = charts.sparkline(values, width=10)
+    line = charts.sparkline(values, width=10, bars=charts.BARS)
     assert len(line) == 10
     assert line[0] == "▁" and line[-1] == "█"
     assert list(line) == sorted(line)  # still rising
