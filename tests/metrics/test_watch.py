@@ -239,4 +239,7 @@ def test_watch_piped_prints_plain_lines_and_ctrl_c_leaves_the_run(tmp_path: Path
     assert views[-1].endswith("loss=0.5")
     record = run_record(folder)
     assert record["status"] == "Failed"
+    assert record["metrics"] == {"loss": 0.5}  # the `runs` column
+    status = json.loads(amlctl(folder, "status", "--json").stdout)
+    assert status["runs"][0]["metrics"] == {"loss": 0.5}
     assert f"Run {run_id}: Failed: worker:0 exited with code 3" in text
