@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 STORE_DIR = "mlruns"
 EXPERIMENT_ID = "1"  # one experiment per store: the run's own
@@ -31,9 +31,8 @@ MAX_POINTS_PER_KEY = 100_000
 _MAX_DEPTH = 8
 
 
-@dataclass(frozen=True)
-class Point:
-    """One logged value."""
+class Point(NamedTuple):
+    """One logged value (a tuple: a long series is read fast)."""
 
     step: int
     value: float
@@ -155,24 +154,17 @@ def _read_points(path: Path) -> list[Point]:
     try:
         with path.open(errors="replace") as stream:
             for number, line in enumerate(stream):
-                if number >= MAX_POINTS_PER_KEY:
-                    break
-                point = _parse(line)
-                if point is not None:
-                    points.append(point)
+                if number >= MAX_POINTS_PER_KEY or not line.endswith("\n"):
+                    break  # the limit, or a last line still being written
+                parts = line.split()
+                try:
+                    if len(parts) == 3:
+                        points.append(Point(int(parts[2]), float(parts[1]), int(parts[0])))
+                    elif len(parts) == 2:  # old MLflow versions wrote no step
+                        points.append(Point(0, float(parts[1]), int(parts[0])))
+                except ValueError:
+                    continue  # a malformed line (or one being written) is skipped
     except OSError:
         return []
     points.sort(key=lambda p: (p.step, p.timestamp_ms))
     return points
-
-
-def _parse(line: str) -> Point | None:
-    parts = line.split()
-    if len(parts) not in (2, 3):  # old MLflow versions wrote no step
-        return None
-    try:
-        timestamp, value = int(parts[0]), float(parts[1])
-        step = int(parts[2]) if len(parts) == 3 else 0
-    except ValueError:
-        return None
-    return Point(step, value, timestamp)

@@ -87,7 +87,8 @@ def test_bad_lines_are_skipped_and_links_not_followed(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     folder = filestore.create_run(run_dir, RUN_ID, "exp", "r")
     (folder / "metrics" / "loss").write_text(
-        "1700000000000 0.5 2\nnot a line\n1700000000001 x 3\n1700000000002 0.25 1\n\n")
+        "1700000000000 0.5 2\nnot a line\n1700000000001 x 3\n1700000000002 0.25 1\n\n"
+        "1700000000003 0.125")  # a last line still being written: not read yet
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("1700000000000 42 0\n")
