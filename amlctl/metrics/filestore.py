@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -102,13 +103,13 @@ def task_env(run_dir: Path, run_id: str) -> dict[str, str]:
 
 def _run_folder(root: Path, run_id: str) -> Path | None:
     preferred = root / EXPERIMENT_ID / run_id
-    if preferred.is_dir():
+    if preferred.is_dir() and not preferred.is_symlink():
         return preferred
-    if not root.is_dir():
+    if not root.is_dir() or root.is_symlink():
         return None
     for exp_dir in sorted(root.iterdir()):  # a store made by MLflow itself
         candidate = exp_dir / run_id
-        if candidate.is_dir() and not candidate.is_symlink():
+        if candidate.is_dir() and not candidate.is_symlink() and not exp_dir.is_symlink():
             return candidate
     return None
 
@@ -116,18 +117,28 @@ def _run_folder(root: Path, run_id: str) -> Path | None:
 def read_metrics(root: Path, run_id: str) -> dict[str, list[Point]]:
     """Every metric of the run by key, points in step order (then time); {} when the store
     or the run does not exist. Malformed lines are skipped; links are not followed."""
-    folder = _run_folder(root, run_id)
-    if folder is None:
-        return {}
-    metrics = folder / "metrics"
-    found: dict[str, list[Point]] = {}
-    for path, key in _metric_files(metrics, "", 0):
-        if len(found) >= MAX_METRIC_KEYS:
-            break
-        points = _read_points(path)
-        if points:
-            found[key] = points
-    return dict(sorted(found.items()))
+    return StoreReader().read(root, run_id)
+
+
+class StoreReader:
+    """Reads a run's metrics again and again (a live view): each read parses only what was
+    appended to each metric file since the previous one."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, _Tail] = {}
+
+    def read(self, root: Path, run_id: str) -> dict[str, list[Point]]:
+        """As `read_metrics`."""
+        folder = _run_folder(root, run_id)
+        if folder is None:
+            return {}
+        found: dict[str, list[Point]] = {}
+        for path, key in _metric_files(folder / "metrics", "", 0)[:MAX_METRIC_KEYS]:
+            tail = self._tails.setdefault(str(path), _Tail())
+            points = tail.read(path)
+            if points:
+                found[key] = points
+        return dict(sorted(found.items()))
 
 
 def _metric_files(folder: Path, prefix: str, depth: int) -> list[tuple[Path, str]]:
@@ -149,22 +160,50 @@ def _metric_files(folder: Path, prefix: str, depth: int) -> list[tuple[Path, str
     return files
 
 
-def _read_points(path: Path) -> list[Point]:
+class _Tail:
+    """The points of one metric file, read up to `offset` (the end of its last whole line)."""
+
+    def __init__(self) -> None:
+        self.inode = -1
+        self.offset = 0
+        self.points: list[Point] = []
+
+    def read(self, path: Path) -> list[Point]:
+        try:  # no link, no FIFO: a run could plant either where its metrics go
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return []
+        with os.fdopen(fd, "rb") as stream:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return []
+            if info.st_ino != self.inode or info.st_size < self.offset:  # replaced, truncated
+                self.inode, self.offset, self.points = info.st_ino, 0, []
+            if info.st_size == self.offset or len(self.points) >= MAX_POINTS_PER_KEY:
+                return self.points
+            stream.seek(self.offset)
+            data = stream.read(info.st_size - self.offset)
+        whole = data.rfind(b"\n") + 1  # a last line still being written waits for next time
+        self.offset += whole
+        added = _parse(data[:whole].decode(errors="replace"),
+                       MAX_POINTS_PER_KEY - len(self.points))
+        if added:
+            self.points.extend(added)
+            self.points.sort(key=lambda p: (p.step, p.timestamp_ms))
+        return self.points
+
+
+def _parse(text: str, limit: int) -> list[Point]:
     points = []
-    try:
-        with path.open(errors="replace") as stream:
-            for number, line in enumerate(stream):
-                if number >= MAX_POINTS_PER_KEY or not line.endswith("\n"):
-                    break  # the limit, or a last line still being written
-                parts = line.split()
-                try:
-                    if len(parts) == 3:
-                        points.append(Point(int(parts[2]), float(parts[1]), int(parts[0])))
-                    elif len(parts) == 2:  # old MLflow versions wrote no step
-                        points.append(Point(0, float(parts[1]), int(parts[0])))
-                except ValueError:
-                    continue  # a malformed line (or one being written) is skipped
-    except OSError:
-        return []
-    points.sort(key=lambda p: (p.step, p.timestamp_ms))
+    for line in text.splitlines():
+        if len(points) >= limit:
+            break
+        parts = line.split()
+        try:
+            if len(parts) == 3:
+                points.append(Point(int(parts[2]), float(parts[1]), int(parts[0])))
+            elif len(parts) == 2:  # old MLflow versions wrote no step
+                points.append(Point(0, float(parts[1]), int(parts[0])))
+        except ValueError:
+            continue  # a malformed line is skipped
     return points

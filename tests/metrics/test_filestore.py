@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from metricskit import run_python
@@ -107,3 +108,27 @@ def test_create_run_is_idempotent(tmp_path: Path) -> None:
     assert filestore.create_run(run_dir, RUN_ID, "exp", "r") == folder
     assert (folder / "meta.yaml").read_text() == meta
     assert (folder / "metrics" / "loss").exists()
+
+
+def test_a_live_reader_picks_up_what_is_appended(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    folder = filestore.create_run(run_dir, RUN_ID, "exp", "r")
+    root, loss = filestore.store_dir(run_dir), folder / "metrics" / "loss"
+    reader = filestore.StoreReader()
+    assert reader.read(root, RUN_ID) == {}
+    loss.write_text("1700000000000 1.0 1\n1700000000001 0.5")  # second line half written
+    assert [p.value for p in reader.read(root, RUN_ID)["loss"]] == [1.0]
+    with loss.open("a") as stream:
+        stream.write(" 2\n1700000000002 0.75 0\n")
+    assert [(p.step, p.value) for p in reader.read(root, RUN_ID)["loss"]] == [
+        (0, 0.75), (1, 1.0), (2, 0.5)]
+    loss.write_text("1700000000009 9.0 9\n")  # rewritten from scratch: read from scratch
+    assert [(p.step, p.value) for p in reader.read(root, RUN_ID)["loss"]] == [(9, 9.0)]
+
+
+def test_a_fifo_where_a_metric_goes_does_not_block(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    folder = filestore.create_run(run_dir, RUN_ID, "exp", "r")
+    os.mkfifo(folder / "metrics" / "stuck")
+    (folder / "metrics" / "loss").write_text("1700000000000 1.0 1\n")
+    assert list(filestore.read_metrics(filestore.store_dir(run_dir), RUN_ID)) == ["loss"]
