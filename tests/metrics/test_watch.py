@@ -158,14 +158,19 @@ def frames(text: str) -> list[str]:
     return [ANSI.sub("", part) for part in REDRAW.split(text)]
 
 
-@pytest.mark.parametrize("code", [0, 3])
-def test_watch_in_a_terminal_redraws_in_place(tmp_path: Path, code: int) -> None:
+@pytest.mark.parametrize(("code", "command"), [
+    (0, ["apply", "--auto-approve", "--wait"]),  # apply --wait on a terminal: the same view
+    (3, ["watch", "run.staggered", "--interval", "0.2"]),
+])
+def test_watch_in_a_terminal_redraws_in_place(tmp_path: Path, code: int,
+                                              command: list[str]) -> None:
     folder, release = project(tmp_path, code)
-    run_id = submit(folder)
+    if command[0] == "watch":
+        submit(folder)
     master, slave = pty.openpty()
-    watcher = subprocess.Popen([sys.executable, "-m", "amlctl", "watch", "run.staggered",
-                                "--interval", "0.2"], cwd=folder, env=env(), stdin=slave,
-                               stdout=slave, stderr=slave, close_fds=True)
+    watcher = subprocess.Popen([sys.executable, "-m", "amlctl", *command], cwd=folder,
+                               env=env(), stdin=slave, stdout=slave, stderr=slave,
+                               close_fds=True)
     os.close(slave)
     output = Output(master)
     try:
@@ -180,10 +185,11 @@ def test_watch_in_a_terminal_redraws_in_place(tmp_path: Path, code: int) -> None
         os.close(master)
 
     text = output.text
-    assert REDRAW.search(text), "a terminal gets the view redrawn in place"
-    assert f"Run {run_id}" in frames(text)[0]
-    last = frames(text)[-1]
     record = run_record(folder)
+    run_id = record["id"]
+    assert REDRAW.search(text), "a terminal gets the view redrawn in place"
+    assert f"Run {run_id} (staggered)" in frames(text)[0]
+    last = frames(text)[-1]
     expected = "Completed" if code == 0 else "Failed"
     assert record["status"] == expected
     assert f"Run {run_id}: {expected}" in last
