@@ -51,7 +51,7 @@ def runs(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, with their latest metrics."""
     from amlctl.metrics.charts import latest, latest_values
 
     with engine_context(ctx, file) as context:

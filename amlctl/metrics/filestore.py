@@ -17,8 +17,10 @@ MLflow 3 refuses a file store unless `MLFLOW_ALLOW_FILE_STORE=true`, which `task
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import stat
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ EXPERIMENT_ID = "1"  # one experiment per store: the run's own
 MAX_METRIC_KEYS = 1000
 MAX_POINTS_PER_KEY = 100_000
 _MAX_DEPTH = 8
+_MLFLOW_RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}", re.ASCII)  # what MLflow accepts
 
 
 class Point(NamedTuple):
@@ -61,12 +64,17 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def create_run(run_dir: Path, run_id: str, experiment: str, run_name: str) -> Path:
-    """Lay out the store, its experiment and the run (idempotent); return the run's folder.
+def mlflow_run_id(run_id: str) -> str:
+    """The run's id in MLflow: the run id itself, as on Azure ML, unless MLflow would refuse
+    it (a very long experiment name); then a digest of it."""
+    if _MLFLOW_RUN_ID.fullmatch(run_id):
+        return run_id
+    return hashlib.sha256(run_id.encode()).hexdigest()[:32]
 
-    `run_id` must suit MLflow (a letter or digit, then letters, digits, `_` or `-`), as Azure
-    ML's run ids do.
-    """
+
+def create_run(run_dir: Path, run_id: str, experiment: str, run_name: str) -> Path:
+    """Lay out the store, its experiment and the run (idempotent); return the run's folder."""
+    run_id = mlflow_run_id(run_id)
     root = store_dir(run_dir)
     exp_dir = root / EXPERIMENT_ID
     folder = exp_dir / run_id
@@ -95,13 +103,14 @@ def task_env(run_dir: Path, run_id: str) -> dict[str, str]:
     """The variables that point MLflow in a task at the run (as Azure ML sets them)."""
     return {
         "MLFLOW_TRACKING_URI": tracking_uri(run_dir),
-        "MLFLOW_RUN_ID": run_id,
+        "MLFLOW_RUN_ID": mlflow_run_id(run_id),
         "MLFLOW_EXPERIMENT_ID": EXPERIMENT_ID,
         "MLFLOW_ALLOW_FILE_STORE": "true",
     }
 
 
 def _run_folder(root: Path, run_id: str) -> Path | None:
+    run_id = mlflow_run_id(run_id)
     preferred = root / EXPERIMENT_ID / run_id
     if preferred.is_dir() and not preferred.is_symlink():
         return preferred

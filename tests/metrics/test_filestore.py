@@ -132,3 +132,14 @@ def test_a_fifo_where_a_metric_goes_does_not_block(tmp_path: Path) -> None:
     os.mkfifo(folder / "metrics" / "stuck")
     (folder / "metrics" / "loss").write_text("1700000000000 1.0 1\n")
     assert list(filestore.read_metrics(filestore.store_dir(run_dir), RUN_ID)) == ["loss"]
+
+
+def test_a_run_id_mlflow_would_refuse_is_mapped(tmp_path: Path) -> None:
+    long_id = "e" * 250 + "_1700000000_0a1b2c3d"  # a 250-character experiment name
+    run_dir = tmp_path / "run"
+    filestore.create_run(run_dir, long_id, "e" * 250, "r")
+    env = filestore.task_env(run_dir, long_id)
+    assert env["MLFLOW_RUN_ID"] != long_id and len(env["MLFLOW_RUN_ID"]) == 32
+    run_python("import mlflow\nmlflow.log_metric('loss', 0.5, step=3)\n", env, tmp_path)
+    metrics = filestore.read_metrics(filestore.store_dir(run_dir), long_id)
+    assert [(p.step, p.value) for p in metrics["loss"]] == [(3, 0.5)]
