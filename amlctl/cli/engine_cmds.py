@@ -208,7 +208,7 @@ def _wait_for_runs(context: Context, result: ApplyResult | None) -> None:
             if latest:
                 runs.append(latest[0])
     failed = []
-    live_view = sys.stdout.isatty()  # a terminal gets `watch`'s view; logs and CI the logs
+    live_view = sys.stdout.isatty()  # a terminal gets `watch`'s view, logs and CI the logs
     for run in runs:
         typer.echo(f"Waiting for run {run.id} ({run.name})...")
         if live_view:

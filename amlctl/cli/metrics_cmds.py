@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def watch_run(provider: Provider, run_id: str, interval: float | None = None) ->
 
     if interval is None:  # every read of a remote run is a few service requests
         interval = 1.0 if provider.name == "local" else REMOTE_INTERVAL
-    tty = sys.stdout.isatty()
+    tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"  # dumb: no cursor moves
     size = shutil.get_terminal_size()
     width, height = (size.columns - 1, size.lines - 1) if tty else (200, None)
 
