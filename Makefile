@@ -54,6 +54,7 @@ bench: $(STAMP) ## startup, plan scale, upload and run benchmarks (ratios to bas
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/uploads.py --quick
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
