@@ -8,6 +8,7 @@ after watch has shown worker 1 Completed while worker 0 is still Running.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
@@ -16,6 +17,7 @@ import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -249,3 +251,37 @@ def test_watch_piped_prints_plain_lines_and_ctrl_c_leaves_the_run(tmp_path: Path
     status = json.loads(amlctl(folder, "status", "--json").stdout)
     assert status["runs"][0]["metrics"] == {"loss": 0.5}
     assert f"Run {run_id}: Failed: worker:0 exited with code 3" in text
+
+
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is its stdin (the pty), so
+    Ctrl-C typed there reaches it as it reaches a command typed in a shell."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def test_ctrl_c_in_the_terminal_stops_apply_wait_not_the_run(tmp_path: Path) -> None:
+    folder, release = project(tmp_path, 0)
+    master, slave = pty.openpty()
+    applying = subprocess.Popen([sys.executable, "-m", "amlctl", "apply", "--auto-approve",
+                                 "--wait"], cwd=folder, env=env(), stdin=slave, stdout=slave,
+                                stderr=slave, close_fds=True, preexec_fn=_own_terminal)
+    os.close(slave)
+    output = Output(master)
+    try:
+        output.wait_for(lambda text: any(staggered(role_states(f)) for f in frames(text)),
+                        "frame with worker:1 Completed and worker:0 Running")
+        os.write(master, b"\x03")  # Ctrl-C, typed in the terminal
+        output.drain()
+        assert applying.wait(timeout=TIMEOUT) == 130
+    finally:
+        if applying.poll() is None:
+            applying.kill()
+        os.close(master)
+    assert "Stopped watching" in output.text
+    assert run_record(folder)["status"] == "Running"  # the run did not get the Ctrl-C
+
+    release.write_text("go")
+    watched = amlctl(folder, "watch", "run.staggered", "--interval", "0.2")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert run_record(folder)["status"] == "Completed"
