@@ -7,6 +7,7 @@ costs no import; the picture needs matplotlib (the `plot` extra), imported only 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,16 @@ SPARK_WIDTH = 24
 PLOT_EXTRA = "plot"
 PLOT_DPI = 100
 PLOT_PANEL_INCHES = (6.0, 2.6)  # width, height of one metric's chart
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """A log line or metric name as one safe line: what a `\\r` progress bar shows last,
+    without terminal escape sequences (colours, cursor moves) or other control characters,
+    which would break the redraw or the terminal."""
+    text = text.rstrip("\r").rsplit("\r", 1)[-1]
+    return _CONTROLS.sub("?", _ESCAPES.sub("", text))
 
 
 def fmt(value: float) -> str:
@@ -71,12 +82,12 @@ def table(series: Sequence[MetricSeries], width: int = SPARK_WIDTH) -> list[str]
     """One line per metric: name, last, min, max, steps (count and range) and a sparkline."""
     if not series:
         return []
-    name_width = max(6, *(len(s.name) for s in series))
+    name_width = max(6, *(len(printable(s.name)) for s in series))
     lines = [f"{'METRIC':<{name_width}}  {'LAST':>9}  {'MIN':>9}  {'MAX':>9}  {'STEPS':>5}  "
              f"{'RANGE':<13}  CHART"]
     for s in series:
         steps = f"{s.steps[0]}..{s.steps[-1]}" if len(s.steps) > 1 else str(s.steps[0])
-        lines.append(f"{s.name:<{name_width}}  {fmt(s.last):>9}  {fmt(s.minimum):>9}  "
+        lines.append(f"{printable(s.name):<{name_width}}  {fmt(s.last):>9}  {fmt(s.minimum):>9}  "
                      f"{fmt(s.maximum):>9}  {len(s.steps):>5}  {steps:<13}  "
                      f"{sparkline(s.values, width)}")
     return lines
@@ -87,7 +98,7 @@ def latest(series: Sequence[MetricSeries], limit: int = 3) -> str:
     column of `runs` / `status`); `-` when there is none."""
     if not series:
         return "-"
-    shown = " ".join(f"{s.name}={fmt(s.last)}" for s in series[:limit])
+    shown = " ".join(f"{printable(s.name)}={fmt(s.last)}" for s in series[:limit])
     return shown + (f" (+{len(series) - limit})" if len(series) > limit else "")
 
 

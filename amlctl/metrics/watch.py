@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amlctl.metrics.charts import fmt, sparkline
+from amlctl.metrics.charts import fmt, printable, sparkline
 from amlctl.providers.base import MetricSeries, Provider, RoleStatus, RunInfo
 
 CURSOR_UP_AND_CLEAR = "\x1b[{lines}F\x1b[J"  # to the start of the frame, clear to the end
@@ -62,15 +62,16 @@ def frame(snap: Snapshot, now: float, width: int = LINE_WIDTH,
     lines = [f"Run {run.id} ({run.name})  {run.status}  elapsed {elapsed(run, now)}"]
     name_width = max([4, *(len(r.name) for r in snap.roles)])
     for role in snap.roles:
-        lines.append(f"  {role.name:<{name_width}}  {role.state:<9}  {role.last_line or ''}")
+        line = printable(role.last_line or "")
+        lines.append(f"  {role.name:<{name_width}}  {role.state:<9}  {line}")
     if snap.metrics:
-        key_width = max(len(s.name) for s in snap.metrics)
+        key_width = max(len(printable(s.name)) for s in snap.metrics)
         lines.append("Metrics:")
         for s in snap.metrics:
-            lines.append(f"  {s.name:<{key_width}}  {fmt(s.last):>9}  step {s.steps[-1]:<6}  "
-                         f"{sparkline(s.values, SPARK_WIDTH)}")
+            lines.append(f"  {printable(s.name):<{key_width}}  {fmt(s.last):>9}  "
+                         f"step {s.steps[-1]:<6}  {sparkline(s.values, SPARK_WIDTH)}")
     if run.error and not run.active:
-        lines.append(f"Error: {run.error.splitlines()[0]}")
+        lines.append(f"Error: {printable(run.error.splitlines()[0])}")
     if height is not None and len(lines) > height:
         kept = max(1, height - 1)
         lines = [*lines[:kept], f"  ... {len(lines) - kept} more lines (make the terminal "
@@ -81,7 +82,7 @@ def frame(snap: Snapshot, now: float, width: int = LINE_WIDTH,
 def plain_line(snap: Snapshot, now: float) -> str:
     """One line for a log: time, run status, elapsed, role states, latest metrics."""
     roles = ", ".join(f"{r.name} {r.state}" for r in snap.roles)
-    metrics = " ".join(f"{s.name}={fmt(s.last)}" for s in snap.metrics)
+    metrics = " ".join(f"{printable(s.name)}={fmt(s.last)}" for s in snap.metrics)
     stamp = time.strftime("%H:%M:%S", time.localtime(now))
     return "  ".join(part for part in (
         stamp, f"{snap.run.status} {elapsed(snap.run, now)}", roles, metrics) if part)

@@ -50,3 +50,15 @@ def test_plain_line_has_states_and_latest_values() -> None:
     line = plain_line(Snapshot(run(), ROLES, [LOSS]), STARTED + 2)
     assert line.split("  ")[1:] == [
         "Running 0:00:02", "ps:0 Running, worker:0 Running, worker:1 Completed", "loss=0.25"]
+
+
+def test_what_a_run_writes_cannot_drive_the_terminal() -> None:
+    roles = [RoleStatus("worker:0", "Running",
+                        "\x1b[31mred\x1b[0m 10%\r 50%\r\x1b]0;title\x07 90% \x1b[2J\x07done")]
+    odd = MetricSeries("loss\x1b[2Kx\ty", (1,), (0.5,))
+    snap = Snapshot(run(), roles, [odd])
+    lines = frame(snap, STARTED)
+    text = "\n".join(lines) + plain_line(snap, STARTED)
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert lines[1].split("Running", 1)[1].strip() == "90% ?done"  # the bar's last state
+    assert lines[3].split()[0] == "lossx?y"
