@@ -107,6 +107,11 @@ def latest_values(series: Sequence[MetricSeries]) -> dict[str, float | None]:
     return {s.name: s.last if math.isfinite(s.last) else None for s in series}
 
 
+def _literal(text: str) -> str:
+    """Text matplotlib shows as written (a `$` would start its math mode)."""
+    return text.replace("$", r"\$")
+
+
 def plot(series: Sequence[MetricSeries], path: Path, title: str) -> tuple[int, int]:
     """Draw each metric against its step, one panel each, into a PNG; returns its size in
     pixels (width, height)."""
@@ -127,10 +132,11 @@ def plot(series: Sequence[MetricSeries], path: Path, title: str) -> tuple[int, i
         for axis, s in zip(axes[:, 0], series, strict=True):
             axis.plot(s.steps, s.values, marker="o" if len(s.steps) < 30 else None,
                       markersize=3)
-            axis.set_title(f"{s.name} (last {fmt(s.last)})", fontsize=10)
+            axis.set_title(_literal(f"{printable(s.name)} (last {fmt(s.last)})"),
+                           fontsize=10)
             axis.set_xlabel("step")
             axis.grid(alpha=0.3)
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(_literal(printable(title)), fontsize=11)
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=PLOT_DPI, format="png")

@@ -77,6 +77,12 @@ def test_plot_writes_a_png_of_one_panel_per_metric(tmp_path: Path) -> None:
     assert two.stat().st_size > 10_000  # drawn, not an empty canvas
 
 
+def test_plot_shows_odd_names_as_written(tmp_path: Path) -> None:
+    odd = MetricSeries("cost $x^2$ $", (1, 2), (1.0, 0.5))
+    out = tmp_path / "odd.png"
+    assert charts.plot([odd], out, "run $1") == png_size(out)
+
+
 def test_plot_of_no_metrics_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no metrics"):
         charts.plot([], tmp_path / "x.png", "run")
