@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
+
+from waiting import wait_until
 
 from amlctl.runs import procs, status
 from amlctl.runs.submit import cancel, ensure_supervised, spawn_supervisor
@@ -15,7 +18,7 @@ from tests.runs.conftest import RunEnv
 def test_a_run_recorded_but_never_started_gets_its_supervisor(env: RunEnv) -> None:
     # As if the CLI was SIGKILLed between recording the run and starting its supervisor.
     row = env.submit(start=False)
-    time.sleep(0.3)
+    # no process was started that could move it on: it stays as recorded
     assert env.store.get_run(row.id).status == status.NOT_STARTED
     again = ensure_supervised(env.store, row.id)
     assert again.supervisor_pid
@@ -51,9 +54,13 @@ def test_a_second_supervisor_for_the_same_run_steps_aside(env: RunEnv) -> None:
     row = env.submit(arguments=["--wait-file", str(flag)])
     env.wait_status(row, status.RUNNING)
     first = env.store.get_run(row.id).supervisor_pid
-    spawn_supervisor(env.store, row.id)  # e.g. two recoveries racing
-    time.sleep(0.5)
+    second = spawn_supervisor(env.store, row.id)  # e.g. two recoveries racing
+    # the second has run its course (exited) before we look at what it left
+    wait_until(lambda: not procs.alive(second), what="the second supervisor to exit")
+    log = Path(row.run_dir, "system", "supervisor.log").read_text()
+    assert f"run {row.id} already has a live supervisor" in log
     assert env.store.get_run(row.id).supervisor_pid == first
+    assert env.store.get_run(row.id).status == status.RUNNING
     flag.touch()
     assert env.wait(row).status == status.COMPLETED
 
@@ -80,6 +87,6 @@ def test_a_cancel_of_a_run_without_supervisor_ends_it_at_once(env: RunEnv) -> No
     row = env.submit(start=False)
     assert cancel(env.store, row.id).status == status.CANCELED
     # a supervisor that starts late finds the run over and leaves it alone
-    spawn_supervisor(env.store, row.id)
-    time.sleep(0.5)
+    late = spawn_supervisor(env.store, row.id)
+    wait_until(lambda: not procs.alive(late), what="the late supervisor to exit")
     assert env.store.get_run(row.id).status == status.CANCELED
