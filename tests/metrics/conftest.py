@@ -11,5 +11,5 @@ import pytest
 def mlflow_installed() -> None:
     if importlib.util.find_spec("mlflow") is None:
         pytest.fail("mlflow-skinny is not installed; `make test` installs it with the demo "
-                    "extra (pip install -e '.[demo]')")
+                    "extra (pip install -e '.[demo]')", pytrace=False)
 
