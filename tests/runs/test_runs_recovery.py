@@ -9,8 +9,9 @@ from pathlib import Path
 
 from waiting import wait_until
 
+from amlctl.providers.local.provider import LocalProvider
 from amlctl.runs import procs, status
-from amlctl.runs.submit import cancel, ensure_supervised, spawn_supervisor
+from amlctl.runs.submit import cancel, ensure_supervised, reconcile, spawn_supervisor
 from amlctl.runs.supervisor import MODULE
 from tests.runs.conftest import RunEnv
 
@@ -90,3 +91,60 @@ def test_a_cancel_of_a_run_without_supervisor_ends_it_at_once(env: RunEnv) -> No
     late = spawn_supervisor(env.store, row.id)
     wait_until(lambda: not procs.alive(late), what="the late supervisor to exit")
     assert env.store.get_run(row.id).status == status.CANCELED
+
+
+def test_every_read_fails_a_run_whose_supervisor_was_killed_and_stops_its_tasks(
+    env: RunEnv,
+) -> None:
+    # A parameter server sleeps 600 s; workers wait for a file that never comes.
+    flag = env.tmp / "never"
+    row = env.submit(distribution={"type": "parameter_server", "node_count": 1,
+                                   "worker_count": 1, "parameter_server_count": 1},
+                     arguments=["--wait-file", str(flag)])
+    running = env.wait_status(row, status.RUNNING)
+    records = env.records(row, 2)
+    task_pids = [records["ps:0"]["pid"], records["worker:0"]["pid"]]
+    os.kill(running.supervisor_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while procs.alive(running.supervisor_pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert all(procs.alive(pid) for pid in task_pids)  # orphans, still running
+
+    provider = LocalProvider({"name": "ws-1", "subscription_id": "sub-1",
+                              "resource_group": "rg-1"}, "test", env.home)
+    try:
+        [seen] = provider.list_runs()  # what `amlctl runs`, `status` and `plan` read
+        assert seen.status == status.FAILED
+        assert f"the run's supervisor (pid {running.supervisor_pid}) stopped unexpectedly " \
+               "while the run was Running" in (seen.error or "")
+        assert not [pid for pid in task_pids if procs.alive(pid)]
+        assert provider.get_run(row.id).status == status.FAILED
+    finally:
+        provider.close()
+    assert env.store.pool(env.workspace.id, "cpu")["busy_nodes"] == 0
+
+
+def test_a_recycled_pid_is_not_taken_for_the_supervisor(env: RunEnv) -> None:
+    flag = env.tmp / "go"
+    row = env.submit(arguments=["--wait-file", str(flag)])
+    running = env.wait_status(row, status.RUNNING)
+    assert running.supervisor_started == procs.start_time(running.supervisor_pid)
+    # Same pid and command line, other start time: another process.
+    assert status.supervisor_alive(running.supervisor_pid, row.id, MODULE,
+                                   running.supervisor_started)
+    assert not status.supervisor_alive(running.supervisor_pid, row.id, MODULE,
+                                       (running.supervisor_started or 0) + 1)
+    env.store.update_run(row.id, supervisor_started=(running.supervisor_started or 0) + 1)
+    ended = reconcile(env.store, env.store.get_run(row.id))
+    assert ended.status == status.FAILED
+    flag.touch()
+    env.wait(row)
+    assert env.store.get_run(row.id).status == status.FAILED
+
+
+def test_a_run_that_ended_normally_is_not_touched_by_a_read(env: RunEnv) -> None:
+    row = env.submit()
+    final = env.wait(row)
+    assert final.status == status.COMPLETED
+    assert reconcile(env.store, final) == final
