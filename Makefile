@@ -1,4 +1,5 @@
-# Two commands for a new user: `make demo` and `make test`. Needs only Python 3.11+ and make.
+# Two commands for a new user: `make demo` and `make test`. Needs Python 3.11+ and make
+# (`make test` also needs Node.js 20+ and npm: the azure tests run Azurite, the storage emulator).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -7,6 +8,7 @@ STAMP   = $(VENV)/.installed
 AZURE   = $(VENV)/.installed-azure
 DEMO    = $(VENV)/.installed-demo
 PLOT    = $(VENV)/.installed-plot
+AZURITE = node_modules/.bin/azurite-blob
 
 .PHONY: install install-azure test lint demo schema bench clean
 
@@ -35,7 +37,11 @@ install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure ba
 lint: $(STAMP)
 	$(BIN)/ruff check amlctl tests bench
 
-test: $(AZURE) $(DEMO) $(PLOT) lint ## ruff, then the whole test suite (azure backend and real TensorFlow included)
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(AZURITE)
+
+test: $(AZURE) $(DEMO) $(PLOT) $(AZURITE) lint ## ruff, then the whole test suite (azure backend with Azurite, real TensorFlow)
 	$(BIN)/python -m pytest -q
 
 demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no Azure account
@@ -57,4 +63,4 @@ bench: $(STAMP) ## startup, plan scale, upload and run benchmarks (ratios to bas
 	$(BIN)/python bench/metrics.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules

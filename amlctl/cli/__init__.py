@@ -13,6 +13,7 @@ from amlctl.cli import (
     manifest_cmds,
     metrics_cmds,
     runs_cmds,
+    state_cmds,
 )
 from amlctl.cli.options import global_options
 
@@ -30,6 +31,7 @@ engine_cmds.register(app)
 runs_cmds.register(app)
 metrics_cmds.register(app)
 app.add_typer(convert_cmd.app)
+app.add_typer(state_cmds.app)
 local_cmds.register(app)
 
 
