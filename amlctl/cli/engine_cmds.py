@@ -13,7 +13,7 @@ import typer
 
 from amlctl.cli.manifest_cmds import load
 from amlctl.cli.options import ManifestOption, settings
-from amlctl.errors import UsageError
+from amlctl.errors import PlanError, UsageError
 
 if TYPE_CHECKING:
     from amlctl.engine.executor import ApplyResult
@@ -149,14 +149,21 @@ def apply(
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.executor import apply_plan, recover
-    from amlctl.engine.planfile import check_current, load_plan
+    from amlctl.engine.planfile import check_current, load_plan, manifest_of
     from amlctl.engine.planner import make_destroy_plan, make_plan
     from amlctl.render.human import render_plan
 
     saved = load_plan(planfile) if planfile is not None else None
     if saved is not None:
         if file is None:
-            file = Path(saved.manifest)
+            file = manifest_of(saved, planfile)  # type: ignore[arg-type]
+        chosen = settings(ctx).backend
+        if chosen is None:
+            settings(ctx).backend = saved.backend  # the one it was made for
+        elif chosen != saved.backend:  # refused before touching the other backend
+            raise PlanError(f"the saved plan was made for the {saved.backend} backend, not "
+                            f"{chosen}; apply it with --backend {saved.backend} or make a new "
+                            "plan")
         if target or replace or include_data:
             raise UsageError("--target, --replace and --include-data come from the saved plan; "
                              "do not repeat them with a plan file")

@@ -145,8 +145,11 @@ def _run_change(want: Desired, ctx: DiffInput) -> Change:
                       detail={"run_id": latest.id, "status": latest.status})
     reason = ("resubmission requested with --replace",) if matches else (
         "no run with this definition (spec hash) in the experiment",)
+    detail: dict[str, Any] = {"submit": True}
+    if matches:
+        detail["supersedes"] = matches[0].id  # gives the resubmission its own run id
     return Change(want.address, "run", want.name, Action.CREATE, None, want.attrs,
-                  reasons=reason, detail={"submit": True})
+                  reasons=reason, detail=detail)
 
 
 def _drift(address: str, have: LiveObject | None, applied: dict[str, Any] | None

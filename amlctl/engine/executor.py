@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from amlctl.engine.desired import Desired
@@ -230,7 +229,7 @@ class _Runner:
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
         progress = progress_for(want.address) if self.show_progress else None
         with HashCache(hash_cache_path(self.ctx)) as cache:
-            outcome = apply_sync(sync_plan, Path(want.attrs["src_dir"]), store,
+            outcome = apply_sync(sync_plan, self.ctx.loaded.root / want.attrs["src_dir"], store,
                                  progress=progress, cache=cache)
         for warning in outcome.warnings:
             self.report(f"{want.address}: warning: {warning}")
@@ -240,15 +239,17 @@ class _Runner:
     def _run(self, change: Change, want: Desired | None) -> str:
         provider = self.ctx.provider
         if change.action is Action.DELETE:
-            run_id = change.detail["run_id"]
-            self._journal(change, "cancel", lambda: provider.cancel_run(run_id))
-            return f" (canceled {run_id})"
+            run_ids = change.detail.get("run_ids") or [change.detail["run_id"]]
+            for run_id in run_ids:
+                self._journal(change, "cancel", lambda r=run_id: provider.cancel_run(r))
+            return f" (canceled {', '.join(run_ids)})"
         assert want is not None
         compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
         request = RunRequest(
             name=want.name, spec_hash=want.attrs["spec_hash"], run=want.model,
             source_dir=self.ctx.loaded.root / want.model.source_directory,
             compute_max_nodes=compute.max_nodes, secrets=want.secrets,
+            supersedes=change.detail.get("supersedes"),
         )
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
         self.result.runs.append(info)

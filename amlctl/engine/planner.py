@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -102,6 +103,8 @@ def make_plan(
     datastore (as `destroy` keeps them) unless `include_data`.
     """
     desired = ctx.desired()
+    ctx.provider.use_credentials({d.name: d.secrets for d in desired.values()
+                                  if d.kind == "datastore" and d.secrets})
     targets = _check_addresses(targets, desired, "--target")
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
     live = ctx.provider.read_all()
@@ -122,6 +125,7 @@ def make_plan(
         drift = [d for d in drift if d.address in keep]
     _preflight(ctx, changes)
     changes = [_upload_data_reason(c, include_data) for c in changes]
+    changes = [_with_notes(ctx, c) for c in changes]
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
@@ -151,12 +155,21 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
     desired = ctx.desired()
     live = ctx.provider.read_all()
     changes: list[Change] = []
+    # Every active run carrying this stack's tag is canceled, also those of runs no longer
+    # in the manifest or not in this runner's records (newest first, one change per name).
+    active: dict[str, list[Any]] = {}
     for run in ctx.provider.list_runs():
-        if run.active and addr.make("run", run.name) in desired:
-            changes.append(Change(addr.make("run", run.name), "run", run.name, Action.DELETE,
-                                  {"run_id": run.id, "status": run.status}, None,
-                                  reasons=("active run is canceled",),
-                                  detail={"run_id": run.id, "cancel": True}))
+        if run.active:
+            active.setdefault(run.name or run.id, []).append(run)
+    for name, found in active.items():
+        newest = found[0]
+        reason = "active run is canceled" if len(found) == 1 else \
+            f"{len(found)} active runs are canceled"
+        changes.append(Change(addr.make("run", name), "run", name, Action.DELETE,
+                              {"run_id": newest.id, "status": newest.status}, None,
+                              reasons=(reason,),
+                              detail={"run_id": newest.id, "run_ids": [r.id for r in found],
+                                      "cancel": True}))
     for address in sorted(live, key=addr.sort_key, reverse=True):
         obj = live[address]
         kind = addr.kind_of(address)
@@ -211,6 +224,14 @@ def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
         return {want.address: plan_upload(ctx, want, cache) for want in uploads}
 
 
+def _with_notes(ctx: Context, change: Change) -> Change:
+    """A create with what the backend has to say about it added to its reasons."""
+    if change.action is not Action.CREATE or change.after is None:
+        return change
+    notes = ctx.provider.create_notes(change.address, change.after)
+    return dataclasses.replace(change, reasons=(*change.reasons, *notes)) if notes else change
+
+
 def _preflight(ctx: Context, changes: list[Change]) -> None:
     """Fail the plan on what the service would refuse mid-apply (region sizes, quota)."""
     problems = [
@@ -232,7 +253,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
             return plan_upload(ctx, want, own_cache)
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
     return plan_sync(
-        Path(want.attrs["src_dir"]),
+        ctx.loaded.root / want.attrs["src_dir"],
         store.list_files(),
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],

@@ -6,10 +6,13 @@ Cross-resource rules (references, node counts, paths on disk) live in `validate.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -96,13 +99,34 @@ class Compute(StrictModel):
     )
 
 
+def _storage_key(value: SecretStr | None) -> SecretStr | None:
+    """An account key is base64 as the portal shows it; anything else fails here, in a
+    millisecond, instead of as signing errors retried against the service (the value is
+    never quoted back)."""
+    from amlctl.manifest.render import REDACTED
+
+    if value is None or value.get_secret_value() in ("", REDACTED):
+        return value  # an unset secret_env() while validating, or a rendered manifest
+    try:
+        decoded = base64.b64decode(value.get_secret_value().strip(), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not decoded:
+        raise ValueError("not a storage account key: expected base64 text (the 88-character "
+                         "key of the account's Access keys page)")
+    return value
+
+
+StorageKey = Annotated[Secret, AfterValidator(_storage_key)]
+
+
 class BlobDatastore(StrictModel):
     """An Azure Blob container registered as a datastore."""
 
     type: Literal["azure_blob"] = Field(description="azure_blob")
     account_name: str = Field(description="Storage account name.")
     container_name: str = Field(description="Blob container name.")
-    account_key: Secret = None
+    account_key: StorageKey = None
     sas_token: Secret = None
     endpoint: str | None = Field(None, description="Storage endpoint suffix (core.windows.net).")
     prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
@@ -114,7 +138,7 @@ class FileDatastore(StrictModel):
     type: Literal["azure_file"] = Field(description="azure_file")
     account_name: str = Field(description="Storage account name.")
     share_name: str = Field(description="File share name.")
-    account_key: Secret = None
+    account_key: StorageKey = None
     sas_token: Secret = None
     prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
 

@@ -77,6 +77,7 @@ class AzureProvider(Provider):
         self.policy = policy
         self.compute_settings = compute_settings
         self._ws: Any = None
+        self._manifest_credentials: dict[str, dict[str, str]] = {}
         self.state_lease_seconds = LEASE_SECONDS
 
     # plumbing ----------------------------------------------------------------------------------
@@ -144,10 +145,9 @@ class AzureProvider(Provider):
 
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
+        from amlctl.providers.azure.sdk import container_client
 
-        default = self._datastores().default()
-        container = default.blob_service.get_container_client(default.container_name)
-        return Records(container, self.policy)
+        return Records(container_client(self._datastores().default()), self.policy)
 
     def runs(self) -> RunService:
         """The run history edge (the SDK's unless one was given)."""
@@ -274,6 +274,17 @@ class AzureProvider(Provider):
             raise UsageError(f"{address}: cannot adopt a {kind}")
         return LiveObject(address, live.attrs, self.stack)
 
+    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
+        self._manifest_credentials = {k: dict(v) for k, v in datastores.items()}
+
+    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """A workspace to create: say so plainly, and name the workspaces its resource group
+        does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
+        if address != "workspace":
+            return []
+        auth, _ = self._credentials()
+        return workspace_mod.creation_notes(self.workspace, auth, self.policy)
+
     def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
         if not address.startswith("compute.") or self._open() is None:
@@ -294,8 +305,14 @@ class AzureProvider(Provider):
         if getattr(ds, "datastore_type", "") != "AzureBlob":
             raise ProviderError(f"datastore {datastore!r} is not a blob container; the azure "
                                 "backend uploads to blob datastores only")
-        container = ds.blob_service.get_container_client(ds.container_name)
-        return BlobFileStore(container, target_path, self.policy)
+        from amlctl.providers.azure.sdk import container_client
+
+        # The manifest's key, when it has one: a key rotated on the account is then fixed by
+        # the manifest alone (the registration is updated in the same apply, before uploads).
+        given = self._manifest_credentials.get(datastore, {})
+        return BlobFileStore(container_client(ds, given.get("account_key"),
+                                              given.get("sas_token")),
+                             target_path, self.policy)
 
     # runs --------------------------------------------------------------------------------------
 
@@ -329,10 +346,13 @@ class AzureProvider(Provider):
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.providers.azure.runs import build_run
+        from amlctl.runs.identity import run_id
 
         built = build_run(request, self.stack, self._datastore_for)
         try:
-            record = self.runs().submit(request.run.experiment, built.config, built.tags)
+            record = self.runs().submit(request.run.experiment, built.config, built.tags,
+                                        run_id(self.stack, request.name, request.spec_hash,
+                                               request.supersedes))
         finally:
             built.cleanup()
         return self._info(record)
