@@ -82,9 +82,11 @@ def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
 
 
 def with_secret_token(text: str) -> str:
-    return text.replace("environment: {pip: [tensorflow-cpu]}",
-                        "environment:\n      pip: [tensorflow-cpu]\n      env_vars:\n"
-                        "        TOKEN: \"{{ secret_env('RUN_TOKEN') }}\"")
+    old = "environment: {pip: [tensorflow-cpu, mlflow-skinny]}"
+    assert old in text, "the mnist example's environment line changed"
+    return text.replace(old, "environment:\n      pip: [tensorflow-cpu, mlflow-skinny]\n"
+                             "      env_vars:\n"
+                             "        TOKEN: \"{{ secret_env('RUN_TOKEN') }}\"")
 
 
 @pytest.mark.parametrize("context", [with_secret_token], indirect=True)
