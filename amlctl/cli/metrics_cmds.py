@@ -98,8 +98,3 @@ def watch_run(provider: Provider, run_id: str, interval: float | None = None) ->
     typer.echo(f"Run {final.id}: {final.status}" + (f": {final.error}" if final.error else ""))
     return final.status
 
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command()(metrics)
-    app.command()(watch)

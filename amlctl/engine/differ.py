@@ -88,7 +88,8 @@ def _field_changes(want: Desired, have: LiveObject, updatable: frozenset[str],
     sensitive = _sensitive(want) | secret_fields(have.attrs)
     for key, value in want.attrs.items():
         before = have.attrs.get(key)
-        if key in sensitive and before is None and (applied is None or applied.get(key) == value):
+        if key in sensitive and before is None and (
+                applied is None or key not in applied or applied.get(key) == value):
             # A write-only secret the service cannot show: a change only when amlctl last set
             # it to something else (or to nothing). Never applied (imported): cannot tell.
             continue
@@ -133,8 +134,15 @@ def _upload_change(want: Desired, have: LiveObject | None, ctx: DiffInput) -> Ch
         action = Action.UPDATE
     else:
         action = Action.NOOP
+    reasons: tuple[str, ...] = ()
+    if want.address in ctx.replace:
+        # Data is not deleted and re-created: every file is sent again over what is there.
+        detail["resend"] = True
+        reasons = ("every file is sent again, as --replace asks",)
+        action = Action.UPDATE if action is Action.NOOP else action
     before = have.attrs if have else None
-    return Change(want.address, want.kind, want.name, action, before, want.attrs, detail=detail)
+    return Change(want.address, want.kind, want.name, action, before, want.attrs,
+                  reasons=reasons, detail=detail)
 
 
 def _run_change(want: Desired, ctx: DiffInput) -> Change:

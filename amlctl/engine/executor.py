@@ -17,11 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from amlctl.engine.address import kind_of
 from amlctl.engine.desired import Desired
+from amlctl.engine.differ import secret_fields
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
 from amlctl.errors import AmlctlError, ProviderError
-from amlctl.providers.base import RunInfo, RunRequest
+from amlctl.providers.base import LiveObject, RunInfo, RunRequest
 
 Report = Callable[[str], None]
 PARALLELISM = 4
@@ -84,6 +86,19 @@ def recover(ctx: Context, report: Report = lambda _: None) -> list[str]:
     return [f"{step} {address}" for address, step in interrupted] + repaired
 
 
+def import_object(ctx: Context, address: str) -> LiveObject:
+    """Adopt an existing object into the stack (call with the lock held) and record its
+    live attributes as applied, so changes made to it outside amlctl show as drift from now
+    on. Secrets, and unset fields (a write-only secret reads as unset), are left out:
+    amlctl cannot tell what they hold, so the next plan does not claim to know."""
+    obj = ctx.provider.adopt(address)
+    if kind_of(address) not in ("run", "upload"):
+        secret = secret_fields(obj.attrs)
+        ctx.state.record_applied(address, {k: v for k, v in obj.attrs.items()
+                                             if k not in secret and v is not None})
+    return obj
+
+
 def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[str, set[str]]:
     addresses = {c.address for c in changes}
     return {c.address: set(desired[c.address].deps) & addresses if c.address in desired
@@ -92,7 +107,7 @@ def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[st
 
 def _delete_groups(changes: list[Change]) -> list[list[Change]]:
     """Deletes by kind, dependents' kinds first (a barrier between kinds keeps this linear)."""
-    from amlctl.engine.address import KINDS, kind_of
+    from amlctl.engine.address import KINDS
 
     by_kind: dict[str, list[Change]] = {}
     for change in changes:
@@ -216,16 +231,18 @@ class _Runner:
                 change.address, want.attrs, changed, want.secrets))
         detail = ""
         if change.kind == "upload":
-            detail = self._journal(change, "sync", lambda: self._sync(want))
+            resend = bool(change.detail.get("resend"))
+            detail = self._journal(change, "sync", lambda: self._sync(want, resend))
         self.ctx.state.record_applied(change.address, want.attrs)
         return detail
 
-    def _sync(self, want: Desired) -> str:
+    def _sync(self, want: Desired, resend: bool = False) -> str:
         from amlctl.engine.planner import hash_cache_path, plan_upload
         from amlctl.render.values import human_bytes
         from amlctl.uploads import HashCache, apply_sync, progress_for
 
-        sync_plan = plan_upload(self.ctx, want)  # fresh: files may have changed since plan
+        # fresh: files may have changed since the plan
+        sync_plan = plan_upload(self.ctx, want, resend_all=resend)
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
         progress = progress_for(want.address) if self.show_progress else None
         with HashCache(hash_cache_path(self.ctx)) as cache:

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -45,7 +46,27 @@ class StrictModel(BaseModel):
         return data
 
 
-Tags = Annotated[dict[str, str], Field(description="Azure tags (string to string).")]
+def _scalar_to_str(value: Any) -> Any:
+    """A number or boolean where a string is wanted becomes its YAML spelling (123 -> "123",
+    true -> "true"), as tag and variable values are strings in Azure; anything else is left
+    for the type check."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# A string of a string map (tags, env_vars) also written as a number or boolean.
+MapStr = Annotated[
+    str,
+    BeforeValidator(_scalar_to_str),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
+Tags = Annotated[
+    dict[str, MapStr],
+    Field(description="Azure tags (name to value; numbers and booleans become strings)."),
+]
 Secret = Annotated[
     SecretStr | None,
     Field(description="Secret value; write it as \"{{ secret_env('NAME') }}\". Never printed."),
@@ -214,14 +235,16 @@ Distribution = Annotated[
 
 
 def _secret_if_sensitive(value: Any) -> Any:
-    """A value that came from secret_env() becomes a SecretStr; any other stays plain."""
+    """A value that came from secret_env() becomes a SecretStr; a number or boolean its
+    string; any other stays plain."""
     from amlctl.manifest.template import SensitiveStr
 
-    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else value
+    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else _scalar_to_str(value)
 
 
 EnvValue = Annotated[
-    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive)
+    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
 ]
 
 

@@ -79,6 +79,13 @@ class AzureProvider(Provider):
         self._ws: Any = None
         self._manifest_credentials: dict[str, dict[str, str]] = {}
         self.state_lease_seconds = LEASE_SECONDS
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what one command keeps of what it read (a plan reads each list once)."""
+        self._default_store: Any = None  # the default datastore (SDK object)
+        self._records_obj: Any = None
+        self._store_objects: dict[str, Any] | None = None  # name -> SDK datastore, listed
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -127,7 +134,7 @@ class AzureProvider(Provider):
         """The default datastore's container; None while the workspace does not exist."""
         if self._open() is None:
             return None
-        default = self._datastores().default()
+        default = self._default()
         return default.blob_service.get_container_client(default.container_name)
 
     def _state_container(self, account_url: str, container: str) -> Any:
@@ -143,11 +150,26 @@ class AzureProvider(Provider):
         return blob.BlobServiceClient(account_url, credential=credential).get_container_client(
             container)
 
+    def _default(self) -> Any:
+        if self._default_store is None:
+            self._default_store = self._datastores().default()
+        return self._default_store
+
+    def _datastore_named(self, name: str) -> Any | None:
+        """The SDK datastore of that name, from the listing when read_all made one."""
+        if name == DEFAULT_DATASTORE:
+            return self._default()
+        if self._store_objects is not None:
+            return self._store_objects.get(name)
+        return self._datastores().get(name)
+
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
         from amlctl.providers.azure.sdk import container_client
 
-        return Records(container_client(self._datastores().default()), self.policy)
+        if self._records_obj is None:
+            self._records_obj = Records(container_client(self._default()), self.policy)
+        return self._records_obj
 
     def runs(self) -> RunService:
         """The run history edge (the SDK's unless one was given)."""
@@ -167,7 +189,9 @@ class AzureProvider(Provider):
             out[f"compute.{name}"] = LiveObject(f"compute.{name}", compute, compute_owner)
         records = self._records()
         owners = {n: r.get("owner") for n, r in records.list("datastore").items()}
-        for name, ds in self._datastores().read_all().items():
+        self._store_objects = self._datastores().listed()
+        for name, ds in datastores_mod.normalise_all(self._store_objects,
+                                                      self.fingerprint_key).items():
             out[f"datastore.{name}"] = LiveObject(f"datastore.{name}", ds, owners.get(name))
         for name, tags in self.runs().experiments().items():
             owner_tag = tags.pop(OWNER_TAG, None)
@@ -195,6 +219,7 @@ class AzureProvider(Provider):
         elif kind == "datastore":
             # the record goes first: a crash then leaves an owned name, never an orphan
             self._records().put("datastore", name, {"owner": self.stack})
+            self._store_objects = None
             self._datastores().register(name, attrs, secrets, overwrite=True)
         elif kind == "experiment":
             self.runs().ensure_experiment(name, {**attrs.get("tags", {}),
@@ -222,6 +247,7 @@ class AzureProvider(Provider):
         elif kind == "compute":
             self._computes().update(name, attrs)
         elif kind == "datastore":
+            self._store_objects = None
             self._datastores().register(name, attrs, secrets, overwrite=True)
         elif kind == "experiment":
             live = self.runs().experiments().get(name, {})
@@ -237,9 +263,11 @@ class AzureProvider(Provider):
         if kind == "workspace":
             workspace_mod.delete_workspace(self._require(), self.policy)
             self._ws = None
+            self._forget()
         elif kind == "compute":
             self._computes().delete(name)
         elif kind == "datastore":
+            self._store_objects = None
             self._datastores().unregister(name)
             self._records().delete("datastore", name)
         elif kind == "experiment":
@@ -298,8 +326,7 @@ class AzureProvider(Provider):
 
         if self._open() is None:
             return _EmptyStore()
-        stores = self._datastores()
-        ds = stores.default() if datastore == DEFAULT_DATASTORE else stores.get(datastore)
+        ds = self._datastore_named(datastore)
         if ds is None:
             return _EmptyStore()  # registered later in the same apply
         if getattr(ds, "datastore_type", "") != "AzureBlob":
@@ -317,8 +344,7 @@ class AzureProvider(Provider):
     # runs --------------------------------------------------------------------------------------
 
     def _datastore_for(self, name: str) -> Any:
-        stores = self._datastores()
-        ds = stores.default() if name == DEFAULT_DATASTORE else stores.get(name)
+        ds = self._datastore_named(name)
         if ds is None:
             raise ProviderError(f"the workspace has no datastore {name!r}")
         return ds
