@@ -193,7 +193,11 @@ def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, runner: Call
     write_project(checkout, vm_size="Standard_D3_v2", max_nodes=3)
     plan = ok(amlctl("--backend", "azure", "plan", cwd=checkout)).stdout
     assert "-/+ compute.cpu" in plan
-    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    # the queued run would lose its cluster: a pipeline must say so explicitly
+    refused = ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout), code=1)
+    assert "active runs" in refused.stderr and "--cancel-runs" in refused.stderr
+    assert not fake.calls_to("DELETE", "/computes/cpu")
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", "--cancel-runs", cwd=checkout))
     assert ws.computes["cpu"]["properties"]["properties"]["vmSize"] == "Standard_D3_v2"
     assert len(fake.calls_to("DELETE", "/computes/cpu")) == 1
 
