@@ -62,7 +62,7 @@ def test_var_after_the_command_renders(project: Path, cli: Cli) -> None:
 def test_backend_after_the_command_is_checked(basic_project: Path, cli: Cli) -> None:
     result = cli("plan", "--backend", "nowhere")
     assert result.code == 1
-    assert "--backend 'nowhere': expected local or azure" in result.stderr
+    assert "--backend 'nowhere': expected one of local, azure, azure-v2" in result.stderr
 
 
 def test_verbose_after_the_command_raises_the_log_level(basic_project: Path, cli: Cli,
