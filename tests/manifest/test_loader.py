@@ -214,17 +214,32 @@ datastores:
     assert tolerant.missing_secrets == ["KEY"]
 
 
-@pytest.mark.parametrize("laundered", [
-    "{{ vars.key }}",
-    "prefix-{{ vars.key }}",
-    "{{ vars['key'] | upper }}",
-    "{{ vars.key | reverse | join }}",
-    "{{ vars.group.key ~ '' }}",
-    "{{ vars.group }}",
-    "{{ vars.key | length }}",
-    "{% for c in vars.key %}{{ c }}{% endfor %}",
+PLACEMENT = ("secret_env() may only be used for secret fields (account_key, sas_token, "
+             "admin_user_password, env_vars)")
+OPAQUE = "secret values are opaque to templates: they can be inserted whole"
+
+
+@pytest.mark.parametrize(("laundered", "message"), [
+    # inserted whole: the result is a secret, refused in a field that is not secret
+    ("{{ vars.key }}", PLACEMENT),
+    ("prefix-{{ vars.key }}", PLACEMENT),
+    ("{{ vars.group.key ~ '' }}", PLACEMENT),
+    ("{{ vars.group.values() | join }}", PLACEMENT),
+    # looked into: refused while rendering
+    ("{{ vars['key'] | upper }}", f"{OPAQUE} (alone, in text, joined, as JSON) but not "
+                                  "changed by the filter 'upper'"),
+    ("{{ vars.key | reverse | join }}", f"{OPAQUE} (alone, in text, joined, as JSON) but not "
+                                        "changed by the filter 'reverse'"),
+    ("{{ vars.key | length }}", f"{OPAQUE} (alone, in text, joined, as JSON) but not "
+                                "changed by the filter 'length'"),
+    ("{% for c in vars.key %}{{ c }}{% endfor %}", f"{OPAQUE} (alone, in text, joined, as "
+                                                   "JSON) but not iterated over"),
+    # a mapping holding a secret is no tag value at all
+    ("{{ vars.group }}", "must be a string (got a mapping)"),
 ])
-def test_a_secret_cannot_be_laundered_through_vars(project: Path, laundered: str) -> None:
+def test_a_secret_cannot_be_laundered_through_vars(
+    project: Path, laundered: str, message: str
+) -> None:
     path = write(project, WORKSPACE.replace("version: 1\n", """\
 version: 1
 vars:
@@ -236,8 +251,7 @@ experiments:
     tags: {{copy: "{laundered}"}}
 """)
     assert errors_of(path, environ={"KEY": "hunter2"}) == [
-        f"{path}:13:12: experiments.mnist.tags.copy: secret_env() may only be used for secret "
-        "fields (account_key, sas_token, admin_user_password, env_vars)",
+        f"{path}:13:12: experiments.mnist.tags.copy: {message}",
     ]
 
 
