@@ -64,7 +64,7 @@ class SecretUseError(TemplateError):
 
 
 OPAQUE = ("secret values are opaque to templates: they can be inserted whole (alone, in "
-          "text, joined, as JSON) but not {}")
+          "text, joined) but not {}")
 
 
 def has_template(text: str) -> bool:
@@ -465,17 +465,15 @@ def _undefined_message(message: str, variables: Mapping[str, Any]) -> str:
 
 # --- the sandbox -------------------------------------------------------------------------------
 
-# Filters that take a secret whole: their result keeps the token intact.
-_WHOLE_FILTERS = frozenset({
-    "string", "default", "d", "e", "escape", "forceescape", "safe", "tojson", "pprint",
-})
-# Filters that handle a list or mapping item by item without reading the items' text (the
-# items go through other filters, tests or attribute lookups, which are checked on their own).
+# Filters that take a secret whole: their result is the token itself.
+_WHOLE_FILTERS = frozenset({"string", "default", "d", "safe"})
+# Filters that move the items of a list or mapping around without reading their text (items
+# passed on to other filters, tests or attribute lookups are checked there). Encoders (tojson,
+# urlencode, escape, pprint) are not among them: they cannot encode what they cannot see.
 _ITEM_FILTERS = frozenset({
-    "attr", "batch", "count", "dictsort", "first", "groupby", "items", "join", "last",
-    "length", "list", "map", "max", "min", "random", "reject", "rejectattr", "reverse",
-    "select", "selectattr", "slice", "sort", "sum", "unique", "urlencode", "xmlattr",
-    *_WHOLE_FILTERS,
+    "attr", "batch", "count", "first", "items", "join", "last", "length", "list", "map",
+    "random", "reject", "rejectattr", "reverse", "select", "selectattr", "slice",
+    "default", "d",
 })
 # Tests that do not read a secret's text.
 _WHOLE_TESTS = frozenset({"defined", "undefined", "none", "string", "sameas", "mapping",
@@ -492,8 +490,12 @@ def _check_percent(budget: Budget, fmt: str, args: Any, nonce: str) -> None:
     """Refuse a `%` format whose widths would build a huge string (`'%01500000000d' % 1`),
     or that would cut a secret (`'%.3s'`)."""
     values = list(args) if isinstance(args, tuple) else [args]
-    secret_args = any(_contains_token(v, nonce) for v in values) or (
-        isinstance(args, dict) and any(_contains_token(v, nonce) for v in args.values()))
+    mapping = isinstance(args, dict) and "%(" in str.__str__(fmt)
+    inserted = list(args.values()) if mapping else values
+    secret_args = any(_contains_token(v, nonce) for v in inserted)
+    if any(not isinstance(v, str) and _contains_token(v, nonce) for v in inserted):
+        raise SecretUseError(OPAQUE.format("printed inside a list or mapping (print or join "
+                                           "the items instead)"))
     total = 0
     for match in _PERCENT_SPEC.finditer(str.__str__(fmt)):
         for part in ("width", "precision"):
@@ -507,6 +509,8 @@ def _check_percent(budget: Budget, fmt: str, args: Any, nonce: str) -> None:
             if part == "precision" and secret_args and match.group("kind") in "rsa":
                 raise SecretUseError(OPAQUE.format("cut with a precision ('%.Ns')"))
             total += abs(number)
+        if secret_args and match.group("kind") in "ra":
+            raise SecretUseError(OPAQUE.format(f"converted with %{match.group('kind')}"))
         if match.group("width") != "*" and values and match.group("key") is None \
                 and match.group("kind") != "%":
             values.pop(0)
@@ -654,7 +658,8 @@ def _check_binop(budget: Budget, operator: str, left: Any, right: Any, nonce: st
                 budget.check_size(size_of(seq) * count, "a repeated value")
         if isinstance(left, int) and isinstance(right, int) and \
                 left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise TemplateError("a product too large a number")
+            raise TemplateError(f"a product of more than {MAX_INT_BITS} bits is too large a "
+                                "number")
     elif operator == "%" and isinstance(left, str):
         _check_percent(budget, left, right, nonce)
     elif operator == "+":
@@ -705,7 +710,15 @@ def _sandbox(budget: Budget, nonce: str) -> Any:
             super().__init__(env)
             self.total = 0
 
+        def convert_field(self, value: Any, conversion: str | None) -> Any:
+            if conversion and _contains_token(value, nonce):
+                raise SecretUseError(OPAQUE.format(f"converted with !{conversion}"))
+            return super().convert_field(value, conversion)
+
         def format_field(self, value: Any, format_spec: str) -> Any:
+            if not isinstance(value, str) and _contains_token(value, nonce):
+                raise SecretUseError(OPAQUE.format("printed inside a list or mapping (print "
+                                                   "or join the items instead)"))
             widths = [int(n) if len(n) < 12 else MAX_ARGUMENT + 1
                       for n in re.findall(r"\d+", format_spec)]
             budget.check_size(max(widths, default=0), "a format field's width")
@@ -773,7 +786,7 @@ def _sandbox(budget: Budget, nonce: str) -> Any:
             budget.build(size_of(value), "a built value")
         elif isinstance(value, int) and not isinstance(value, bool) and \
                 value.bit_length() > MAX_INT_BITS:
-            raise TemplateError("a number too large was built")
+            raise TemplateError(f"a number of more than {MAX_INT_BITS} bits is too large")
         return _mark(value, nonce)
 
     def output(value: Any) -> str:
@@ -783,6 +796,9 @@ def _sandbox(budget: Budget, nonce: str) -> Any:
             return value
         if not isinstance(value, Undefined):
             budget.check_size(size_of(value) * 4, "a printed value")
+            if _contains_token(value, nonce):
+                raise SecretUseError(OPAQUE.format("printed inside a list or mapping (print "
+                                                   "or join the items instead)"))
         return built(str(value))
 
     def concat(parts: Iterable[Any]) -> str:
@@ -804,10 +820,10 @@ def _sandbox(budget: Budget, nonce: str) -> Any:
             subject = args[offset:]
             value = subject[0] if subject else None
             if name not in _WHOLE_FILTERS and isinstance(value, SecretText):
-                raise SecretUseError(OPAQUE.format(f"changed by the filter '{name}'"))
+                raise SecretUseError(OPAQUE.format(f"read by the filter '{name}'"))
             if name not in _ITEM_FILTERS and not isinstance(value, str) and \
                     _contains_token(value, nonce):
-                raise SecretUseError(OPAQUE.format(f"changed by the filter '{name}'"))
+                raise SecretUseError(OPAQUE.format(f"read by the filter '{name}'"))
             _precheck_filter(budget, name, subject, kwargs, nonce)
             return built(func(*args, **kwargs))
 

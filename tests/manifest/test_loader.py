@@ -226,14 +226,14 @@ OPAQUE = "secret values are opaque to templates: they can be inserted whole"
     ("{{ vars.group.key ~ '' }}", PLACEMENT),
     ("{{ vars.group.values() | join }}", PLACEMENT),
     # looked into: refused while rendering
-    ("{{ vars['key'] | upper }}", f"{OPAQUE} (alone, in text, joined, as JSON) but not "
-                                  "changed by the filter 'upper'"),
-    ("{{ vars.key | reverse | join }}", f"{OPAQUE} (alone, in text, joined, as JSON) but not "
-                                        "changed by the filter 'reverse'"),
-    ("{{ vars.key | length }}", f"{OPAQUE} (alone, in text, joined, as JSON) but not "
-                                "changed by the filter 'length'"),
-    ("{% for c in vars.key %}{{ c }}{% endfor %}", f"{OPAQUE} (alone, in text, joined, as "
-                                                   "JSON) but not iterated over"),
+    ("{{ vars['key'] | upper }}", f"{OPAQUE} (alone, in text, joined) but not "
+                                  "read by the filter 'upper'"),
+    ("{{ vars.key | reverse | join }}", f"{OPAQUE} (alone, in text, joined) but not "
+                                        "read by the filter 'reverse'"),
+    ("{{ vars.key | length }}", f"{OPAQUE} (alone, in text, joined) but not "
+                                "read by the filter 'length'"),
+    ("{% for c in vars.key %}{{ c }}{% endfor %}", f"{OPAQUE} (alone, in text, "
+                                                   "joined) but not iterated over"),
     # a mapping holding a secret is no tag value at all
     ("{{ vars.group }}", "must be a string (got a mapping)"),
 ])
