@@ -108,6 +108,7 @@ def load_manifest(
     }
     if "vars" in rendered:
         rendered["vars"] = variables
+    _check_nul(rendered, (), walk)
     if walk.problems:
         raise _manifest_error(walk.problems)
 
@@ -161,13 +162,22 @@ def locate(loaded_positions: Mapping[Path_, tuple[int, int]], path: Path_) -> tu
     return (1, 1)
 
 
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, so a message cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def problem_at(
     file: str, positions: Mapping[Path_, tuple[int, int]], path: Path_, message: str,
     severity: str = "error",
 ) -> Problem:
     """A Problem located at the position of `path` in the manifest."""
     line, column = locate(positions, path)
-    dotted = ".".join(str(p) for p in path)
+    # a key may hold control characters (terminal escapes): shown escaped, never raw
+    dotted = _printable(".".join(str(p) for p in path))
+    message = _printable(message)
     return Problem(file, line, column, dotted, message, severity)
 
 
@@ -467,6 +477,26 @@ def _render_tree(value: Any, path: Path_, renderer: Renderer, walk: _Walk) -> An
                                             renderer.scrub(str(err))))
             return value
     return value
+
+
+def _check_nul(value: Any, path: Path_, walk: _Walk) -> None:
+    """A NUL character (YAML's "\\0") fits in no file name, argument or environment variable:
+    refused everywhere, before anything tries to use it."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if isinstance(key, str) and "\0" in key:
+                line, column = walk.positions.get((*path, key), locate(walk.positions, path))
+                shown = ".".join(map(str, path))  # the parent: the key itself is unprintable
+                walk.problems.append(Problem(walk.file, line, column, shown,
+                                             f"key {key!r} contains a NUL character"))
+            _check_nul(child, (*path, key), walk)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _check_nul(child, (*path, index), walk)
+    elif isinstance(value, str) and "\0" in value:
+        walk.problems.append(problem_at(walk.file, walk.positions, path,
+                                        "contains a NUL character, which no file name, "
+                                        "argument or environment variable can hold"))
 
 
 # --- models ----------------------------------------------------------------------------------

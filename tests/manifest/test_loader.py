@@ -317,3 +317,42 @@ def test_var_file_alias_bomb_is_refused(project: Path) -> None:
     ) + "\n")
     errors = errors_of(path, var_files=[var_file])
     assert len(errors) == 1 and "alias bomb" in errors[0]
+
+
+RUN = """\
+computes:
+  cpu: {vm_size: Standard_D2_v3, max_nodes: 1}
+experiments:
+  mnist: {}
+runs:
+  train:
+    experiment: mnist
+    compute: cpu
+    source_directory: src
+    entry_script: ENTRY
+"""
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "../outside.py"])
+def test_entry_script_may_not_lead_out_through_a_symlink(project: Path, target: str) -> None:
+    (project / "outside.py").write_text("print('not in the snapshot')\n")
+    (project / "src" / "link.py").symlink_to(target)
+    path = write(project, WORKSPACE + RUN.replace("ENTRY", "link.py"))
+    assert errors_of(path) == [
+        f"{path}:17:5: runs.train.entry_script: 'link.py' leads outside source_directory "
+        "'src' (through a symbolic link)",
+    ]
+
+
+def test_entry_script_may_be_a_symlink_inside_the_folder(project: Path) -> None:
+    (project / "src" / "main.py").symlink_to("train.py")
+    path = write(project, WORKSPACE + RUN.replace("ENTRY", "main.py"))
+    assert load_manifest(path).manifest.runs["train"].entry_script == "main.py"
+
+
+def test_a_control_character_in_a_key_is_shown_escaped(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("  location: westeurope\n",
+                                            "  location: westeurope\n  \"\\e[31mred\": x\n"))
+    assert errors_of(path) == [
+        f"{path}:8:3: workspace.\\x1b[31mred: unknown field '\\x1b[31mred'",
+    ]
