@@ -276,6 +276,7 @@ def _parse_yaml(text: str, name: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     yaml.Scanner = _depth_limited_scanner()
+    yaml.Constructor = _quiet_duplicate_constructor()
     try:
         return yaml.load(text)
     except DuplicateKeyError as err:
@@ -321,6 +322,29 @@ def _depth_limited_scanner() -> type:
             super().fetch_flow_collection_start(token_class, to_push)
 
     return DepthLimitedScanner
+
+
+@cache
+def _quiet_duplicate_constructor() -> type:
+    """ruamel's constructor, reporting a duplicate key without printing the values.
+
+    ruamel's own message prints both values: an alias bomb under a duplicate key would be
+    expanded into billions of items just to build that message.
+    """
+    from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
+
+    class QuietDuplicateConstructor(RoundTripConstructor):  # type: ignore[misc]
+        def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any,
+                              value: Any) -> bool:
+            if key in mapping:
+                shown = key if isinstance(key, str | int | float | bool) else type(key).__name__
+                shown = str(shown)[:60]
+                raise DuplicateKeyError("while constructing a mapping", node.start_mark,
+                                        f'found duplicate key "{shown}" with value',
+                                        key_node.start_mark)
+            return True
+
+    return QuietDuplicateConstructor
 
 
 def _syntax_message(err: Any) -> str:

@@ -85,8 +85,11 @@ class _Checker:
         )
 
     def run(self) -> None:
-        self.check_names()
         self.check_secrets_placement()
+        if self.problems:
+            # the other checks quote the values they refuse: one of them is a secret
+            return
+        self.check_names()
         self.check_computes()
         self.check_uploads()
         self.check_runs()

@@ -238,3 +238,24 @@ def test_no_message_shows_a_secret_read_by_a_template(
         assert result.stderr.count("\n") == len(READING) + 1
         assert CANARY not in result.stdout + result.stderr
     assert not (project / ".amlctl").exists()
+
+
+@pytest.mark.parametrize("field", ["source_directory", "entry_script", "compute", "experiment"])
+def test_a_secret_in_a_plain_field_is_refused_without_being_quoted(
+    project: Path, amlctl, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    # the later checks (folder exists, reference defined) quote the value: they must not run
+    monkeypatch.setenv("K", CANARY)
+    run = {"experiment": "e", "compute": "cpu", "source_directory": "src",
+           "entry_script": "train.py", field: "{{ secret_env('K') }}"}
+    (project / "amlctl.yaml").write_text(
+        MANIFEST.format(datastores="  {}").replace("datastores:\n  {}\n", "")
+        + "computes:\n  cpu: {vm_size: Standard_D2_v3, max_nodes: 1}\nexperiments:\n  e: {}\n"
+        + "runs:\n  train:\n" + "".join(f"    {k}: {json_string(v)}\n" for k, v in run.items())
+    )
+    result = amlctl("validate")
+    assert result.code == 1
+    assert result.stderr.splitlines()[0].endswith(
+        f"runs.train.{field}: secret_env() may only be used for secret fields (account_key, "
+        "sas_token, admin_user_password, env_vars)")
+    assert CANARY not in result.stdout + result.stderr
