@@ -28,13 +28,14 @@ BAD = Path(__file__).parent / "bad"
 CANARY = "corpus-Canary-4b1d!s3cret"  # the value of every secret; must never be printed
 SECRET_NAMES = ("IMAGES_KEY", "K", "AMLCTL_TEST_KEY")
 
-# Links the corpus project holds (see `make_project`): out of the project, to itself, up.
+# Links the corpus project holds (see `make_project`): out of the project, to itself, up. In a
+# folder of their own, so the examples' own folders stay valid for the cases that plan.
 LINKS = {
-    "src/out": "/etc",
-    "src/self": "self",
-    "src/up": "..",
-    "src/passwd.py": "/etc/passwd",
-    "data/escape": "../..",
+    "links/out": "/etc",
+    "links/self": "self",
+    "links/up": "..",
+    "links/passwd.py": "/etc/passwd",
+    "links/escape": "../../..",
 }
 
 NUMBERS: list[Any] = [
@@ -47,9 +48,10 @@ STRINGS = [
     "~", "null", "true", "0x10", "1e3", "..", "%s%s%s", "$(touch pwned)", "`id`",
 ]
 PATHS = [
-    "..", "../..", "/etc", "/etc/passwd", "/", "src/out", "src/self", "src/up", "data/escape",
-    "src/passwd.py", "src/../../etc", "a" * 300, "a/" * 200, "", ".", "./", "~", "C:\\x",
-    "\\\\server\\share", "src\x00", "data/escape/escape", "..\\..", "out/../../x",
+    "..", "../..", "/etc", "/etc/passwd", "/", "links/out", "links/self", "links/up",
+    "links/escape", "links/passwd.py", "links", "passwd.py", "src/../../etc", "a" * 300,
+    "a/" * 200, "", ".", "./", "~", "C:\\x", "\\\\server\\share", "src\x00",
+    "links/escape/escape", "..\\..", "out/../../x",
 ]
 SECRET_TEMPLATES = [
     "{{ secret_env('IMAGES_KEY') }}", "{{ env(secret_env('K')) }}",
@@ -100,6 +102,7 @@ def make_project(folder: Path) -> Path:
                     ignore=shutil.ignore_patterns(".*", "__pycache__"))
     home = folder / "examples" / "mnist"
     (home / "src" / "train.py").write_text("print('training')\n")
+    (home / "links").mkdir()
     for link, target in LINKS.items():
         (home / link).symlink_to(target)
     return home
@@ -127,6 +130,9 @@ def generate(seed: int, count: int) -> list[Case]:
     examples, fixtures = _sources()
     cases = []
     for index in range(count):
+        if rng.random() < 0.1:
+            cases.append(_benign(rng, index, examples))
+            continue
         # the examples are valid: mutating them reaches plan and the checks after validation
         name, text, data = rng.choice(examples if rng.random() < 0.4 else fixtures)
         data = json.loads(json.dumps(data)) if data is not None else None
@@ -144,6 +150,24 @@ def generate(seed: int, count: int) -> list[Case]:
             ("--backend", "local", "plan")
         cases.append(Case(index, name, tuple(mutations), text, var_file, command))
     return cases
+
+
+def _benign(rng: random.Random, index: int, examples: list[tuple[str, bytes, Any]]) -> Case:
+    """A valid manifest with secrets inserted whole and odd but legal text: planned for real,
+    so the plan, its output and the state it writes are checked too."""
+    name, _, data = next(e for e in examples if e[0].endswith("mnist/amlctl.yaml"))
+    data = json.loads(json.dumps(data))
+    secret = rng.choice(["{{ secret_env('K') }}", "k={{ secret_env('K') }};",
+                         "{% for v in vars.values() %}{{ v }}{% endfor %}",
+                         "{{ vars.values()|join(',') }}", "{{ '%s'|format(vars.s) }}",
+                         "{{ vars.s ~ '-' ~ vars.s }}"])
+    data["vars"]["s"] = "{{ secret_env('K') }}"
+    data["runs"]["tf-mnist"]["environment"]["env_vars"] = {"KEY": secret}
+    data["datastores"] = {"blobs": {"type": "azure_blob", "account_name": "acct",
+                                    "container_name": "c", "account_key": secret}}
+    data["workspace"]["tags"] = {"note": rng.choice(["é🚀", "\u202ertl", "x" * 200, "a: b"])}
+    return Case(index, name, ("benign: secrets inserted whole",), _dump(data), None,
+                ("--backend", "local", "plan"))
 
 
 # --- on the data -------------------------------------------------------------------------------
