@@ -48,6 +48,7 @@ bench: $(STAMP) ## startup, plan scale, upload and run benchmarks (ratios to bas
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/uploads.py --quick
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/template_budget.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

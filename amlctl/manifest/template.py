@@ -35,7 +35,7 @@ TEMPLATE_NAMES = ["vars", "env", "secret_env", "range", "dict", "namespace"]
 # The rendering budget of one manifest (all its values together, var files included).
 MAX_TEXT = 1024 * 1024  # longest string, list or rendered value (the manifest's own limit)
 MAX_BUILT = 16 * 1024 * 1024  # all text the templates of one manifest may build in all
-MAX_STEPS = 100_000  # loop iterations and calls of all templates of one manifest
+MAX_STEPS = 50_000  # loop iterations and calls of all templates of one manifest
 MAX_SECONDS = 2.0  # wall-clock time of all templates of one manifest
 MAX_TEMPLATE = 64 * 1024  # longest template source (compiling is not interruptible)
 MAX_INT_BITS = 4096  # largest number an operator may build
