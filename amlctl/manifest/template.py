@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property, wraps
@@ -230,7 +229,7 @@ class Renderer:
         self._allow_missing_secrets = allow_missing_secrets
         self.missing_secrets: list[str] = []
         self.budget = Budget()
-        self._nonce = secrets.token_hex(8)
+        self._nonce = os.urandom(8).hex()  # unguessable: user text never holds a token
         self._token_re = re.compile(f"SECRET{self._nonce}N([0-9]+)X")
         self._secrets: list[str] = []
         self._token_of: dict[str, int] = {}
@@ -298,6 +297,8 @@ class Renderer:
                 raise SecretUseError(OPAQUE.format("changed"))
             return SensitiveStr(revealed)
         if isinstance(value, dict):
+            if any(_has_token(k, self._nonce) for k in value):
+                raise SecretUseError(OPAQUE.format("used as a key (keys are printed)"))
             return {self._reveal(k): self._reveal(v) for k, v in value.items()}
         if isinstance(value, list | tuple | range):
             return [self._reveal(v) for v in value]

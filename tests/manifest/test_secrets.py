@@ -97,7 +97,8 @@ READING = [
     "{{ vars.items()|list|string }}", "x{{ vars }}", "x{{ vars.values()|list }}",
     "{{ [vars.k] ~ '' }}", "{{ '%s' % [vars.k] }}", "{{ '%s' % {'a': vars.k} }}",
     "{{ '%r' % vars.k }}", "{{ '{!r}'.format(vars.k) }}", "{{ '{}'.format([vars.k]) }}",
-    "{{ vars|xmlattr }}", "{{ [vars.k]|sort }}", "{{ [vars.k]|unique|list }}",
+    "{{ vars|xmlattr }}", "{{ {vars.k: 1} }}", "{{ dict([(vars.k, 1)]) }}",
+    "{{ [vars.k]|sort }}", "{{ [vars.k]|unique|list }}",
     "{{ [vars.k]|min }}", "{{ vars|dictsort }}", "{{ [vars.k]|sum }}",
 ]
 
