@@ -281,10 +281,6 @@ class Renderer:
         A string that held a token becomes a SensitiveStr. Types YAML cannot hold (namespace,
         functions, undefined) are refused here, so `render` can always print the result.
         """
-        from jinja2.runtime import Undefined
-        from jinja2.utils import Namespace
-        from markupsafe import Markup
-
         if isinstance(value, bool | int | float) or value is None:
             return value
         if isinstance(value, str):
@@ -302,6 +298,11 @@ class Renderer:
             return {self._reveal(k): self._reveal(v) for k, v in value.items()}
         if isinstance(value, list | tuple | range):
             return [self._reveal(v) for v in value]
+        # only jinja2 makes the other types: it is loaded already
+        from jinja2.runtime import Undefined
+        from jinja2.utils import Namespace
+        from markupsafe import Markup
+
         if isinstance(value, Undefined):
             str(value)  # StrictUndefined raises UndefinedError with the name
         if isinstance(value, Iterator):  # map(), select(): bounded by what they read
