@@ -121,3 +121,23 @@ def test_state_folder_that_is_a_file_is_refused(
         assert "is not a folder; the state folder must be a folder" in result.stderr
         assert "Traceback" not in result.stderr
     assert (project / "not-a-folder").read_text() == "x"
+
+
+def test_validate_of_several_files_reports_each(project: Path, amlctl) -> None:
+    (project / "good.yaml").write_text(GOOD)
+    os.mkfifo(project / "pipe.yaml")
+    result = amlctl("validate", "good.yaml", "pipe.yaml", "missing.yaml")
+    assert result.code == 1
+    assert result.stdout == "good.yaml: valid (stack 'demo', workspace 'demo-ws': 0 computes, " \
+        "0 datastores, 0 uploads, 0 experiments, 0 runs)\n"
+    assert result.stderr == (
+        "Error: manifest pipe.yaml: is a named pipe; a manifest must be a regular file\n"
+        "Error: manifest missing.yaml: no such file (use -f FILE or set AMLCTL_FILE)\n"
+    )
+
+
+def test_schema_to_a_folder_is_an_error(project: Path, amlctl) -> None:
+    result = amlctl("schema", "-o", "src")
+    assert result.code == 1
+    assert result.stderr.startswith("Error: --output src: ")
+    assert "Traceback" not in result.stderr
