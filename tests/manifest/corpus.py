@@ -72,6 +72,9 @@ TEMPLATES = [
     "{{ 'x'.encode() }}", "{{ 2 ** 100 }}", "{{ -1 }}", "{{ true }}", "{{ none }}",
     "{{ ['a'] * 3 }}", "{{ {'a': {'b': 1}} }}", "{% set x = 1 %}", "{{ env('HOME') }}",
 ]
+VAR_ARGS = ["nodes=9223372036854775808", "nodes=-1", "nodes=true", "nodes=", "=x", "novalue",
+            "nodes={{ 'x' * 10 }}", "s={{ secret_env('K') }}", "nodes=1e999", "k=\u202e",
+            "nodes={{ vars.s|upper }}", "train_steps=.nan"]
 TAGS = ["!!python/object/apply:os.system ['touch pwned']", "!foo x", "!!binary aGk=",
         "!!set {a, b}", "!!omap [a: 1]", "!!timestamp 2001-12-14", "!!float 1", "!!str 1",
         "!!int '2'", "!<tag:yaml.org,2002:python/name:os.system> x", "!!map {}", "!!seq []"]
@@ -148,6 +151,8 @@ def generate(seed: int, count: int) -> list[Case]:
         roll = rng.random()
         command = ("validate",) if roll < 0.7 else ("render",) if roll < 0.9 else \
             ("--backend", "local", "plan")
+        if rng.random() < 0.1:
+            command = ("--var", rng.choice(VAR_ARGS), *command)
         cases.append(Case(index, name, tuple(mutations), text, var_file, command))
     return cases
 
