@@ -219,7 +219,8 @@ def test_no_command_shows_or_stores_a_secret_inserted_whole(
     (project / "amlctl.yaml").write_text(MANIFEST.format(datastores=datastores(whole)))
     outputs = []
     for args in (["validate"], ["render"], ["plan"], ["plan", "--json"],
-                 ["apply", "--auto-approve"], ["show", "datastore.d0"], ["status"], ["plan"]):
+                 ["plan", "--out", "p.plan"], ["apply", "--auto-approve"],
+                 ["show", "datastore.d0"], ["status"], ["plan"]):
         result = amlctl(*args)
         assert result.code in (0, 2), (args, result.stderr)
         outputs.append(result.stdout + result.stderr)
