@@ -38,6 +38,7 @@ MAX_STEPS = 50_000  # loop iterations and calls of all templates of one manifest
 MAX_SECONDS = 2.0  # wall-clock time of all templates of one manifest
 MAX_TEMPLATE = 64 * 1024  # longest template source (compiling is not interruptible)
 MAX_INT_BITS = 4096  # largest number an operator may build
+MAX_DEPTH = 64  # deepest list or mapping a template may give (as the manifest's own limit)
 MAX_ARGUMENT = MAX_TEXT  # largest width, count or indent a filter or method may be given
 
 
@@ -275,7 +276,7 @@ class Renderer:
             return [self._conceal(v) for v in value]
         return value
 
-    def _reveal(self, value: Any) -> Any:
+    def _reveal(self, value: Any, depth: int = 0) -> Any:
         """The rendered value as plain data, each token replaced by its secret.
 
         A string that held a token becomes a SensitiveStr. Types YAML cannot hold (namespace,
@@ -292,12 +293,15 @@ class Renderer:
             if self._nonce in revealed:
                 raise SecretUseError(OPAQUE.format("changed"))
             return SensitiveStr(revealed)
+        if depth > MAX_DEPTH:
+            raise TemplateError(f"the template gives a value nested deeper than {MAX_DEPTH} "
+                                "levels")
         if isinstance(value, dict):
             if any(_has_token(k, self._nonce) for k in value):
                 raise SecretUseError(OPAQUE.format("used as a key (keys are printed)"))
-            return {self._reveal(k): self._reveal(v) for k, v in value.items()}
+            return {self._reveal(k): self._reveal(v, depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple | range):
-            return [self._reveal(v) for v in value]
+            return [self._reveal(v, depth + 1) for v in value]
         # only jinja2 makes the other types: it is loaded already
         from jinja2.runtime import Undefined
         from jinja2.utils import Namespace
@@ -306,7 +310,7 @@ class Renderer:
         if isinstance(value, Undefined):
             str(value)  # StrictUndefined raises UndefinedError with the name
         if isinstance(value, Iterator):  # map(), select(): bounded by what they read
-            return [self._reveal(v) for v in value]
+            return [self._reveal(v, depth + 1) for v in value]
         if isinstance(value, Namespace):
             raise TemplateError("a namespace() cannot be a value (it is for loops); make a "
                                 "mapping with dict(...) or {...}")

@@ -155,3 +155,9 @@ def test_render_prints_what_jinja2_makes(project: Path, amlctl) -> None:
     assert result.code == 1
     assert result.stderr.startswith("amlctl.yaml:4:3: vars.list: a namespace() cannot be a "
                                     "value"), result.stderr
+
+
+def test_a_value_nested_too_deep_is_refused() -> None:
+    with pytest.raises(TemplateError, match="nested deeper than 64 levels"):
+        Renderer({}).render("{{ " + "[" * 70 + "]" * 70 + " }}")
+    assert Renderer({}).render("{{ " + "[" * 10 + "]" * 10 + " }}") == [[[[[[[[[[]]]]]]]]]]
