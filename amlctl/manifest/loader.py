@@ -205,6 +205,8 @@ def read_text_file(file: Path, what: str) -> str:
         fd = os.open(file, flags)
     except OSError as err:
         raise UsageError(_open_error(file, what, err)) from None
+    except ValueError:  # a NUL in the name: no file can have it
+        raise UsageError(f"{what} {str(file)!r}: the name contains a NUL character") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -141,3 +141,14 @@ def test_schema_to_a_folder_is_an_error(project: Path, amlctl) -> None:
     assert result.code == 1
     assert result.stderr.startswith("Error: --output src: ")
     assert "Traceback" not in result.stderr
+
+
+def test_a_nul_in_a_file_name_is_an_error(project: Path) -> None:
+    from amlctl.errors import UsageError
+    from amlctl.manifest.loader import load_manifest
+
+    with pytest.raises(UsageError, match=r"manifest 'a\\x00b': the name contains a NUL"):
+        load_manifest("a\0b")
+    with pytest.raises(UsageError, match="var file 'v\\\\x00': the name contains a NUL"):
+        (project / "amlctl.yaml").write_text(GOOD)
+        load_manifest(project / "amlctl.yaml", var_files=["v\0"])
