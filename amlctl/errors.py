@@ -54,3 +54,10 @@ class ProviderError(AmlctlError):
 
 class UsageError(AmlctlError):
     """The command line itself is wrong (bad --var, missing file, refused without a TTY)."""
+
+
+class StateError(AmlctlError):
+    """A state file or folder cannot be used (damaged, a folder, read-only, disk full).
+
+    The message names the file, says what is wrong and what to do about it.
+    """

@@ -71,11 +71,13 @@ class ProviderContract:
         assert "compute.cpu" not in provider.read_all()
 
     def test_status_shaped_like_get_status(self, provider: Provider) -> None:
-        provider.create("compute.cpu", COMPUTE, {})
+        """An idle cluster settles at min_nodes nodes, all idle (AmlCompute keeps that floor)."""
+        provider.create("compute.cpu", {**COMPUTE, "min_nodes": 2}, {})
         status = provider.compute_status("cpu")
-        assert status["currentNodeCount"] >= COMPUTE["min_nodes"]
-        assert set(status["nodeStateCounts"]) >= {"idleNodeCount", "runningNodeCount"}
-        assert "allocationState" in status
+        assert status["currentNodeCount"] == 2
+        counts = status["nodeStateCounts"]
+        assert (counts["idleNodeCount"], counts["runningNodeCount"]) == (2, 0)
+        assert status["allocationState"] == "Steady"
 
     def test_no_runs_before_any_submission(self, provider: Provider) -> None:
         assert provider.list_runs() == []

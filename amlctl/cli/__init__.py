@@ -47,8 +47,15 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
     except Exception as err:
-        if not hasattr(err, "show"):  # not a command-line parsing error: a real bug
-            raise
+        if not hasattr(err, "show"):  # not a command-line parsing error
+            from amlctl.statedb import describe_environment_error
+
+            # The machine's state, not a bug: a full disk, a read-only or damaged state file.
+            problem = describe_environment_error(err)
+            if problem is None:
+                raise  # a real bug
+            typer.echo(f"Error: {problem}", err=True)
+            sys.exit(1)
         err.show()
         sys.exit(1)  # a bad command line is an error (exit 1); 2 means "changes present"
     sys.exit(code if isinstance(code, int) else 0)

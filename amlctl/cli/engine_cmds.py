@@ -34,6 +34,9 @@ ReplaceOption = Annotated[
 LockTimeout = Annotated[
     float, typer.Option("--lock-timeout", help="Seconds to wait for the workspace lock.")
 ]
+IncludeData = Annotated[bool, typer.Option(
+    "--include-data", help="Also delete the uploaded files of uploads removed from the "
+                           "manifest (kept by default, as destroy keeps them).")]
 
 
 @contextmanager
@@ -90,20 +93,23 @@ def plan(
     output_format: Annotated[str, typer.Option(
         "--format", help="text, json or markdown (a pull-request comment).")] = "text",
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan a destroy instead.")] = False,
+    include_data: IncludeData = False,
 ) -> None:
     """Show what apply would change to make the workspace match the manifest."""
-    from amlctl.engine.planfile import save_plan
+    from amlctl.engine.planfile import check_destination, save_plan
     from amlctl.engine.planner import make_destroy_plan, make_plan
 
     fmt = "json" if json_output else output_format
     if fmt not in ("text", "json", "markdown"):
         raise UsageError(f"--format {fmt!r}: expected text, json or markdown")
+    if out is not None:
+        check_destination(out)
     with engine_context(ctx, file) as context:
         if destroy:
-            the_plan = make_destroy_plan(context)
+            the_plan = make_destroy_plan(context, include_data=include_data)
         else:
             the_plan = make_plan(context, targets=target or [],
-                                 replace_addresses=replace or [])
+                                 replace_addresses=replace or [], include_data=include_data)
     _print_plan(ctx, the_plan, fmt)
     if out is not None:
         save_plan(the_plan, out, targets=target or [], replace=replace or [],
@@ -137,6 +143,7 @@ def apply(
         "--wait", help="Wait for submitted runs, stream their logs, exit 1 if one fails.")
     ] = False,
     lock_timeout: LockTimeout = 0.0,
+    include_data: IncludeData = False,
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.executor import apply_plan, recover
@@ -149,9 +156,9 @@ def apply(
     if saved is not None:
         if file is None:
             file = Path(saved.manifest)
-        if target or replace:
-            raise UsageError("--target and --replace come from the saved plan; do not repeat "
-                             "them with a plan file")
+        if target or replace or include_data:
+            raise UsageError("--target, --replace and --include-data come from the saved plan; "
+                             "do not repeat them with a plan file")
         settings(ctx).variables = {**saved.variables, **settings(ctx).variables}
     with engine_context(ctx, file) as context, \
             workspace_lock(context.state_dir, "amlctl apply", lock_timeout):
@@ -163,7 +170,8 @@ def apply(
             the_plan = make_plan(
                 context,
                 targets=saved.targets if saved else (target or []),
-                replace_addresses=saved.replace if saved else (replace or []))
+                replace_addresses=saved.replace if saved else (replace or []),
+                include_data=saved.include_data if saved else include_data)
         if saved is not None:
             check_current(saved, the_plan)
         else:

@@ -104,7 +104,7 @@ class _Runner:
                  report: Report, result: ApplyResult, show_progress: bool,
                  include_data: bool = False) -> None:
         self.ctx = ctx
-        self.include_data = include_data  # destroy --include-data
+        self.include_data = include_data  # --include-data: uploaded files are deleted too
         self.desired = desired
         self.apply_id = apply_id
         self.report = report
@@ -194,8 +194,9 @@ class _Runner:
         if change.kind == "run":
             return self._run(change, want)
         if change.action is Action.DELETE:
-            # An upload's delete removes its files; a workspace's only with --include-data.
-            data = change.kind == "upload" or (change.kind == "workspace" and self.include_data)
+            # Uploaded files (an upload's, a workspace's datastores) go only with
+            # --include-data, whether the upload left the manifest or the stack is destroyed.
+            data = change.kind in ("upload", "workspace") and self.include_data
             self._journal(change, "delete", lambda: provider.delete(
                 change.address, include_data=data))
             self.ctx.history.record_applied(change.address, None)

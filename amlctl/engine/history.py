@@ -8,11 +8,12 @@ done or failed, so an apply killed midway is detected and repaired by the next o
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from amlctl import statedb
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS applied (stack TEXT NOT NULL, address TEXT NOT NULL, "
@@ -27,19 +28,17 @@ class History:
     """Applied attributes and the step journal of one stack, in `<state_dir>/engine.db`."""
 
     def __init__(self, state_dir: Path, stack: str) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.stack = stack
         # Executor threads share the connection; the lock keeps each insert and its rowid
         # together.
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(state_dir / "engine.db", timeout=30, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # Commits survive a killed process without an fsync each (only a power cut could
-        # lose the last ones): three syncs per step made large applies disk-bound.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA:
-            self._conn.execute(statement)
+        # WAL, synchronous=NORMAL: commits survive a killed process without an fsync each
+        # (three syncs per step made large applies disk-bound). A damaged file, a folder in
+        # its place, a read-only folder or a full disk: a StateError saying what to do.
+        self._conn = statedb.connect(
+            state_dir / "engine.db", "engine history", schema=_SCHEMA,
+            advice="move it aside to start it afresh: the workspace is untouched; plans "
+                   "then show no drift history until the next apply")
 
     def close(self) -> None:
         """Close the database."""

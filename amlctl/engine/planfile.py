@@ -6,8 +6,10 @@ with the same options and refuses when the live state or the manifest changed si
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from amlctl.errors import PlanError, UsageError
 from amlctl.render.jsonplan import plan_document
 
 KIND = "amlctl-plan"
+MAX_PLAN_BYTES = 256 << 20  # far above any real plan; a bound on what is read
 
 
 @dataclass(frozen=True)
@@ -53,21 +56,52 @@ def save_plan(plan: Plan, path: Path, *, targets: list[str], replace: list[str],
         "variables": variables or {},
         "plan": plan_document(plan),
     }
+    check_destination(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # nothing left behind
+        raise UsageError(f"{path}: cannot write the plan file: {err.strerror or err}") from None
+
+
+def check_destination(path: Path) -> None:
+    """Refuse a plan file path that cannot be one (checked before planning, so a bad
+    `--out` costs nothing and leaves nothing)."""
+    try:
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; give a file name (e.g. "
+                             f"{path / 'plan.json'})")
+        if not path.parent.is_dir():
+            raise UsageError(f"{path}: no folder {path.parent} to write the plan file in")
+    except OSError as err:  # a name too long, a folder we may not look into
+        raise UsageError(f"{path}: cannot write the plan file: {err.strerror or err}") from None
 
 
 def load_plan(path: Path) -> SavedPlan:
     """Read a plan file written by `plan --out`."""
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"{path}: is a folder, not a plan file")
+        if not stat.S_ISREG(mode):  # a fifo would block, a device never end
+            raise UsageError(f"{path}: not a regular file, so not a plan file")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_PLAN_BYTES + 1)
+        if len(raw) > MAX_PLAN_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MiB: not a plan file")
+        body = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such plan file") from None
-    except ValueError as err:
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read the plan file: {err.strerror or err}") from None
+    except (ValueError, RecursionError) as err:
         raise UsageError(f"{path}: not a plan file ({err})") from None
     if not isinstance(body, dict) or body.get("kind") != KIND:
         raise UsageError(f"{path}: not an amlctl plan file")
+    _check_fields(path, body)
     return SavedPlan(
         manifest=body["manifest"], backend=body["backend"],
         live_fingerprint=body["live_fingerprint"],
@@ -76,6 +110,31 @@ def load_plan(path: Path) -> SavedPlan:
         include_workspace=body.get("include_workspace", False),
         variables=body.get("variables", {}), document=body["plan"],
     )
+
+
+# Each key of a plan file and the type its value must have (optional keys: False).
+_FIELDS: dict[str, tuple[type, bool]] = {
+    "manifest": (str, True), "backend": (str, True), "live_fingerprint": (str, True),
+    "desired_fingerprint": (str, True), "targets": (list, True), "replace": (list, True),
+    "destroy": (bool, True), "include_data": (bool, True), "plan": (dict, True),
+    "include_workspace": (bool, False), "variables": (dict, False),
+}
+
+
+def _check_fields(path: Path, body: dict[str, Any]) -> None:
+    """A plan file edited by hand or cut short: name the first key at fault."""
+    for key, (kind, required) in _FIELDS.items():
+        if key not in body:
+            if required:
+                raise UsageError(f"{path}: not a complete plan file: key {key!r} is missing; "
+                                 "make it again with `amlctl plan --out`")
+            continue
+        value = body[key]
+        if not isinstance(value, kind) or (kind is list and not all(
+                isinstance(item, str) for item in value)):
+            what = "a list of strings" if kind is list else f"a {kind.__name__}"
+            raise UsageError(f"{path}: key {key!r} must be {what}; make the plan file again "
+                             "with `amlctl plan --out`")
 
 
 def check_current(saved: SavedPlan, fresh: Plan) -> None:
@@ -88,7 +147,12 @@ def check_current(saved: SavedPlan, fresh: Plan) -> None:
                         "Run `amlctl plan` again.")
     # Same manifest, same live state: only the local files of an upload can differ still.
     now = _upload_files(plan_document(fresh))
-    for address, files in _upload_files(saved.document).items():
+    try:
+        then = _upload_files(saved.document)
+    except (AttributeError, KeyError, TypeError):
+        raise UsageError("the saved plan file is damaged (its 'plan' is not what `amlctl plan "
+                         "--out` writes); make it again with `amlctl plan --out`") from None
+    for address, files in then.items():
         if now.get(address) != files:
             raise PlanError(f"the saved plan is stale: the local files of {address} changed "
                             "since it was made. Run `amlctl plan` again.")

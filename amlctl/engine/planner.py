@@ -7,7 +7,7 @@ import json
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,13 @@ def make_plan(
     *,
     targets: Iterable[str] = (),
     replace_addresses: Iterable[str] = (),
+    include_data: bool = False,
 ) -> Plan:
-    """What apply would change to make the workspace match the manifest."""
+    """What apply would change to make the workspace match the manifest.
+
+    An upload removed from the manifest is no longer tracked, but its files stay in the
+    datastore (as `destroy` keeps them) unless `include_data`.
+    """
     desired = desired_state(ctx.loaded)
     targets = _check_addresses(targets, desired, "--target")
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
@@ -98,12 +103,28 @@ def make_plan(
         changes = [c for c in changes if c.address in keep]
         drift = [d for d in drift if d.address in keep]
     _preflight(ctx, changes)
+    changes = [_upload_data_reason(c, include_data) for c in changes]
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
         live_fingerprint=_live_fingerprint(live, runs, uploads),
         desired_fingerprint=_fingerprint({a: d.attrs for a, d in desired.items()}),
+        include_data=include_data,
     )
+
+
+def _upload_data_reason(change: Change, include_data: bool) -> Change:
+    """Say what becomes of the files of an upload removed from the manifest."""
+    if change.kind != "upload" or change.action is not Action.DELETE:
+        return change
+    where = change.before or {}
+    if include_data:
+        reason = "removed from the manifest: its files are deleted too (--include-data)"
+    else:
+        reason = (f"removed from the manifest: its files stay in datastore "
+                  f"{where.get('datastore')!r} under {where.get('target_path')!r}; pass "
+                  "--include-data to delete them")
+    return replace(change, reasons=(*change.reasons, reason))
 
 
 def make_destroy_plan(ctx: Context, *, include_data: bool = False,
@@ -183,6 +204,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
         cache=cache,
+        never=(ctx.state_dir, ctx.loaded.root / STATE_DIR_NAME),  # amlctl's own files
     )
 
 

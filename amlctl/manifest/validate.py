@@ -171,7 +171,11 @@ class _Checker:
             path = ("uploads", name)
             self.check_datastore_ref(upload.datastore, (*path, "datastore"))
             self.check_inside_datastore(upload.target_path, (*path, "target_path"))
-            self.check_local_dir(upload.src_dir, (*path, "src_dir"))
+            if not upload.src_dir.strip():
+                self.error((*path, "src_dir"), "must not be empty (write '.' to upload the "
+                           "manifest's folder)")
+            else:
+                self.check_local_dir(upload.src_dir, (*path, "src_dir"))
         self.check_upload_overlap()
 
     def check_upload_overlap(self) -> None:

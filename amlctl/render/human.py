@@ -97,7 +97,7 @@ def _change_lines(change: Change, style: Style) -> list[str]:
 def _upload_lines(change: Change) -> list[str]:
     detail: dict[str, Any] = change.detail
     if change.action is Action.DELETE:
-        return ["      files under the target path are deleted"]
+        return []  # its reasons say whether its files go too (--include-data) or stay
     out = [f"      datastore: {show((change.after or {}).get('datastore'))}, target_path: "
            f"{show((change.after or {}).get('target_path'))}"]
     for key, symbol in (("add", "+"), ("change", "~"), ("delete", "-")):

@@ -47,7 +47,13 @@ def run_logs(store: Store, run_id: str, role: str | None = None, follow: bool = 
     row = store.get_run(run_id)
     if row is None:
         raise RunError(f"no run {run_id!r} in this workspace")
-    selected = streams(Path(row.run_dir), RunSpec.from_dict(row.spec), role)
+    run_dir = Path(row.run_dir)
+    for folder in (run_dir, run_dir / "logs"):
+        if not folder.is_dir():
+            # Printing nothing would read as "the run printed nothing".
+            raise RunError(f"run {run_id}: its folder {folder} is gone (removed outside "
+                           "amlctl), so its logs cannot be shown")
+    selected = streams(run_dir, RunSpec.from_dict(row.spec), role)
     tails = [_Tail(s, f"[{s.task}] " if len(selected) > 1 else "") for s in selected]
     if not follow:
         for tail in tails:

@@ -54,6 +54,38 @@ def alive(pid: int | None, *markers: str) -> bool:
     return all(marker.encode() in cmdline for marker in markers)
 
 
+def start_time(pid: int | None) -> int | None:
+    """When `pid` started, in clock ticks since boot (Linux; None elsewhere or if gone).
+
+    With the pid it identifies one process for good: a recycled pid has another start time.
+    """
+    if not pid:
+        return None
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    return int(fields[19])
+
+
+def groups_with_env(name: str, value: str) -> list[int]:
+    """Process groups of the live processes started with `name=value` in their environment
+    (Linux; [] elsewhere). Our own group is never among them."""
+    if not _PROC.is_dir():
+        return []
+    own = os.getpgrp()
+    found: set[int] = set()
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = _stat_fields(pid)
+        if not fields or fields[0] in ("Z", "X") or not environ_has(pid, name, value):
+            continue
+        if int(fields[2]) != own:
+            found.add(int(fields[2]))
+    return sorted(found)
+
+
 def environ_has(pid: int, name: str, value: str) -> bool:
     """Whether process `pid` was started with `name=value` in its environment (Linux; False
     elsewhere or when it cannot be read)."""

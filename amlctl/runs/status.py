@@ -26,6 +26,8 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELED})
 ACTIVE = frozenset({NOT_STARTED, QUEUED, PREPARING, RUNNING, CANCELING})
 
 _COLUMNS = frozenset({"error", "started_at", "ended_at", "supervisor_pid"})
+# Statuses only a live supervisor can hold: without one, the run is dead (see submit.reconcile).
+SUPERVISED = frozenset({PREPARING, RUNNING, CANCELING})
 
 
 def transition(store: Store, run_id: str, to: str, allowed_from: Iterable[str],
@@ -55,9 +57,17 @@ def current(store: Store, run_id: str) -> str | None:
     return row.status if row else None
 
 
-def supervisor_alive(pid: int | None, run_id: str, marker: str) -> bool:
-    """Whether `pid` is a live supervisor of this run (not a zombie, not a recycled pid)."""
-    return procs.alive(pid, marker, run_id)
+def supervisor_alive(pid: int | None, run_id: str, marker: str,
+                     started: int | None = None) -> bool:
+    """Whether `pid` is a live supervisor of this run (not a zombie, not a recycled pid).
+
+    `started` (the start time recorded by `claim`) pins the very process: a pid reused by
+    another process, even one with the same command line, has another start time.
+    """
+    if not procs.alive(pid, marker, run_id):
+        return False
+    now = procs.start_time(pid)
+    return started is None or now is None or now == started
 
 
 def claim(store: Store, run_id: str, pid: int, marker: str) -> bool:
@@ -67,11 +77,14 @@ def claim(store: Store, run_id: str, pid: int, marker: str) -> bool:
     nodes; the loser of this check exits without touching the run.
     """
     with store.transaction() as conn:
-        row = conn.execute("SELECT supervisor_pid FROM runs WHERE id=?", (run_id,)).fetchone()
+        row = conn.execute("SELECT supervisor_pid, supervisor_started FROM runs WHERE id=?",
+                           (run_id,)).fetchone()
         if row is None:
             return False
         holder = row["supervisor_pid"]
-        if holder and holder != pid and supervisor_alive(holder, run_id, marker):
+        if holder and holder != pid and supervisor_alive(holder, run_id, marker,
+                                                         row["supervisor_started"]):
             return False
-        conn.execute("UPDATE runs SET supervisor_pid=? WHERE id=?", (pid, run_id))
+        conn.execute("UPDATE runs SET supervisor_pid=?, supervisor_started=? WHERE id=?",
+                     (pid, procs.start_time(pid), run_id))
         return True

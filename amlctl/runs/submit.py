@@ -131,8 +131,7 @@ def ensure_supervised(store: Store, run_id: str) -> RunRow:
     and anything left of its tasks is stopped; a dead run being canceled becomes Canceled.
     """
     row = _get(store, run_id)
-    if row.status in status.TERMINAL or status.supervisor_alive(row.supervisor_pid, run_id,
-                                                                MODULE):
+    if row.status in status.TERMINAL or _supervised(row):
         return row
     if row.status in (status.NOT_STARTED, status.QUEUED):
         spawn_supervisor(store, run_id)
@@ -146,6 +145,31 @@ def ensure_supervised(store: Store, run_id: str) -> RunRow:
     return _get(store, run_id)
 
 
+def reconcile(store: Store, row: RunRow) -> RunRow:
+    """The run as it really is, for every read (runs, status, plan, logs).
+
+    A run Preparing, Running or Canceling needs its supervisor; if that process is gone
+    (killed, machine restarted), the run is ended here as `ensure_supervised` would:
+    Failed with the reason (Canceled if it was being canceled), its orphaned tasks
+    stopped. A run not yet started is left to the next apply's recovery, which starts a
+    new supervisor for it.
+    """
+    if row.status not in status.SUPERVISED or _supervised(row):
+        return row
+    if store.read_only:  # cannot record it: show it as it is, and leave the repair to apply
+        return replace(row, status=status.FAILED, error=(
+            f"the run's supervisor (pid {row.supervisor_pid}) stopped unexpectedly while the "
+            f"run was {row.status} (not recorded: the state folder is read-only)"))
+    fresh = _get(store, row.id)  # it may have ended as its supervisor exited
+    if (fresh.status, fresh.supervisor_pid) != (row.status, row.supervisor_pid):
+        return fresh
+    return ensure_supervised(store, row.id)
+
+
+def _supervised(row: RunRow) -> bool:
+    return status.supervisor_alive(row.supervisor_pid, row.id, MODULE, row.supervisor_started)
+
+
 def cancel(store: Store, run_id: str) -> RunRow:
     """Ask a run to stop: status Canceling and SIGTERM to its supervisor, which stops every
     task and records Canceled. Returns at once (see `wait_for`). A run that already ended is
@@ -157,7 +181,7 @@ def cancel(store: Store, run_id: str) -> RunRow:
     row = _get(store, run_id)
     if row.status != status.CANCELING:
         return row  # it ended meanwhile
-    if status.supervisor_alive(row.supervisor_pid, run_id, MODULE):
+    if _supervised(row):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(row.supervisor_pid or 0, signal.SIGTERM)
     else:
@@ -188,10 +212,13 @@ def task_pids(run_dir: Path) -> list[int]:
 
 def _finish_orphan(store: Store, row: RunRow, outcome: str, error: str | None) -> None:
     """End a run nobody supervises: stop its leftover tasks, free its nodes, record it."""
-    groups = [pgid for pgid in task_pids(Path(row.run_dir))
+    groups = {pgid for pgid in task_pids(Path(row.run_dir))
               if any(procs.environ_has(pid, "AZUREML_RUN_ID", row.id)
-                     for pid in procs.group_members(pgid))]
-    procs.stop_groups(groups, ORPHAN_STOP_GRACE_SECONDS)
+                     for pid in procs.group_members(pgid))}
+    # Tasks started after the last tasks.json write, and what they started, carry the
+    # run's id in their environment too.
+    groups.update(procs.groups_with_env("AZUREML_RUN_ID", row.id))
+    procs.stop_groups(sorted(groups), ORPHAN_STOP_GRACE_SECONDS)
     pool.release(store, row.id)
     status.transition(store, row.id, outcome, status.ACTIVE, error=error, ended_at=time.time())
     with contextlib.suppress(FileNotFoundError):

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -67,6 +68,20 @@ def tail(path: Path, lines: int = ERROR_TAIL_LINES) -> list[str]:
             return [line.rstrip("\n") for line in deque(stream, maxlen=lines)]
     except OSError:
         return []
+
+
+def _link_on_path(folder: Path, relpath: str) -> str | None:
+    """The first part of `relpath` (below `folder`) that is a symlink, or None."""
+    current, seen = folder, []
+    for part in Path(relpath).parts:
+        current = current / part
+        seen.append(part)
+        try:
+            if stat.S_ISLNK(current.lstat().st_mode):
+                return "/".join(seen)
+        except FileNotFoundError:
+            return None  # the missing path is reported as such
+    return None
 
 
 class _Stop(Exception):
@@ -211,6 +226,13 @@ class Supervisor:
     def _resolve_input(self, input_id: str) -> str:
         spec = self.spec.inputs[input_id]
         source = spec.source
+        link = _link_on_path(Path(spec.datastore_dir), spec.path)
+        if link is not None:
+            # A run may plant links in a datastore (mount inputs are the folder itself);
+            # amlctl never reads through one, as uploads never write through one.
+            raise _Stop(status.FAILED, f"input {input_id}: {link} in datastore "
+                                       f"{spec.datastore!r} is a symbolic link; amlctl never "
+                                       "follows links in a datastore: remove it")
         if not source.exists():
             raise _Stop(status.FAILED, f"input {input_id}: datastore {spec.datastore!r} has no "
                                        f"path {spec.path!r}")
@@ -219,7 +241,8 @@ class Supervisor:
         target = self.run_dir / "inputs" / input_id
         shutil.rmtree(target, ignore_errors=True)  # a copy a previous attempt left halfway
         if source.is_dir():
-            shutil.copytree(source, target)
+            # Links inside are copied as links, never as what they point at.
+            shutil.copytree(source, target, symlinks=True)
             return str(target)
         target.mkdir(parents=True)
         copied = target / source.name

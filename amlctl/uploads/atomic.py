@@ -56,16 +56,28 @@ def hash_file(path: str | Path) -> Hashed:
     return Hashed(digest, size, stat)
 
 
-def write_temp(src: str | Path, folder: str, *, fsync: bool = False) -> tuple[str, Hashed]:
+def hash_fd(fd: int) -> Hashed:
+    """sha256 of an open file (read from its current offset), streamed; closes fd."""
+    with open(fd, "rb", buffering=0) as src:
+        stat = FileStat.of(os.fstat(src.fileno()))
+        digest, size = _pump(src, None)
+    return Hashed(digest, size, stat)
+
+
+def write_temp(
+    src: str | Path, folder: str, *, fsync: bool = False, dir_fd: int | None = None
+) -> tuple[str, Hashed]:
     """Copy src into a new temp file in `folder` (which must exist), hashing as it goes.
 
-    Returns the temp file's path. On any error the temp file is removed and the error
-    propagates.
+    Returns the temp file's path; with `dir_fd` (the folder's open descriptor, `folder`
+    then only names it) the temp is made relative to it and its bare name is returned.
+    On any error the temp file is removed and the error propagates.
     """
-    tmp = os.path.join(folder, temp_name())
+    tmp = temp_name() if dir_fd is not None else os.path.join(folder, temp_name())
     with open(src, "rb", buffering=0) as fin:
         stat = FileStat.of(os.fstat(fin.fileno()))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o644, dir_fd=dir_fd)
         try:
             try:
                 digest, size = _pump(fin, fd)
@@ -74,7 +86,7 @@ def write_temp(src: str | Path, folder: str, *, fsync: bool = False) -> tuple[st
             finally:
                 os.close(fd)
         except BaseException:
-            _unlink(tmp)
+            _unlink(tmp, dir_fd)
             raise
     return tmp, Hashed(digest, size, stat)
 
@@ -142,18 +154,20 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX)
 
 
-def remove_stale_temp(path: Path) -> bool:
+def remove_stale_temp(path: Path | str, dir_fd: int | None = None) -> bool:
     """Delete a temp file whose writing process is gone; True if it was deleted.
 
     The writer's pid is in the name. A temp of a live process (another apply, or this one)
-    is left alone. On a folder shared between machines, pids mean nothing across them;
-    a wrongly removed temp makes that writer's rename fail, never a corrupt file.
+    is left alone. With `dir_fd`, path is a name in that folder. On a folder shared between
+    machines, pids mean nothing across them; a wrongly removed temp makes that writer's
+    rename fail, never a corrupt file.
     """
-    pid_text = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    name = os.path.basename(path)
+    pid_text = name[len(TEMP_PREFIX) :].split("-", 1)[0]
     if pid_text.isdigit() and _alive(int(pid_text)):
         return False
     try:
-        path.unlink()
+        os.unlink(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     return True
@@ -194,6 +208,6 @@ def _pump(src: io.FileIO, fd: int | None) -> tuple[str, int]:
     return digest.hexdigest(), total
 
 
-def _unlink(path: str) -> None:
+def _unlink(path: str, dir_fd: int | None = None) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)

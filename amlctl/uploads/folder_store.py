@@ -1,9 +1,9 @@
 """`FileStore` over a plain folder, for the local backend.
 
-`FolderFileStore(root, index_db)`: root is `<datastore folder>/<target_path>`; index_db a
-SQLite file (it may be shared with other stores and other tables: this one is
-`upload_folder_index`, keyed by root) holding (relpath, size, mtime_ns, ctime_ns, inode,
-sha256) so listing does not re-hash.
+`FolderFileStore(root, index_db, within=datastore_folder)`: root is
+`<datastore folder>/<target_path>`; index_db a SQLite file (it may be shared with other
+stores and other tables: this one is `upload_folder_index`, keyed by root) holding
+(relpath, size, mtime_ns, ctime_ns, inode, sha256) so listing does not re-hash.
 
 Writes are batched to make them durable cheaply: `put_file` streams src into a temp file
 beside its destination and returns; the files written become visible together at the next
@@ -24,10 +24,15 @@ The folder is the truth, the index only a memo:
 - temp files are never listed, and those of dead processes are deleted;
 - symlinks and special files inside the folder are not ours and are not listed.
 
+Nothing outside the datastore folder (`within=`) is ever written, renamed, listed, read or
+deleted: every folder below it is opened without following symlinks (see `dirfd`), so a
+link planted there (a run mounts the datastore folder itself) is refused with UploadError
+naming it, never followed.
+
 A file cannot be written below a file of a parent's name (`put_file` raises UploadError) nor
 where the folder holds a folder of its name (the commit raises UploadError, naming it);
 delete_extra resolves both, as the sync deletes before it writes. Folders emptied by
-`delete_file` are removed.
+`delete_file` are removed, up to (not including) the datastore folder.
 """
 
 from __future__ import annotations
@@ -36,19 +41,22 @@ import contextlib
 import os
 import sqlite3
 import stat as statmod
+import sys
 import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from amlctl import statedb
 from amlctl.uploads.atomic import (
     TEMP_PREFIX,
-    hash_file,
+    hash_fd,
     make_durable,
     remove_stale_temp,
     write_temp,
 )
+from amlctl.uploads.dirfd import open_chain, open_file, walk_files
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import RemoteFile
 from amlctl.uploads.store import check_relpath
@@ -77,14 +85,25 @@ def _row(st: os.stat_result, sha256: str) -> _Row:
 
 
 class FolderFileStore:
-    """The files under `root`, with their hashes memoised in `index_db` (see module doc)."""
+    """The files under `root`, with their hashes memoised in `index_db` (see module doc).
 
-    def __init__(self, root: Path, index_db: Path) -> None:
+    `within` is the folder the store must never leave (the datastore folder; default:
+    root itself): below it every folder is opened without following symlinks, and a link
+    on the way raises UploadError (see `dirfd`).
+    """
+
+    def __init__(self, root: Path, index_db: Path, *, within: Path | None = None) -> None:
         self.root = root.absolute()
-        self._root = str(self.root)
-        self._folders: set[str] = set()  # folders known to exist (set.add is thread-safe)
-        self._index = _Index(index_db, str(self.root.resolve()))
-        self._writes = _Writes(self.root, self._index)
+        base = (within or root).absolute()
+        try:
+            below = self.root.relative_to(base)
+        except ValueError:
+            raise UploadError(f"{self.root}: not inside {base}") from None
+        self._base = str(base)
+        self._parts = below.parts  # root's folders below base, walked without following links
+        # The index key: base resolved (amlctl's own folder), the rest as given.
+        self._index = _Index(index_db, str(Path(os.path.realpath(base), *below.parts)))
+        self._writes = _Writes(self._base, self._index)
         weakref.finalize(self, _close, self._writes, self._index)
 
     def list_files(self) -> dict[str, RemoteFile]:
@@ -93,51 +112,86 @@ class FolderFileStore:
         rows = self._index.load()
         listing: dict[str, RemoteFile] = {}
         fixes: dict[str, _Row] = {}
-        for relpath, path, st in self._walk():
-            row = rows.pop(relpath, None)
-            if row is not None and row[:4] == (
-                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
-            ):
-                listing[relpath] = RemoteFile(st.st_size, row[4])
-                continue
-            hashed = hash_file(path)  # the index does not vouch for this file: doubt
-            listing[relpath] = RemoteFile(hashed.size, hashed.sha256)
-            fixes[relpath] = (hashed.size, hashed.stat.mtime_ns, hashed.stat.ctime_ns,
-                              hashed.stat.ino, hashed.sha256)
+        try:
+            chain = open_chain(self._base, self._parts, create=False)
+        except NotADirectoryError:
+            chain = None  # root is a file: no folder, no files
+        if chain is not None:
+            with chain:
+                for relpath, dir_fd, entry in walk_files(chain):
+                    self._list_one(relpath, dir_fd, entry, rows, listing, fixes)
         self._index.write(fixes, gone=rows.keys())
         return listing
 
+    def _list_one(self, relpath: str, dir_fd: int, entry: os.DirEntry[str],
+                  rows: dict[str, _Row], listing: dict[str, RemoteFile],
+                  fixes: dict[str, _Row]) -> None:
+        if entry.name.startswith(TEMP_PREFIX):
+            remove_stale_temp(entry.name, dir_fd)
+            return
+        if not entry.is_file(follow_symlinks=False):
+            return  # symlinks and special files are not ours
+        st = entry.stat(follow_symlinks=False)
+        if not statmod.S_ISREG(st.st_mode):
+            return
+        row = rows.pop(relpath, None)
+        if row is not None and row[:4] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino):
+            listing[relpath] = RemoteFile(st.st_size, row[4])
+            return
+        # The index does not vouch for this file: doubt, so read it (never through a link).
+        sys.audit("amlctl.open", os.path.join(self._root_shown, relpath))
+        try:
+            hashed = hash_fd(open_file(dir_fd, entry.name))
+        except FileNotFoundError:
+            return  # deleted behind our back while we listed
+        except OSError:
+            return  # replaced by a link or a special file meanwhile: not ours
+        listing[relpath] = RemoteFile(hashed.size, hashed.sha256)
+        fixes[relpath] = (hashed.size, hashed.stat.mtime_ns, hashed.stat.ctime_ns,
+                          hashed.stat.ino, hashed.sha256)
+
+    @property
+    def _root_shown(self) -> str:
+        return str(self.root)
+
     def put_file(self, src: Path, relpath: str) -> RemoteFile:
         """Write src as relpath; visible whole at the next commit (see module doc)."""
-        dest = os.path.join(self._root, check_relpath(relpath))
-        folder = os.path.dirname(dest)
-        if folder not in self._folders:  # one mkdir per folder, not per file
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except (FileExistsError, NotADirectoryError) as exc:
-                raise UploadError(
-                    f"{relpath}: a parent of it is a file in the datastore folder "
-                    f"{self.root}; set delete_extra: true or remove that file"
-                ) from exc
-            self._folders.add(folder)
-        tmp, hashed = write_temp(src, folder)
-        self._writes.add(_Pending(tmp, dest, relpath, hashed.size, hashed.sha256))
+        *folder, name = check_relpath(relpath).split("/")
+        parts = (*self._parts, *folder)
+        try:
+            chain = open_chain(self._base, parts, create=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise UploadError(
+                f"{relpath}: a parent of it is a file in the datastore folder "
+                f"{self.root}; set delete_extra: true or remove that file"
+            ) from exc
+        assert chain is not None  # create=True never gives None
+        with chain:
+            tmp, hashed = write_temp(src, "", dir_fd=chain.fd)
+        self._writes.add(_Pending(parts, tmp, name, relpath, hashed.size, hashed.sha256))
         return RemoteFile(hashed.size, hashed.sha256)
 
     def delete_file(self, relpath: str) -> None:
-        """Remove relpath and its row; remove folders it leaves empty (up to root)."""
-        path = self.root / check_relpath(relpath)
+        """Remove relpath and its row; remove folders it leaves empty (root too, when it is
+        below `within`)."""
+        *folder, name = check_relpath(relpath).split("/")
         self._writes.commit(final=False)  # a pending write of relpath must not outlive this
-        self._folders.clear()  # the folders it empties go too
-        path.unlink(missing_ok=True)
+        try:
+            chain = open_chain(self._base, (*self._parts, *folder), create=False)
+        except NotADirectoryError:
+            chain = None  # a parent is a file: relpath cannot exist
+        if chain is not None:
+            with chain:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=chain.fd)
+                # Climb up to (not including) the datastore folder, removing the folders
+                # left empty (the target folder too, once its last file is gone).
+                for depth in range(len(chain.parts), 0, -1):
+                    try:
+                        os.rmdir(chain.parts[depth - 1], dir_fd=chain.fds[depth - 1])
+                    except OSError:
+                        break  # not empty (or already gone): stop climbing
         self._index.write({}, gone=[relpath])
-        parent = path.parent
-        while parent != self.root:
-            try:
-                parent.rmdir()
-            except OSError:
-                break  # not empty (or already gone): stop climbing
-            parent = parent.parent
 
     def flush(self) -> None:
         """Commit every file written so far and make it durable."""
@@ -153,26 +207,6 @@ class FolderFileStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _walk(self) -> list[tuple[str, str, os.stat_result]]:
-        """(relpath, path, lstat) of the regular files under root; stale temps deleted."""
-        found: list[tuple[str, str, os.stat_result]] = []
-        if not self.root.is_dir():
-            return found
-        pending = [(str(self.root), "")]
-        while pending:
-            folder, prefix = pending.pop()
-            with os.scandir(folder) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append((entry.path, prefix + entry.name + "/"))
-                    elif entry.name.startswith(TEMP_PREFIX):
-                        remove_stale_temp(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        if statmod.S_ISREG(st.st_mode):
-                            found.append((prefix + entry.name, entry.path, st))
-        return found
-
 
 def _close(writes: _Writes, index: _Index) -> None:
     try:
@@ -184,8 +218,9 @@ def _close(writes: _Writes, index: _Index) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    tmp: str
-    dest: str
+    folder: tuple[str, ...]  # below the base
+    tmp: str  # names in that folder
+    name: str
     relpath: str
     size: int
     sha256: str
@@ -194,8 +229,8 @@ class _Pending:
 class _Writes:
     """Temp files written and not yet renamed, and the commits that publish them."""
 
-    def __init__(self, root: Path, index: _Index) -> None:
-        self._root = root
+    def __init__(self, base: str, index: _Index) -> None:
+        self._base = base
         self._index = index
         self._lock = threading.Lock()  # guards the pending list
         self._commit_lock = threading.Lock()  # one commit at a time
@@ -220,33 +255,58 @@ class _Writes:
             if batch:
                 self._publish(batch)
             if final and self._unsynced:
-                make_durable(self._root, [])
+                make_durable(self._base, [])
                 self._unsynced = False
 
     def _publish(self, batch: list[_Pending]) -> None:
-        make_durable(self._root, [p.tmp for p in batch])
+        make_durable(self._base, [os.path.join(self._base, *p.folder, p.tmp) for p in batch])
         rows: dict[str, _Row] = {}
         failure: UploadError | None = None
+        by_folder: dict[tuple[str, ...], list[_Pending]] = {}
         for item in batch:
+            by_folder.setdefault(item.folder, []).append(item)
+        for folder, items in by_folder.items():
             try:
-                os.replace(item.tmp, item.dest)
-                rows[item.relpath] = _row(os.stat(item.dest), item.sha256)
-            except OSError as exc:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(item.tmp)
-                reason = (
-                    "is a folder in the datastore folder"
-                    if isinstance(exc, IsADirectoryError)
-                    else f"cannot be written ({exc.strerror or exc}) in the datastore folder"
-                )
+                # Opened again, without following links: a folder swapped for a link since
+                # the temp was written is refused here.
+                chain = open_chain(self._base, folder, create=False)
+            except (UploadError, OSError) as exc:
+                failure = failure or _as_upload_error(items[0].relpath, exc, self._base)
+                continue
+            if chain is None:
                 failure = failure or UploadError(
-                    f"{item.relpath}: {reason} {self._root}; "
-                    "set delete_extra: true or remove what is in the way"
-                )
+                    f"{items[0].relpath}: its folder vanished from the datastore folder "
+                    f"{self._base} during the upload; apply again")
+                continue
+            with chain:
+                for item in items:
+                    try:
+                        os.replace(item.tmp, item.name, src_dir_fd=chain.fd,
+                                   dst_dir_fd=chain.fd)
+                        rows[item.relpath] = _row(
+                            os.stat(item.name, dir_fd=chain.fd, follow_symlinks=False),
+                            item.sha256)
+                    except OSError as exc:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(item.tmp, dir_fd=chain.fd)
+                        failure = failure or _as_upload_error(item.relpath, exc, self._base)
         self._unsynced = True
         self._index.write(rows, gone=())
         if failure is not None:
             raise failure
+
+
+def _as_upload_error(relpath: str, exc: BaseException, base: str) -> UploadError:
+    if isinstance(exc, UploadError):
+        return exc
+    reason = (
+        "is a folder in the datastore folder"
+        if isinstance(exc, IsADirectoryError)
+        else f"cannot be written ({getattr(exc, 'strerror', None) or exc}) in the datastore "
+        "folder"
+    )
+    return UploadError(f"{relpath}: {reason} {base}; "
+                       "set delete_extra: true or remove what is in the way")
 
 
 class _Index:
@@ -255,14 +315,11 @@ class _Index:
     def __init__(self, db_path: Path, root_key: str) -> None:
         self._key = root_key
         self._lock = threading.Lock()
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            db_path, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute(_SCHEMA)
+        # Only a memo (see module doc): a damaged file is set aside and started afresh.
+        self._db: sqlite3.Connection | None = statedb.connect(
+            db_path, "upload index", schema=(_SCHEMA,), rebuild=True, timeout=10.0)
+        # A read-only state folder: listings hash what the memo misses and write nothing.
+        self._read_only = statedb.is_read_only(self._db)
 
     @property
     def closed(self) -> bool:
@@ -282,7 +339,7 @@ class _Index:
         """Write `rows` and delete the rows of the relpaths in `gone`, in one commit."""
         inserts = [(self._key, relpath, *row) for relpath, row in rows.items()]
         deletes = [(self._key, relpath) for relpath in gone]
-        if not inserts and not deletes:
+        if (not inserts and not deletes) or self._read_only:
             return
         with self._lock:
             db = self._open()

@@ -7,19 +7,20 @@ Contract:
   entry is a doubt, so the caller hashes the file again (as git does with its index). The
   default window, 2 s, covers the coarsest timestamps in common use (FAT, some network
   shares); local Linux filesystems tick in milliseconds.
-- It is only a cache: a file that is not a database is replaced by an empty one, commits
-  are not fsynced (WAL, synchronous=NORMAL), and losing it costs one re-read of each file,
-  never a wrong answer.
+- It is only a cache: a file that is not a database is set aside (`NAME.damaged`) and
+  replaced by an empty one, commits are not fsynced (WAL, synchronous=NORMAL), and losing
+  it costs one re-read of each file, never a wrong answer. In a read-only state folder it
+  answers from the file and records nothing.
 - One instance per thread; the sync functions use it from the calling thread only.
 - The file may be shared by many uploads: keys are absolute paths.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from amlctl import statedb
 from amlctl.uploads.model import FileStat
 
 RACY_WINDOW_NS = 2_000_000_000
@@ -48,21 +49,12 @@ class HashCache:
         # Entries of warmed folders, in memory: path -> the row's other columns.
         self._memo: dict[str, tuple[Any, ...]] = {}
         self._warmed: tuple[str, ...] = ()
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = self._open()
-        except sqlite3.DatabaseError:
-            # Not a database (or damaged): it only ever held a cache, so start afresh.
-            db_path.unlink(missing_ok=True)
-            self._db = self._open()
-
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit
-        db.execute(_SCHEMA)
-        db.commit()
-        return db
+        # Not a database (or damaged): it only ever held a cache, so it is set aside and
+        # started afresh. WAL, synchronous=NORMAL: no fsync per commit.
+        self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA,), rebuild=True,
+                                   isolation_level="")
+        # A read-only state folder: answer from the file, remember nothing new.
+        self._read_only = statedb.is_read_only(self._db)
 
     def warm(self, root: Path) -> None:
         """Read every entry under `root` (absolute) in one query; later lookups there are
@@ -110,7 +102,7 @@ class HashCache:
         else:
             known = [p for (p,) in self._rows_under(prefix, "path")]
         gone = [(p,) for p in known if p not in present]
-        if gone:
+        if gone and not self._read_only:
             self._db.executemany("DELETE FROM hashes WHERE path = ?", gone)
             self._db.commit()
             for (path,) in gone:
@@ -121,6 +113,8 @@ class HashCache:
         for path, *row in self._pending:
             if self._is_warm(path):
                 self._memo[path] = tuple(row)
+        if self._read_only:
+            self._pending.clear()
         if self._pending:
             self._db.executemany(
                 "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending

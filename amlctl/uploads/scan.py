@@ -6,6 +6,10 @@ Rules:
 - a symlink whose target lies outside src_dir raises `UploadError` naming it; one inside is
   followed (a file: uploaded under the link's name; a folder: walked) unless it closes a loop
   (`UploadError`); a dangling one is skipped with a warning;
+- folders listed in `never` (amlctl's own state folder: its databases, run snapshots and
+  secrets must never be uploaded) are left out wherever they sit, found by identity (device
+  and inode), so a symlink or another spelling of the path does not get them in; an src_dir
+  at or inside one of them raises `UploadError`;
 - fifos, sockets and devices are skipped with a warning (never opened: a fifo would block),
   as are names that are not valid UTF-8 and names that look like our temp files;
 - the result is sorted by relpath.
@@ -33,16 +37,24 @@ class Scan:
     warnings: tuple[str, ...]
 
 
-def scan_tree(src_dir: Path, exclude: Sequence[str] = ()) -> Scan:
+def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] = (), *,
+              label: str = "src_dir") -> Scan:
     """List the regular files under src_dir that an upload sends (see module doc).
 
     `LocalFile.path` is absolute (src_dir made absolute, symlinks in it kept), which is the
-    key of the hash cache.
+    key of the hash cache. `label` names src_dir in messages (a run's snapshot uses these
+    rules too, for its source_directory).
     """
     if not src_dir.is_dir():
-        raise UploadError(f"{src_dir}: src_dir is not a folder")
+        raise UploadError(f"{src_dir}: {label} is not a folder")
     rules = load_ignore_rules(src_dir, exclude)
     root_real = os.path.realpath(src_dir)
+    skipped = _identities(never)
+    for folder in never:
+        real = os.path.realpath(folder)
+        if root_real == real or root_real.startswith(real.rstrip(os.sep) + os.sep):
+            raise UploadError(f"{src_dir}: {label} is amlctl's state folder {folder} or inside "
+                              "it; its files are never uploaded: choose another folder")
     files: list[LocalFile] = []
     warnings: list[str] = []
     # Each pending folder carries the real paths of the folders above it, to spot loops.
@@ -66,7 +78,8 @@ def scan_tree(src_dir: Path, exclude: Sequence[str] = ()) -> Scan:
                 st = entry.stat(follow_symlinks=False)
                 files.append(LocalFile(relpath, entry.path, FileStat.of(st)))
             else:
-                _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending)
+                _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending,
+                       skipped, label)
     files.sort(key=lambda f: f.relpath)
     return Scan(tuple(files), tuple(sorted(warnings)))
 
@@ -80,6 +93,8 @@ def _visit(
     files: list[LocalFile],
     warnings: list[str],
     pending: list[tuple[str, str, tuple[str, ...]]],
+    skipped: frozenset[tuple[int, int]] = frozenset(),
+    label: str = "src_dir",
 ) -> None:
     is_link = entry.is_symlink()
     try:
@@ -94,11 +109,13 @@ def _visit(
         real = os.path.realpath(entry.path)
         if real != root_real and not real.startswith(root_real.rstrip(os.sep) + os.sep):
             raise UploadError(
-                f"{relpath}: symlink points outside src_dir (to {real}); replace it with the "
+                f"{relpath}: symlink points outside {label} (to {real}); replace it with the "
                 "file itself or exclude it"
             )
     if st is None:
         warnings.append(f"skipped {relpath}: dangling symlink or vanished during the scan")
+    elif is_dir and (st.st_dev, st.st_ino) in skipped:
+        return  # amlctl's state folder: never uploaded
     elif is_dir:
         real = real or os.path.join(ancestors[-1], entry.name)
         if real in ancestors:
@@ -111,6 +128,18 @@ def _visit(
             files.append(LocalFile(relpath, entry.path, FileStat.of(st)))
     else:
         warnings.append(f"skipped {relpath}: {_kind(st.st_mode)}, not a regular file")
+
+
+def _identities(folders: Sequence[Path]) -> frozenset[tuple[int, int]]:
+    """(device, inode) of each existing folder."""
+    found = set()
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
 
 
 def _kind(mode: int) -> str:

@@ -66,13 +66,15 @@ def plan_sync(
     cache: HashCache | None = None,
     *,
     workers: int = DEFAULT_WORKERS,
+    never: Sequence[Path] = (),
 ) -> SyncPlan:
     """The file-level difference between src_dir and a store listing (see module doc).
 
     Raises UploadError for a symlink leaving src_dir. Files hashed here are recorded in
-    `cache` (flushed before returning).
+    `cache` (flushed before returning). Folders in `never` (amlctl's state folder) are
+    never part of the upload, wherever they sit under src_dir (see `scan`).
     """
-    scan = scan_tree(src_dir, exclude)
+    scan = scan_tree(src_dir, exclude, never)
     if cache is not None:
         cache.warm(src_dir.absolute())
     add: list[FileChange] = []

@@ -5,6 +5,9 @@ imports the SDK with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK bake
 those paths in at import time, so nothing else may import azureml first). `fake` (per test)
 re-applies that environment, routes Azure host names to the fake, refuses every non-loopback
 connection, and checks afterwards that none was attempted.
+
+Without the azure extra these tests fail (they never skip: CI installs it), each saying how
+to install it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_service import TEST_SUBSCRIPTION, FakeAzure, make_certificate, make_token, route_hosts
 
-SKIP_REASON = "azureml-sdk is not installed (pip install 'amlctl[azure]')"
+MISSING_SDK = ("azureml-sdk is not installed: install the azure extra with "
+               "pip install -e '.[azure]' (make install-azure; make test does it)")
 SUBSCRIPTION = TEST_SUBSCRIPTION
 
 # Variables that would point the SDK elsewhere or change which credential is picked.
@@ -58,7 +62,7 @@ def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
     """Start the fake service and import the SDK against a throw-away home folder."""
     if importlib.util.find_spec("azureml") is None:
-        pytest.skip(SKIP_REASON)
+        pytest.fail(MISSING_SDK, pytrace=False)
     if "azureml.core" in sys.modules:
         warnings.warn("azureml was imported before the azure_edge fixture: the SDK's "
                       "import-time paths (discovery cache) point at the real home folder",
@@ -78,9 +82,9 @@ def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
 
             try:
                 sdk.load()  # first: it sets the SDK's retry count before the SDK reads it
-            except sdk.AzureSdkMissing:
-                pytest.skip(SKIP_REASON)
-            pytest.importorskip("azureml.core", reason=SKIP_REASON)
+            except sdk.AzureSdkMissing as e:
+                service.stop()
+                pytest.fail(f"{MISSING_SDK}\n{e}", pytrace=False)
         assert not refused, f"importing the SDK tried to reach {refused}"
     try:
         yield AzureEdge(service, env, home)

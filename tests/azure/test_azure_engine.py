@@ -31,8 +31,6 @@ def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
     from amlctl.engine.planner import Context
     from amlctl.manifest.loader import load_manifest
 
-    if not (EXAMPLE / "amlctl.yaml").is_file():
-        pytest.skip("the quickstart example is not there")
     shutil.copytree(EXAMPLE, tmp_path / "mnist")
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
     monkeypatch.delenv("AMLCTL_HOME", raising=False)

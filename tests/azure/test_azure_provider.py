@@ -19,6 +19,7 @@ from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.base import OWNER_TAG, fingerprint
+from amlctl.uploads.model import RemoteFile
 
 WORKSPACE = {"name": "ml-ws", "subscription_id": SUBSCRIPTION, "resource_group": "ml-rg",
              "location": "westeurope", "create_resource_group": False, "tags": {},
@@ -111,9 +112,16 @@ def test_compute_replace_refuses_when_aml_keeps_the_old_size(provider: AzureProv
         provider.create("compute.cpu", {**COMPUTE, "vm_size": "STANDARD_NC6"}, {})
 
 
-def test_delete_of_a_missing_compute_is_a_no_op(provider: AzureProvider) -> None:
-    """Crash recovery may delete twice."""
+def test_delete_of_a_missing_compute_is_a_no_op(provider: AzureProvider,
+                                                 fake: FakeAzure) -> None:
+    """Crash recovery may delete twice: the second delete only looks, changes nothing."""
+    provider.create("compute.cpu", COMPUTE, {})
+    before = len(fake.calls)
     provider.delete("compute.never")
+    sent = fake.calls[before:]
+    assert {c.method for c in sent if "/computes/never" in c.path} == {"GET"}
+    assert [(c.method, c.path) for c in sent if c.method != "GET"] == []
+    assert fake.compute("ml-rg", "ml-ws", "cpu") is not None
 
 
 def test_create_is_idempotent(provider: AzureProvider, fake: FakeAzure) -> None:
@@ -142,6 +150,11 @@ def test_transient_errors_are_retried(provider: AzureProvider, fake: FakeAzure) 
     fake.fail_next("PUT", "/computes/cpu", 0, reset_connection=True)
     provider.create("compute.cpu", COMPUTE, {})
     assert "compute.cpu" in provider.read_all()
+    # the faults really happened and each was followed by a retry that got through
+    reads = [c.status for c in fake.calls_to("GET", "/rp/workspaces/")]
+    assert reads[:2] == [503, 503] and reads[2] in (200, 404)
+    assert [c.status for c in fake.calls_to("PUT", "/computes/cpu")] == [0, 201]  # 0: reset
+    assert fake.compute("ml-rg", "ml-ws", "cpu") is not None
 
 
 def test_final_error_says_what_to_check(provider: AzureProvider, fake: FakeAzure) -> None:
@@ -188,16 +201,24 @@ def test_uploads_sync_through_blob_metadata(provider: AzureProvider, fake: FakeA
     """put (single and in blocks), list with sha256 from metadata, delete; records prune."""
     import hashlib
 
+    hello_sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    big = bytes(range(256)) * 10
+    big_sha256 = hashlib.sha256(big).hexdigest()
     store = provider.file_store("default", "mnist")
     store.single_put_bytes, store.block_bytes = 1000, 400  # type: ignore[attr-defined]
     small, large = tmp_path / "a.txt", tmp_path / "b.bin"
     small.write_bytes(b"hello")
-    large.write_bytes(bytes(range(256)) * 10)
-    assert store.put_file(small, "a.txt").sha256 == hashlib.sha256(b"hello").hexdigest()
-    sent = store.put_file(large, "sub/b.bin")
-    assert sent.size == 2560 and sent.sha256 == hashlib.sha256(large.read_bytes()).hexdigest()
-    listing = store.list_files()
-    assert listing == {"a.txt": store.put_file(small, "a.txt"), "sub/b.bin": sent}
+    large.write_bytes(big)
+    assert store.put_file(small, "a.txt") == RemoteFile(5, hello_sha256)
+    assert store.put_file(large, "sub/b.bin") == RemoteFile(2560, big_sha256)
+    assert len(fake.calls_to("PUT", "/mnist/sub/b.bin")) > 2  # blocks, then the block list
+    # what the service holds, read from the fake rather than through the code under test
+    [blobs] = [b for (_acct, c), b in fake.containers.items() if c.startswith("azureml-blob")]
+    assert {name: (blob.data, blob.metadata.get("amlctl_sha256"))
+            for name, blob in blobs.items()} == {"mnist/a.txt": (b"hello", hello_sha256),
+                                                  "mnist/sub/b.bin": (big, big_sha256)}
+    assert store.list_files() == {"a.txt": RemoteFile(5, hello_sha256),
+                                  "sub/b.bin": RemoteFile(2560, big_sha256)}
     provider.create("upload.mnist", {"datastore": "default", "target_path": "mnist",
                                      "delete_extra": False, "exclude": [], "src_dir": "x"}, {})
     assert provider.read_all()["upload.mnist"].owner == "demo"

@@ -5,18 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Byte-exact copies of real Batch AI files (see fixtures/README.md), kept in the repository so the
+# corpus tests run on every clone.
 FIXTURES = HERE / "fixtures"
 GOLDEN = HERE / "golden"
-# The real Batch AI files live beside the project (read-only); the repository keeps only the
-# few copies the golden and secret tests need.
-SHARED = HERE.parents[1] / ".." / "shared" / "batchai"
 
 
 def corpus_files() -> list[Path]:
-    """Every Batch AI cluster and job file of the shared corpus (not the JSON Schemas)."""
-    if not SHARED.is_dir():
-        return []
-    return sorted(p for p in SHARED.glob("*.json") if not p.name.startswith("schema-"))
+    """Every Batch AI cluster and job file of the corpus."""
+    return sorted(FIXTURES.glob("*.json"))
 
 
 def kind_of(path: Path) -> str:

@@ -6,18 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from batchai_corpus import SHARED
 from ruamel.yaml import YAML
 
 from amlctl.convert import Conversion
-
-
-@pytest.fixture
-def shared_dir() -> Path:
-    """The shared corpus folder; the test is skipped when it is not there."""
-    if not SHARED.is_dir():
-        pytest.skip(f"the Batch AI corpus is not at {SHARED} (it sits beside the project)")
-    return SHARED
 
 
 @pytest.fixture

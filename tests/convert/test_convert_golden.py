@@ -1,18 +1,17 @@
 """Golden outputs: the manifest and the Markdown report of four representative conversions.
 
 To regenerate after a deliberate change, run
-    AMLCTL_UPDATE_GOLDEN=1 pytest tests/convert/test_convert_golden.py
+    pytest --update-golden tests/convert/test_convert_golden.py
 and review the diff of tests/convert/golden/ before committing it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from batchai_corpus import FIXTURES, GOLDEN
+from golden import check_golden
 
 from amlctl.convert import Conversion, convert_batchai
 
@@ -33,20 +32,12 @@ def convert_case(name: str) -> Conversion:
     return convert_batchai([FIXTURES / c for c in clusters], [FIXTURES / j for j in jobs])
 
 
-def compare(path: Path, actual: str) -> None:
-    if os.environ.get("AMLCTL_UPDATE_GOLDEN"):
-        path.write_text(actual, encoding="utf-8")
-    assert path.is_file(), f"{path.name} missing: run with AMLCTL_UPDATE_GOLDEN=1 to create it"
-    assert actual == path.read_text(encoding="utf-8"), (
-        f"{path.name} differs from the conversion; if the change is intended, regenerate "
-        "with AMLCTL_UPDATE_GOLDEN=1 and review the diff")
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_manifest_and_report(name: str, validate: Callable[[Conversion], object]) -> None:
+def test_golden_manifest_and_report(name: str, validate: Callable[[Conversion], object],
+                                    update_golden: bool) -> None:
     conversion = convert_case(name)
-    compare(GOLDEN / f"{name}.yaml", conversion.to_yaml())
-    compare(GOLDEN / f"{name}.md", conversion.report.to_markdown())
+    check_golden(GOLDEN / f"{name}.yaml", conversion.to_yaml(), update_golden)
+    check_golden(GOLDEN / f"{name}.md", conversion.report.to_markdown(), update_golden)
     validate(conversion)
 
 

@@ -156,16 +156,17 @@ def test_killed_at_a_random_moment(big_project: Path, cli: Cli, seed: int) -> No
 def test_recovery_report_names_each_interrupted_step(basic_project: Path, cli: Cli) -> None:
     """Several steps in flight at the kill: each is reported, then marked recovered."""
     proc = _paused_apply(basic_project, "AMLCTL_PAUSE_IN_STEP", 2)
-    time.sleep(0.3)  # let the other steps of the same phase reach their own pause
+    log = basic_project / "killed-apply.log"
+    # the executor runs 4 steps at once and this phase has more: all 4 pause inside their step
+    wait_for(lambda: log.read_text().count(": paused in ") == 4, what="4 paused steps")
     _kill(proc)
     interrupted = journal(basic_project, "begun")
-    assert interrupted
+    assert len(interrupted) == 4
     _reapply_and_check(basic_project, cli)
     assert journal(basic_project, "recovered") == interrupted
 
 
 def test_killed_after_submitting_a_run_submits_it_once(basic_project: Path, cli: Cli) -> None:
-    pytest.importorskip("amlctl.runs.submit")
     (basic_project / "src").mkdir()
     (basic_project / "src" / "train.py").write_text("print('training')\n")
     manifest = basic_project / "amlctl.yaml"

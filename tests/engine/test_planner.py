@@ -108,7 +108,6 @@ def test_target_leaves_out_prunes_and_other_drift(folder: Path, context: Context
 
 
 def test_target_of_a_run_keeps_what_it_runs_on_and_reads(folder: Path) -> None:
-    pytest.importorskip("amlctl.runs.identity")
     (folder / "amlctl.yaml").write_text(MANIFEST + RUN)
     (folder / "src").mkdir()
     (folder / "src" / "train.py").write_text("print('hi')\n")

@@ -1,7 +1,6 @@
 """Scenario tests: each folder of `scenarios/` is a story told in `story.yaml`.
 
-A story (skipped when its `requires:` module cannot be imported) starts with the folder's
-`files/` copied into an empty manifest folder and `v1.yaml`
+A story starts with the folder's `files/` copied into an empty manifest folder and `v1.yaml`
 as its `amlctl.yaml` (state in `.amlctl/` beside it), then runs its steps in order:
 
     - amlctl: plan --json         # one amlctl command line, run in-process
@@ -19,14 +18,17 @@ as its `amlctl.yaml` (state in `.amlctl/` beside it), then runs its steps in ord
     - sql: {db: .amlctl/state.db, query: "SELECT ...", rows: [[...], ...]}
     - absent: [text, ...]         # bytes no file under the folder may contain
 
-Output is normalised before comparing: the manifest folder's path becomes `<ROOT>`.
-`UPDATE_GOLDEN=1 pytest tests/engine/test_scenarios.py` rewrites the golden files.
+Output is normalised before comparing: the manifest folder's path becomes `<ROOT>`, and an
+upload's `"hashed"` count in plan JSON becomes `<TIMING>` (how many files the plan re-reads
+depends on whether they changed within the file system's timestamp resolution of the last hash,
+i.e. on timing).
+`pytest --update-golden tests/engine/test_scenarios.py` rewrites the golden files.
 """
 
 from __future__ import annotations
 
 import glob
-import os
+import re
 import shlex
 import shutil
 import sqlite3
@@ -35,10 +37,11 @@ from typing import Any
 
 import pytest
 from enginekit import Cli, CliResult
+from golden import check_golden
 from ruamel.yaml import YAML
 
 SCENARIOS = Path(__file__).parent / "scenarios"
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+HASHED = re.compile(r'("hashed": )\d+')
 
 
 def _stories() -> list[Path]:
@@ -46,17 +49,15 @@ def _stories() -> list[Path]:
 
 
 @pytest.mark.parametrize("scenario", _stories(), ids=lambda p: p.name)
-def test_scenario(scenario: Path, project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
-                  ) -> None:
+def test_scenario(scenario: Path, project: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                  update_golden: bool) -> None:
     story = YAML(typ="safe").load((scenario / "story.yaml").read_text())
-    if "requires" in story:
-        pytest.importorskip(story["requires"])
     if (scenario / "files").is_dir():
         shutil.copytree(scenario / "files", project, dirs_exist_ok=True)
     shutil.copyfile(scenario / "v1.yaml", project / "amlctl.yaml")
     for number, step in enumerate(story["steps"], 1):
         where = f"{scenario.name} step {number} ({_describe(step)})"
-        _run_step(step, scenario, project, cli, monkeypatch, where)
+        _run_step(step, scenario, project, cli, monkeypatch, where, update_golden)
 
 
 def _describe(step: dict[str, Any]) -> str:
@@ -65,10 +66,10 @@ def _describe(step: dict[str, Any]) -> str:
 
 
 def _run_step(step: dict[str, Any], scenario: Path, root: Path, cli: Cli,
-              monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+              monkeypatch: pytest.MonkeyPatch, where: str, update_golden: bool) -> None:
     if "amlctl" in step:
         result = _normalised(cli(*shlex.split(step["amlctl"])), root)
-        _check_output(step, result, scenario, where)
+        _check_output(step, result, scenario, where, update_golden)
     elif "manifest" in step:
         shutil.copyfile(scenario / step["manifest"], root / "amlctl.yaml")
     elif "env" in step:
@@ -107,12 +108,13 @@ def _normalised(result: CliResult, root: Path) -> CliResult:
     def clean(text: str) -> str:
         for spelling in (str(root.resolve()), str(root)):
             text = text.replace(spelling, "<ROOT>")
-        return text
+        return HASHED.sub(r"\1<TIMING>", text)
 
     return CliResult(result.code, clean(result.stdout), clean(result.stderr))
 
 
-def _check_output(step: dict[str, Any], result: CliResult, scenario: Path, where: str) -> None:
+def _check_output(step: dict[str, Any], result: CliResult, scenario: Path, where: str,
+                  update_golden: bool) -> None:
     context = f"{where}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
     assert result.code == step.get("exit", 0), f"exit code {result.code}: {context}"
     for text in step.get("out", []):
@@ -122,8 +124,4 @@ def _check_output(step: dict[str, Any], result: CliResult, scenario: Path, where
     for text in step.get("lacks", []):
         assert text not in result.stdout + result.stderr, f"output has {text!r}: {context}"
     if "golden" in step:
-        golden = scenario / step["golden"]
-        if UPDATE:
-            golden.write_text(result.stdout)
-        assert golden.is_file(), f"{where}: no golden file {golden.name} (UPDATE_GOLDEN=1)"
-        assert result.stdout == golden.read_text(), f"differs from {golden.name}: {context}"
+        check_golden(scenario / step["golden"], result.stdout, update_golden, f": {context}")

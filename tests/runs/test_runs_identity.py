@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from amlctl.runs.errors import RunError
 from amlctl.runs.identity import source_digest, spec_hash
 from amlctl.runs.snapshot import copy_snapshot, source_files
+from amlctl.uploads import UploadError
+from amlctl.uploads.scan import scan_tree
 
 
 def make_tree(root: Path) -> Path:
@@ -48,11 +53,14 @@ def test_pycache_and_amlignore_rules_are_left_out(tmp_path: Path) -> None:
     (src / "pkg" / "build" / "out.o").write_text("ignored at any depth")
     assert source_files(src) == [".amlignore", "keep.log", "pkg/data/small.txt",
                                  "pkg/model.py", "train.py"]
-    assert source_digest(src) != before  # keep.log and small.txt are part of it
+    with_kept = source_digest(src)
+    assert with_kept != before  # keep.log and small.txt are part of it
+    # edits to ignored files (rules from .amlignore and the built-in ones) change nothing
     (src / "run.log").write_text("more noise")
     (src / "data" / "big.bin").write_bytes(b"y")
-    after = source_digest(src)
-    assert after == source_digest(src)
+    (src / "pkg" / "build" / "out.o").write_text("rebuilt")
+    (src / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\1")
+    assert source_digest(src) == with_kept
 
 
 def test_git_and_the_local_backend_home_are_never_part_of_a_snapshot(tmp_path: Path) -> None:
@@ -89,3 +97,42 @@ def test_spec_hash_is_short_stable_and_sensitive() -> None:
     assert spec_hash(reordered, "abc") == h
     assert spec_hash(definition, "abd") != h
     assert spec_hash({**definition, "arguments": ["--steps", "6"]}, "abc") != h
+
+
+def test_a_symlink_leaving_the_source_folder_is_refused_as_uploads_refuse_it(
+    tmp_path: Path,
+) -> None:
+    src = make_tree(tmp_path / "src")
+    (tmp_path / "secret.txt").write_text("outside the source folder")
+    (src / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    for operation in (lambda: source_files(src), lambda: source_digest(src),
+                      lambda: copy_snapshot(src, tmp_path / "snap")):
+        with pytest.raises(RunError, match=r"leak\.txt: symlink points outside "
+                                           "source_directory"):
+            operation()
+    assert not (tmp_path / "snap" / "leak.txt").exists()
+    with pytest.raises(UploadError, match=r"leak\.txt: symlink points outside src_dir"):
+        scan_tree(src)
+
+
+def test_links_inside_the_source_folder_are_followed_like_an_upload(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    (src / "alias.py").symlink_to(src / "train.py")
+    (src / "lib").symlink_to(src / "pkg")
+    copied = copy_snapshot(src, tmp_path / "snap")
+    assert copied == [f.relpath for f in scan_tree(src).files]
+    assert copied == ["alias.py", "lib/model.py", "pkg/model.py", "train.py"]
+    assert (tmp_path / "snap" / "alias.py").read_text() == "print('hi')\n"
+    assert not (tmp_path / "snap" / "alias.py").is_symlink()
+
+
+def test_the_state_folder_named_by_amlctl_home_is_never_in_a_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_tree(tmp_path / "src")
+    before = source_digest(src)
+    (src / "state").mkdir()
+    (src / "state" / "state.db").write_text("changes every apply")
+    monkeypatch.setenv("AMLCTL_HOME", str(src / "state"))
+    assert source_digest(src) == before
+    assert copy_snapshot(src, tmp_path / "snap") == ["pkg/model.py", "train.py"]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from amlctl.providers.local import pool
 from amlctl.providers.local.store import Store
@@ -56,7 +57,10 @@ def test_a_run_that_needs_more_nodes_than_are_free_queues_until_released(env: Ru
     env.wait_status(first, status.RUNNING)
     second = env.submit("second")
     env.wait_status(second, status.QUEUED)
-    time.sleep(0.5)
+    # its supervisor asked the pool for a node and was refused (it says so once)
+    log = Path(second.run_dir, "system", "supervisor.log")
+    wait_until(lambda: "waiting for 1 free node(s) of cpu" in log.read_text(),
+               what="the second run's supervisor to be refused a node")
     assert env.store.get_run(second.id).status == status.QUEUED  # still no node for it
     flag.touch()
     done_first = env.wait(first)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +59,15 @@ def test_follow_streams_until_the_run_ends(env: RunEnv) -> None:
 def test_unknown_run(env: RunEnv) -> None:
     with pytest.raises(RunError, match="no run 'nope'"):
         list(run_logs(env.store, "nope"))
+
+
+@pytest.mark.parametrize("removed", ["", "logs"])
+def test_logs_of_a_run_whose_folder_is_gone_say_so(env: RunEnv, removed: str) -> None:
+    row = env.submit(arguments=["--lines", "1"])
+    assert env.wait(row).status == status.COMPLETED
+    gone = Path(row.run_dir) / removed if removed else Path(row.run_dir)
+    shutil.rmtree(gone)
+    for follow in (False, True):
+        with pytest.raises(RunError, match=f"run {row.id}: its folder {re.escape(str(gone))} "
+                                           "is gone"):
+            list(run_logs(env.store, row.id, follow=follow))

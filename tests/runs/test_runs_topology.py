@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from amlctl.runs import status
 from amlctl.runs.spec import DistributionSpec
 from amlctl.runs.topology import expand, layout
@@ -149,3 +151,19 @@ def test_a_missing_input_fails_the_run_in_preparation(env: RunEnv) -> None:
     assert final.status == status.FAILED
     assert "input d: datastore 'default' has no path 'absent'" in (final.error or "")
     assert final.started_at is None
+
+
+@pytest.mark.parametrize("mode", ["mount", "download"])
+def test_an_input_through_a_link_in_the_datastore_fails_the_run(env: RunEnv, mode: str
+                                                                ) -> None:
+    outside = env.tmp / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "secret.txt").write_text("not the datastore's")
+    (env.datastore / "evil").symlink_to(outside)
+    row = env.submit(arguments={"--d": {"datastore": "default", "path": "evil/sub",
+                                        "mode": mode}})
+    final = env.wait(row)
+    assert final.status == status.FAILED
+    assert "input d: evil in datastore 'default' is a symbolic link" in (final.error or "")
+    assert not (Path(final.run_dir) / "inputs" / "d").exists()
+    assert not list(Path(final.run_dir, "outputs").glob("*.json"))  # no task started

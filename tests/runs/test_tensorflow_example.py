@@ -1,7 +1,7 @@
 """The quickstart for real: distributed TensorFlow (1 ps + 2 workers) on the local backend.
 
 Slow (TensorFlow imports take seconds per process) but kept in CI, where `make test`
-installs tensorflow-cpu. Skipped, saying why, where TensorFlow is not installed.
+installs tensorflow-cpu. Without TensorFlow these tests fail, saying how to install it.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                       reason="tensorflow-cpu is not installed (make test installs it)"),
-]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def tensorflow_installed() -> None:
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.fail("tensorflow is not installed: install the demo extra with "
+                    "pip install -e '.[demo]' (make test does it)", pytrace=False)
 
 
 def amlctl(folder: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

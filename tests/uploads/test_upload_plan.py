@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from upload_helpers import Env, opened_files, tree, write
+from waiting import wait_until
 
 from amlctl.uploads import FileChange, RemoteFile, SyncPlan, listing_digest, plan_sync
 
@@ -70,7 +71,8 @@ def test_second_plan_reads_no_unchanged_file(env: Env) -> None:
     with opened_files() as opened:
         plan = env.plan()
     assert (plan.unchanged, plan.hashed, plan.has_changes) == (200, 0, False)
-    touched = [p for p in opened if p.startswith((str(env.src), str(env.dst)))]
+    # (the folders themselves are opened to walk them; no file in them may be)
+    touched = [p for p in opened if p.startswith((f"{env.src}/", f"{env.dst}/"))]
     assert touched == []  # neither the sources nor the datastore copies were opened
 
 
@@ -79,10 +81,15 @@ def test_same_size_rewrite_with_mtime_put_back_is_seen_through_ctime(env: Env) -
     env.sync()
     path = env.src / "data.csv"
     before = path.stat()
-    time.sleep(0.02)  # let the kernel's coarse clock tick, so ctime can move
-    with open(path, "r+b") as fh:  # same inode, same size
-        fh.write(b"9,9,9\n")
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    def rewrite() -> bool:
+        with open(path, "r+b") as fh:  # same inode, same size
+            fh.write(b"9,9,9\n")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        return path.stat().st_ctime_ns != before.st_ctime_ns
+
+    # the kernel's clock for ctime is coarse: rewrite until it has moved
+    wait_until(rewrite, what="the rewrite to get a new ctime", interval=0.005)
     after = path.stat()
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
         before.st_size, before.st_mtime_ns, before.st_ino)
@@ -124,7 +131,9 @@ def test_racy_files_are_read_again_until_older_than_the_window(tmp_path: Path) -
     env.sync()
     # Hashed within 0.3 s of its last write: a same-tick rewrite could hide, so re-read.
     assert env.plan().hashed == 1
-    time.sleep(0.35)
+    ctime_ns = (env.src / "fresh.txt").stat().st_ctime_ns
+    # the ctime clock is coarse and may lag the wall clock by a tick: allow 50 ms for it
+    wait_until(lambda: time.time_ns() > ctime_ns + 350_000_000, what="the racy window to pass")
     assert env.plan().hashed == 1  # re-read once more, now hashed well after its ctime...
     assert env.plan().hashed == 0  # ...after which the cache vouches for it
 
@@ -149,7 +158,13 @@ def test_plan_round_trips_through_json(env: Env) -> None:
     assert SyncPlan.from_dict(data) == plan
     assert data["bytes_to_send"] == 4
     assert data["delete"] == [{"path": "c", "size": 3, "sha256": plan.delete[0].sha256}]
-    assert data["remote_digest"] == listing_digest(env.store().list_files())
+    # the digest names the store listing the plan was made from: the same listing gives the
+    # same digest, a listing changed since gives another (so a stale saved plan is caught)
+    assert len(data["remote_digest"]) == 64
+    assert env.plan(delete_extra=True).remote_digest == data["remote_digest"]
+    with env.store() as store:
+        store.delete_file("b")
+    assert env.plan(delete_extra=True).remote_digest != data["remote_digest"]
 
 
 def test_listing_digest_ignores_order_and_sees_content() -> None:

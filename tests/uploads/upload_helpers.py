@@ -22,7 +22,8 @@ _recorders: list[list[str]] = []
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
-    if event == "open" and _recorders and args and args[0] is not None:
+    # "amlctl.open": a datastore file read through a folder descriptor, by its full path.
+    if event in ("open", "amlctl.open") and _recorders and args and args[0] is not None:
         path = args[0]
         if isinstance(path, int):
             return

@@ -223,23 +223,30 @@ class LocalProvider(Provider):
 
         ws = self._workspace()
         if ws is None:  # nothing uploaded yet: an empty listing under a not-yet-made folder
-            root = self.home / "workspaces" / "_none" / datastore / target_path
+            folder = self.home / "workspaces" / "_none" / datastore
         else:
-            root = self.datastore_dir(datastore, ws) / target_path
-        return FolderFileStore(root, self.home / "blobs.db")
+            folder = self.datastore_dir(datastore, ws)
+        # within: the datastore folder is shared with runs, so nothing below it is trusted.
+        return FolderFileStore(folder / target_path, self.home / "blobs.db", within=folder)
 
     # runs ------------------------------------------------------------------------------------
 
     def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
                   name: str | None = None) -> list[RunInfo]:
+        from amlctl.runs.submit import reconcile
+
         ws = self._workspace()
         if ws is None:
             return []
-        return [_run_info(r) for r in self.store.list_runs(ws.id, experiment, spec_hash, name)]
+        rows = self.store.list_runs(ws.id, experiment, spec_hash, name)
+        # Every read checks that an active run's supervisor is alive (see reconcile).
+        return [_run_info(reconcile(self.store, r)) for r in rows]
 
     def get_run(self, run_id: str) -> RunInfo | None:
+        from amlctl.runs.submit import reconcile
+
         row = self.store.get_run(run_id)
-        return _run_info(row) if row else None
+        return _run_info(reconcile(self.store, row)) if row else None
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.runs.spec import build_spec

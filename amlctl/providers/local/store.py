@@ -8,6 +8,7 @@ amlctl did not create it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -18,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amlctl import statedb
+
 SCHEMA_VERSION = 1
+WHAT = "local backend state"
+DAMAGED_ADVICE = (
+    "restore it from a backup, or move it aside with the workspaces/ folder beside it to "
+    "start over (amlctl then plans to create everything again)")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,6 +108,7 @@ class RunRow:
     run_dir: str
     owner: str | None
     spec: dict[str, Any]
+    supervisor_started: int | None = None  # the supervisor's start time (see runs.procs)
 
 
 class Store:
@@ -113,19 +121,21 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None,
-                                     check_same_thread=False)
+        self._conn = statedb.connect(path, WHAT, advice=DAMAGED_ADVICE)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        self.read_only = statedb.is_read_only(self._conn)
+        if self.read_only:
+            return  # reads only (status, runs, logs): the schema is what the file holds
         with self.transaction() as conn:
             for statement in _SCHEMA.strip().split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(runs)")}
+            if "supervisor_started" not in columns:  # added after the first release
+                conn.execute("ALTER TABLE runs ADD COLUMN supervisor_started INTEGER")
 
     def close(self) -> None:
         """Close the connection."""
@@ -133,22 +143,33 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing late)."""
-        with self._lock:
+        """One write transaction (BEGIN IMMEDIATE: writers queue instead of failing late).
+
+        A failure of the database itself (disk full, read-only folder, damaged file) is
+        raised as StateError."""
+        with self._lock, self._explained():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise statedb.explain(exc, self.path, WHAT, DAMAGED_ADVICE) from None
+
     def _fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._explained():
             return self._conn.execute(sql, params).fetchall()
 
     def _fetchone(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
-        with self._lock:
+        with self._lock, self._explained():
             return self._conn.execute(sql, params).fetchone()
 
     # workspaces ------------------------------------------------------------------------------
@@ -295,7 +316,8 @@ class Store:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set some columns of a run (status, error, started_at, ended_at, supervisor_pid)."""
-        allowed = {"status", "error", "started_at", "ended_at", "supervisor_pid"}
+        allowed = {"status", "error", "started_at", "ended_at", "supervisor_pid",
+                   "supervisor_started"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not run columns: {sorted(unknown)}")
@@ -321,4 +343,8 @@ def _run(row: sqlite3.Row) -> RunRow:
         error=row["error"], created_at=row["created_at"], started_at=row["started_at"],
         ended_at=row["ended_at"], supervisor_pid=row["supervisor_pid"], run_dir=row["run_dir"],
         owner=row["owner"], spec=json.loads(row["spec"]),
+        # absent from a file made before it, opened read-only (not migrated); a Row's `in`
+        # looks at values, not keys
+        supervisor_started=row["supervisor_started"]
+        if "supervisor_started" in row.keys() else None,  # noqa: SIM118
     )
