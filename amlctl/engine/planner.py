@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,19 +46,7 @@ class Context:
 def state_dir_for(loaded: LoadedManifest) -> Path:
     """`AMLCTL_HOME`, else `.amlctl/` beside the manifest."""
     home = os.environ.get("AMLCTL_HOME")
-    folder = Path(home) if home else loaded.root / STATE_DIR_NAME
-    # refused here, before any command tries to create a database inside a file
-    where = f"AMLCTL_HOME={home}" if home else str(folder)
-    try:
-        is_folder = stat.S_ISDIR(folder.stat().st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        return folder  # created by the first command that writes
-    except OSError as err:
-        raise UsageError(f"{where}: {err.strerror}") from None
-    if not is_folder:
-        raise UsageError(f"{where}: is not a folder; the state folder must be a folder "
-                         "(point AMLCTL_HOME at a folder, or move the file away)")
-    return folder
+    return Path(home) if home else loaded.root / STATE_DIR_NAME
 
 
 def open_context(loaded: LoadedManifest, backend: str | None = None) -> Context:

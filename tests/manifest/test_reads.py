@@ -109,20 +109,6 @@ def test_a_file_growing_past_the_limit_is_read_no_further(project: Path, amlctl)
     assert f"the limit is {MAX_FILE_BYTES} bytes for a manifest" in result.stderr
 
 
-def test_state_folder_that_is_a_file_is_refused(
-    project: Path, amlctl, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (project / "amlctl.yaml").write_text(GOOD)
-    (project / "not-a-folder").write_text("x")
-    monkeypatch.setenv("AMLCTL_HOME", str(project / "not-a-folder"))
-    for command in ("plan", "status"):
-        result = amlctl(command)
-        assert result.code == 1, (command, result)
-        assert "is not a folder; the state folder must be a folder" in result.stderr
-        assert "Traceback" not in result.stderr
-    assert (project / "not-a-folder").read_text() == "x"
-
-
 def test_validate_of_several_files_reports_each(project: Path, amlctl) -> None:
     (project / "good.yaml").write_text(GOOD)
     os.mkfifo(project / "pipe.yaml")
