@@ -157,7 +157,7 @@ class _Checker:
     def check_local_dir(self, value: str, path: tuple[str | int, ...]) -> bool:
         """True if `value` names a folder; else an error at `path`."""
         if not value.strip():
-            self.error(path, "must name a folder (use '.' for the manifest's folder)")
+            self.error(path, "must not be empty (write '.' for the manifest's folder)")
             return False
         kind = path_kind(self.loaded.root / value)
         if kind != "folder":
