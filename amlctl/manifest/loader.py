@@ -95,12 +95,17 @@ def load_manifest(
         )])
 
     variables = dict(data.get("vars") or {}) if isinstance(data.get("vars"), dict) else {}
+    origins: dict[str, _Walk] = {}  # the var file a variable was last set by
     for var_file in var_files:
-        variables.update(_read_var_file(Path(var_file)))
+        values, var_walk = _read_var_file(Path(var_file))
+        variables.update(values)
+        origins.update(dict.fromkeys(values, var_walk))
+    for name in var_overrides or {}:
+        origins.pop(name, None)
     variables.update(var_overrides or {})
 
     renderer = Renderer({}, environ=environ, allow_missing_secrets=allow_missing_secrets)
-    variables = _render_tree(variables, ("vars",), renderer, walk)
+    variables = _render_vars(variables, origins, renderer, walk)
     renderer.set_vars(variables)
     rendered = {
         key: value if key == "vars" else _render_tree(value, (key,), renderer, walk)
@@ -368,7 +373,8 @@ def _duplicate_key_name(err: Exception) -> str:
     return ""
 
 
-def _read_var_file(file: Path) -> dict[str, Any]:
+def _read_var_file(file: Path) -> tuple[dict[str, Any], _Walk]:
+    """The variables of a var file, with the walk that knows where each is written."""
     text = read_text_file(file, "var file")
     raw = _parse_yaml(text, str(file))
     walk = _Walk(file=str(file))
@@ -376,10 +382,10 @@ def _read_var_file(file: Path) -> dict[str, Any]:
     if walk.problems:
         raise _manifest_error(walk.problems)
     if data is None:
-        return {}
+        return {}, walk
     if not isinstance(data, dict):
         raise ManifestError([Problem(str(file), 1, 1, "", "a var file must be a mapping")])
-    return data
+    return data, walk
 
 
 def _to_data(node: Any, path: Path_, walk: _Walk) -> Any:
@@ -486,6 +492,23 @@ def _plain_scalar(value: Any) -> Any:
 
 
 # --- templating ------------------------------------------------------------------------------
+
+
+def _render_vars(variables: dict[str, Any], origins: Mapping[str, _Walk], renderer: Renderer,
+                 walk: _Walk) -> dict[str, Any]:
+    """Render the variables; a problem in one set by a var file points into that file."""
+    rendered = {}
+    for name, value in variables.items():
+        origin = origins.get(name)
+        if origin is None:
+            rendered[name] = _render_tree(value, ("vars", name), renderer, walk)
+            continue
+        origin.budget_spent = walk.budget_spent
+        rendered[name] = _render_tree(value, (name,), renderer, origin)
+        walk.budget_spent = origin.budget_spent
+        walk.problems.extend(origin.problems)
+        origin.problems.clear()
+    return rendered
 
 
 def _render_tree(value: Any, path: Path_, renderer: Renderer, walk: _Walk) -> Any:

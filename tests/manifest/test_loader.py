@@ -356,3 +356,18 @@ def test_a_control_character_in_a_key_is_shown_escaped(project: Path) -> None:
     assert errors_of(path) == [
         f"{path}:8:3: workspace.\\x1b[31mred: unknown field '\\x1b[31mred'",
     ]
+
+
+def test_a_template_error_in_a_var_file_points_into_the_var_file(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("version: 1\n", "version: 1\nvars:\n  a: 1\n"))
+    var_file = project / "vars.yaml"
+    var_file.write_text("nodes: 2\nname: \"{{ nope }}\"\nsteps: \"{{ 'x'|center(2000000) }}\"\n")
+    errors = errors_of(path, var_files=[var_file])
+    assert errors == [
+        f"{var_file}:2:1: name: unknown name 'nope' in template (templates know vars.NAME, "
+        "env(name, default) and secret_env(name))",
+        f"{var_file}:3:1: steps: a centred string of 2000000 characters or items is too large "
+        "(the limit is 1048576)",
+    ]
+    # a --var of the same name wins, and is not reported in the file
+    assert len(errors_of(path, var_files=[var_file], var_overrides={"name": "plain"})) == 1
