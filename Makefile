@@ -1,4 +1,5 @@
-# Two commands for a new user: `make demo` and `make test`. Needs only Python 3.11+ and make.
+# Two commands for a new user: `make demo` and `make test`. Needs Python 3.11+ and make
+# (`make test` also needs Node.js 20+ and npm: the azure tests run Azurite, the storage emulator).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -6,6 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 AZURE   = $(VENV)/.installed-azure
 DEMO    = $(VENV)/.installed-demo
+AZURITE = node_modules/.bin/azurite-blob
 
 .PHONY: install install-azure test lint demo schema bench clean
 
@@ -30,7 +32,11 @@ install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure ba
 lint: $(STAMP)
 	$(BIN)/ruff check amlctl tests bench
 
-test: $(AZURE) $(DEMO) lint ## ruff, then the whole test suite (azure backend and real TensorFlow included)
+$(AZURITE): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(AZURITE)
+
+test: $(AZURE) $(DEMO) $(AZURITE) lint ## ruff, then the whole test suite (azure backend with Azurite, real TensorFlow)
 	$(BIN)/python -m pytest -q
 
 demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no Azure account
@@ -51,4 +57,4 @@ bench: $(STAMP) ## startup, plan scale, upload and run benchmarks (ratios to bas
 	$(BIN)/python bench/template_budget.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules

@@ -57,7 +57,9 @@ class UsageError(AmlctlError):
 
 
 class StateError(AmlctlError):
-    """A state file or folder cannot be used (damaged, a folder, read-only, disk full).
+    """The stack's state cannot be used as it is: a state file or folder is damaged, a
+    folder, read-only or on a full disk; the state belongs to another manifest; it changed
+    under us (a lost race); or it disagrees with the workspace.
 
-    The message names the file, says what is wrong and what to do about it.
+    The message names the state, says what is wrong and what to do about it.
     """

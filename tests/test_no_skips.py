@@ -52,3 +52,18 @@ def test_missing_azure_sdk_fails_naming_the_extra(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout + run.stderr
     assert "1 error" in run.stdout and "skipped" not in run.stdout, run.stdout
     assert "pip install -e '.[azure]'" in run.stdout, run.stdout
+
+
+def test_missing_azurite_fails_naming_npm_ci(tmp_path: Path) -> None:
+    """Without Node.js on PATH the azure tests fail, saying how to get Azurite."""
+    pythonpath = [str(PROJECT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath),
+           "PATH": str(Path(sys.executable).parent)}  # python, but no node
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/azure/test_azure_provider.py::test_create_is_idempotent"],
+                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 error" in run.stdout and "skipped" not in run.stdout, run.stdout
+    assert "Azurite is needed by the azure backend tests" in run.stdout, run.stdout
+    assert "run `npm ci`" in run.stdout, run.stdout

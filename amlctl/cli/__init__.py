@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from amlctl.cli import convert_cmd, engine_cmds, local_cmds, manifest_cmds, runs_cmds
+from amlctl.cli import convert_cmd, engine_cmds, local_cmds, manifest_cmds, runs_cmds, state_cmds
 from amlctl.cli.options import global_options
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ manifest_cmds.register(app)
 engine_cmds.register(app)
 runs_cmds.register(app)
 app.add_typer(convert_cmd.app)
+app.add_typer(state_cmds.app)
 local_cmds.register(app)
 
 

@@ -40,11 +40,12 @@ IncludeData = Annotated[bool, typer.Option(
 
 
 @contextmanager
-def engine_context(ctx: typer.Context, file: Path | None) -> Iterator[Context]:
+def engine_context(ctx: typer.Context, file: Path | None,
+                   allow_missing_secrets: bool = False) -> Iterator[Context]:
     """Load the manifest and bind it to its backend for the duration of a command."""
     from amlctl.engine.planner import open_context
 
-    loaded = load(ctx, file)
+    loaded = load(ctx, file, allow_missing_secrets=allow_missing_secrets)
     context = open_context(loaded, settings(ctx).backend)
     try:
         yield context
@@ -147,7 +148,6 @@ def apply(
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.executor import apply_plan, recover
-    from amlctl.engine.lock import workspace_lock
     from amlctl.engine.planfile import check_current, load_plan
     from amlctl.engine.planner import make_destroy_plan, make_plan
     from amlctl.render.human import render_plan
@@ -161,7 +161,7 @@ def apply(
                              "do not repeat them with a plan file")
         settings(ctx).variables = {**saved.variables, **settings(ctx).variables}
     with engine_context(ctx, file) as context, \
-            workspace_lock(context.state_dir, "amlctl apply", lock_timeout):
+            context.state.lock("amlctl apply", lock_timeout):
         recover(context, report=typer.echo)
         if saved is not None and saved.destroy:
             the_plan = make_destroy_plan(context, include_data=saved.include_data,
@@ -240,12 +240,11 @@ def destroy(
 ) -> None:
     """Delete everything this stack owns: cancel active runs, delete clusters and datastores."""
     from amlctl.engine.executor import apply_plan, recover
-    from amlctl.engine.lock import workspace_lock
     from amlctl.engine.planner import make_destroy_plan
     from amlctl.render.human import render_plan
 
     with engine_context(ctx, file) as context, \
-            workspace_lock(context.state_dir, "amlctl destroy", lock_timeout):
+            context.state.lock("amlctl destroy", lock_timeout):
         recover(context, report=typer.echo)
         the_plan = make_destroy_plan(context, include_data=include_data,
                                      include_workspace=include_workspace)
@@ -353,11 +352,10 @@ def import_(
 ) -> None:
     """Adopt an existing object into this stack (tags it as owned), so amlctl manages it."""
     from amlctl.engine.address import split
-    from amlctl.engine.lock import workspace_lock
 
     split(address)
     with engine_context(ctx, file) as context, \
-            workspace_lock(context.state_dir, "amlctl import", lock_timeout):
+            context.state.lock("amlctl import", lock_timeout):
         obj = context.provider.adopt(address)
     typer.echo(f"{obj.address} is now managed by stack {obj.owner!r}. Run `amlctl plan` to see "
                "how it differs from the manifest.")
@@ -368,14 +366,11 @@ def force_unlock(
     lock_id: Annotated[str, typer.Argument(help="The id the lock error named.")],
     file: ManifestOption = None,
 ) -> None:
-    """Remove a stale workspace lock (only when no apply is really running)."""
-    from amlctl.engine.lock import force_unlock as unlock
-    from amlctl.engine.planner import state_dir_for
-
-    loaded = load(ctx, file, allow_missing_secrets=True)
-    holder = unlock(state_dir_for(loaded), lock_id)
+    """Release a lock whose holder cannot (only when no apply is really running)."""
+    with engine_context(ctx, file, allow_missing_secrets=True) as context:
+        holder, what = context.state.force_unlock(lock_id)
     typer.echo(f"Removed lock {lock_id} (held by {holder.get('command')}, pid "
-               f"{holder.get('pid')} on {holder.get('host')}).")
+               f"{holder.get('pid')} on {holder.get('host')}): {what}.")
 
 
 def register(app: typer.Typer) -> None:

@@ -36,31 +36,32 @@ class Desired:
     model: Any = field(default=None, repr=False, compare=False)
 
 
-def desired_state(loaded: LoadedManifest) -> dict[str, Desired]:
-    """Every resource of the manifest by address."""
+def desired_state(loaded: LoadedManifest, key: bytes | None = None) -> dict[str, Desired]:
+    """Every resource of the manifest by address (secrets fingerprinted with `key`, the
+    stack's fingerprint key)."""
     m = loaded.manifest
     out: dict[str, Desired] = {}
     ws = "workspace"
     out[ws] = Desired(
         ws, "workspace", m.workspace.name,
-        _attrs(m.workspace, exclude={"create_resource_group"})[0],
+        _attrs(m.workspace, exclude={"create_resource_group"}, key=key)[0],
         prevent_destroy=m.workspace.prevent_destroy, model=m.workspace,
     )
     for name, ds in m.datastores.items():
-        attrs, secrets = _attrs(ds)
+        attrs, secrets = _attrs(ds, key=key)
         out[make("datastore", name)] = Desired(
             make("datastore", name), "datastore", name, attrs, frozenset({ws}), secrets,
             ds.prevent_destroy, ds,
         )
     for name, compute in m.computes.items():
-        attrs, secrets = _attrs(compute)
+        attrs, secrets = _attrs(compute, key=key)
         out[make("compute", name)] = Desired(
             make("compute", name), "compute", name, attrs, frozenset({ws}), secrets,
             compute.prevent_destroy, compute,
         )
     for name, experiment in m.experiments.items():
         out[make("experiment", name)] = Desired(
-            make("experiment", name), "experiment", name, _attrs(experiment)[0],
+            make("experiment", name), "experiment", name, _attrs(experiment, key=key)[0],
             frozenset({ws}), model=experiment,
         )
     for name, upload in m.uploads.items():
@@ -86,6 +87,8 @@ def desired_state(loaded: LoadedManifest) -> dict[str, Desired]:
 def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
     from amlctl.runs.identity import source_digest, spec_hash
 
+    # Unkeyed: the spec hash is a tag on the run in the workspace, and must not change when
+    # the state (and so the fingerprint key) does.
     definition, secrets = _attrs(run, exclude={"tags"})
     source_dir = loaded.root / run.source_directory
     digest = source_digest(source_dir)
@@ -120,30 +123,31 @@ def _datastore_deps(names: Any) -> set[str]:
     return {make("datastore", n) for n in names if n != DEFAULT_DATASTORE}
 
 
-def _attrs(model: Any, exclude: set[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+def _attrs(model: Any, exclude: set[str] | None = None, key: bytes | None = None
+           ) -> tuple[dict[str, Any], dict[str, str]]:
     """A model as plain attributes (secrets fingerprinted) and its secret values by path."""
     secrets: dict[str, str] = {}
     skip = _NOT_LIVE | (exclude or set())
     attrs = {
-        key: _plain(getattr(model, key), key, secrets)
-        for key in type(model).model_fields
-        if key not in skip
+        name: _plain(getattr(model, name), name, secrets, key)
+        for name in type(model).model_fields
+        if name not in skip
     }
     return attrs, secrets
 
 
-def _plain(value: Any, path: str, secrets: dict[str, str]) -> Any:
+def _plain(value: Any, path: str, secrets: dict[str, str], key: bytes | None) -> Any:
     if isinstance(value, SecretStr):
         secret = value.get_secret_value()
         secrets[path] = secret
-        return fingerprint(secret)
+        return fingerprint(secret, key)
     if isinstance(value, BaseModel):
-        return {k: _plain(getattr(value, k), f"{path}.{k}", secrets)
+        return {k: _plain(getattr(value, k), f"{path}.{k}", secrets, key)
                 for k in type(value).model_fields}
     if isinstance(value, dict):
-        return {k: _plain(v, f"{path}.{k}", secrets) for k, v in value.items()}
+        return {k: _plain(v, f"{path}.{k}", secrets, key) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v, f"{path}.{i}", secrets) for i, v in enumerate(value)]
+        return [_plain(v, f"{path}.{i}", secrets, key) for i, v in enumerate(value)]
     return value
 
 

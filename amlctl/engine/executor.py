@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amlctl.engine.desired import Desired, desired_state
+from amlctl.engine.desired import Desired
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
 from amlctl.errors import AmlctlError, ProviderError
@@ -48,7 +48,7 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
     """Carry out the plan's changes. Call with the workspace lock held, after `recover`
     (which must run before the plan is made, since a repair changes what it sees)."""
     result = ApplyResult()
-    desired = {} if plan.destroy else desired_state(ctx.loaded)
+    desired = {} if plan.destroy else ctx.desired()
     apply_id = uuid.uuid4().hex[:12]
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
     deletes = [c for c in steps if c.action is Action.DELETE]
@@ -72,12 +72,14 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
 def recover(ctx: Context, report: Report = lambda _: None) -> list[str]:
     """Report and repair what an interrupted apply left; call with the lock held, before
     planning (a repair may change what the plan sees). Returns what was found."""
-    interrupted = ctx.history.interrupted()
+    interrupted = ctx.state.interrupted()
     repaired = ctx.provider.recover()
+    for note in ctx.state.notes():
+        report(note)
     if interrupted:
         steps = ", ".join(f"{step} {address}" for address, step in interrupted)
         report(f"A previous apply was interrupted during: {steps}. Converging from live state.")
-        ctx.history.clear_interrupted()
+        ctx.state.clear_interrupted()
     for line in repaired:
         report(f"Recovered: {line}")
     return [f"{step} {address}" for address, step in interrupted] + repaired
@@ -173,11 +175,11 @@ class _Runner:
             time.sleep(3600)
 
     def _journal(self, change: Change, step: str, action: Callable[[], Any]) -> Any:
-        entry = self.ctx.history.begin(self.apply_id, change.address, step)
+        entry = self.ctx.state.begin(self.apply_id, change.address, step)
         try:
             value = action()
         except BaseException as err:
-            self.ctx.history.end(entry, False, str(err)[:500])
+            self.ctx.state.end(entry, False, str(err)[:500])
             raise
         with self._count_lock:
             self.actions_done += 1
@@ -185,7 +187,7 @@ class _Runner:
         if pause:  # test hook: lets crash tests SIGKILL inside a step
             self.report(f"{change.address}: paused in {step} (AMLCTL_PAUSE_IN_STEP)")
             time.sleep(3600)
-        self.ctx.history.end(entry, True)
+        self.ctx.state.end(entry, True)
         return value
 
     def _do(self, change: Change) -> str:
@@ -199,7 +201,7 @@ class _Runner:
             data = change.kind in ("upload", "workspace") and self.include_data
             self._journal(change, "delete", lambda: provider.delete(
                 change.address, include_data=data))
-            self.ctx.history.record_applied(change.address, None)
+            self.ctx.state.record_applied(change.address, None)
             return ""
         assert want is not None
         if change.action is Action.REPLACE:
@@ -216,7 +218,7 @@ class _Runner:
         detail = ""
         if change.kind == "upload":
             detail = self._journal(change, "sync", lambda: self._sync(want))
-        self.ctx.history.record_applied(change.address, want.attrs)
+        self.ctx.state.record_applied(change.address, want.attrs)
         return detail
 
     def _sync(self, want: Desired) -> str:

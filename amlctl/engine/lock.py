@@ -1,7 +1,14 @@
-"""One apply or destroy per workspace at a time: an exclusive lock file naming its holder."""
+"""One apply or destroy per stack at a time, on the local backend: a kernel lock on a file.
+
+`fcntl.flock` on `<state_dir>/apply.lock`, held open for the whole apply. The kernel drops the
+lock when its holder exits however it exits (SIGKILL, SIGTERM, a crash), so a killed apply
+never blocks the next one. The file's content names the holder (id, pid, host, command,
+time) for the "locked by ..." message; a record left by a dead holder is harmless.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -15,83 +22,115 @@ from typing import Any
 from amlctl.errors import LockError, UsageError
 
 LOCK_FILE = "apply.lock"
+POLL_SECONDS = 0.2
 
 
-def _pid_alive(pid: int) -> bool:
+def holder_record(command: str) -> dict[str, Any]:
+    """Who takes a lock: shown to whoever finds it taken."""
+    return {"id": uuid.uuid4().hex[:12], "host": socket.gethostname(), "pid": os.getpid(),
+            "time": time.time(), "command": command}
+
+
+def describe(holder: dict[str, Any]) -> str:
+    """`lock ID held by COMMAND (pid P on HOST, since TIME)`."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder.get("time") or 0)))
+    return (f"lock {holder.get('id')} held by {holder.get('command')} (pid {holder.get('pid')} "
+            f"on {holder.get('host')}, since {when})")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {"id": "unreadable", "host": "?", "pid": 0, "time": 0, "command": "?"}
+    if not text.strip():
+        return None  # released, or its holder is still writing the record
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {"id": "unreadable", "host": "?", "pid": 0, "time": 0, "command": "?"}
+    return record if isinstance(record, dict) else None
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return False
-    except PermissionError:
-        return True
     return True
 
 
 def read_lock(state_dir: Path) -> dict[str, Any] | None:
-    """The current holder's record, or None when unlocked."""
-    try:
-        return json.loads((state_dir / LOCK_FILE).read_text())
-    except FileNotFoundError:
+    """The current holder's record, or None when nobody holds the lock."""
+    path = state_dir / LOCK_FILE
+    if not path.exists():
         return None
-    except (OSError, ValueError):
-        return {"id": "unreadable", "host": "?", "pid": 0, "time": 0, "command": "?"}
-
-
-def _describe(holder: dict[str, Any]) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("time", 0)))
-    text = (f"lock {holder.get('id')} held by {holder.get('command')} (pid {holder.get('pid')} "
-            f"on {holder.get('host')}, since {when})")
-    if holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", 0))):
-        text += "; that process is gone, so the lock is stale"
-    return text
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if _try_lock(fd):  # free: a record in the file is what a dead holder left
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+    finally:
+        os.close(fd)
+    return _read_record(path) or {"id": "unknown", "host": "?", "pid": "?", "time": 0,
+                                  "command": "another amlctl"}
 
 
 @contextmanager
-def workspace_lock(state_dir: Path, command: str, timeout: float = 0.0) -> Iterator[str]:
-    """Hold the lock for the duration; fail fast (or wait up to `timeout` s) if it is taken."""
+def kernel_lock(state_dir: Path, command: str, timeout: float = 0.0,
+                record: dict[str, Any] | None = None) -> Iterator[str]:
+    """Hold the lock for the duration; fail fast (or wait up to `timeout` s) if it is taken.
+    `record` names the holder (default: this process running `command`)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_FILE
-    lock_id = uuid.uuid4().hex[:12]
-    record = {"id": lock_id, "host": socket.gethostname(), "pid": os.getpid(),
-              "time": time.time(), "command": command}
-    # The record is written aside and hard-linked into place: taking the lock and naming the
-    # holder are one atomic step, so a competitor never reads a lock file still empty.
-    draft = state_dir / f".{LOCK_FILE}.{lock_id}"
-    with open(draft, "w") as handle:
-        json.dump(record, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    deadline = time.monotonic() + timeout
+    # O_CLOEXEC: a process the apply starts (a run's supervisor) must not inherit the lock.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        while True:
-            try:
-                os.link(draft, path)
-                break
-            except FileExistsError:
-                if time.monotonic() >= deadline:
-                    holder = read_lock(state_dir) or {}
-                    raise LockError(
-                        f"the workspace is locked: {_describe(holder)}. If no apply is "
-                        f"running, release it with `amlctl force-unlock {holder.get('id')}`."
-                    ) from None
-                time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                holder = _read_record(path) or {"id": "unknown", "command": "another amlctl"}
+                raise LockError(
+                    f"the workspace is locked: {describe(holder)}. It is released when that "
+                    "process ends; wait for it, or pass --lock-timeout SECONDS to wait here."
+                )
+            time.sleep(POLL_SECONDS)
+        record = record or holder_record(command)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        try:
+            yield str(record["id"])
+        finally:
+            os.ftruncate(fd, 0)
     finally:
-        draft.unlink(missing_ok=True)
-    try:
-        yield lock_id
-    finally:
-        current = read_lock(state_dir)
-        if current and current.get("id") == lock_id:
-            path.unlink(missing_ok=True)
+        os.close(fd)  # releases the kernel lock
 
 
 def force_unlock(state_dir: Path, lock_id: str) -> dict[str, Any]:
-    """Remove the lock if its id matches (the id guards against removing someone else's)."""
-    holder = read_lock(state_dir)
-    if holder is None:
-        raise UsageError("the workspace is not locked")
-    if holder.get("id") != lock_id:
-        raise UsageError(f"lock id {lock_id!r} does not match the current lock "
-                         f"{holder.get('id')!r}")
-    (state_dir / LOCK_FILE).unlink(missing_ok=True)
+    """Clear the holder record left for `lock_id`.
+
+    A kernel lock cannot outlive its holder, so there is never a stale lock to break: when
+    the lock is held, its holder is alive and force-unlock refuses; when it is free, only a
+    record can be left over, which is cleared here.
+    """
+    path = state_dir / LOCK_FILE
+    holder = _read_record(path)
+    live = read_lock(state_dir)
+    if live is not None:
+        if live.get("id") != lock_id:
+            raise UsageError(f"lock id {lock_id!r} does not match the current lock "
+                             f"{live.get('id')!r}")
+        raise UsageError(
+            f"{describe(live)} is held by a running process; a local lock is a kernel lock, "
+            "released the moment its holder exits, so stop that process instead")
+    if holder is None or holder.get("id") != lock_id:
+        raise UsageError("the workspace is not locked (a local lock is a kernel lock: it was "
+                         "released when its holder exited)")
+    with open(path, "w"):
+        pass
     return holder

@@ -13,9 +13,9 @@ from typing import Any
 from amlctl.engine import address as addr
 from amlctl.engine.desired import Desired, desired_state
 from amlctl.engine.differ import DiffInput, diff, secret_fields
-from amlctl.engine.history import History
 from amlctl.engine.plan import Action, Change, Plan
-from amlctl.errors import PlanError, UsageError
+from amlctl.engine.state import StateStore, manifest_origin
+from amlctl.errors import PlanError, StateError, UsageError
 from amlctl.manifest.loader import LoadedManifest
 from amlctl.providers.base import LiveObject, Provider
 
@@ -28,7 +28,7 @@ class Context:
 
     loaded: LoadedManifest
     provider: Provider
-    history: History
+    state: StateStore
     state_dir: Path
     backend: str
 
@@ -38,9 +38,16 @@ class Context:
         return self.loaded.manifest.name
 
     def close(self) -> None:
-        """Release the provider and history connections."""
+        """Release the provider and state connections."""
         self.provider.close()
-        self.history.close()
+        self.state.close()
+
+    def desired(self) -> dict[str, Desired]:
+        """The manifest's resources, secrets fingerprinted with the stack's key (which the
+        provider's read-back uses too)."""
+        key = self.state.fingerprint_key
+        self.provider.fingerprint_key = key
+        return desired_state(self.loaded, key)
 
 
 def state_dir_for(loaded: LoadedManifest) -> Path:
@@ -49,15 +56,37 @@ def state_dir_for(loaded: LoadedManifest) -> Path:
     return Path(home) if home else loaded.root / STATE_DIR_NAME
 
 
-def open_context(loaded: LoadedManifest, backend: str | None = None) -> Context:
-    """Bind a loaded manifest to its backend (--backend/AMLCTL_BACKEND over `backend:`)."""
+def open_context(loaded: LoadedManifest, backend: str | None = None, *,
+                 check_identity: bool = True) -> Context:
+    """Bind a loaded manifest to its backend (--backend/AMLCTL_BACKEND over `backend:`) and
+    its state (refused when the state belongs to another manifest, unless told not to
+    check: `state rebind`)."""
     from amlctl.providers import get_provider
 
     chosen = backend or loaded.manifest.backend
     state_dir = state_dir_for(loaded)
     workspace = loaded.manifest.workspace.model_dump()
     provider = get_provider(chosen, workspace, loaded.manifest.name, state_dir)
-    return Context(loaded, provider, History(state_dir, loaded.manifest.name), state_dir, chosen)
+    state_block = loaded.manifest.state
+    provider.state_config = state_block.model_dump() if state_block is not None else None
+    try:
+        state = provider.state_store()
+    except BaseException:
+        provider.close()
+        raise
+    return bind_state(Context(loaded, provider, state, state_dir, chosen), check_identity)
+
+
+def bind_state(ctx: Context, check_identity: bool = True) -> Context:
+    """Check the state belongs to this manifest and share its fingerprint key."""
+    try:
+        if check_identity:
+            ctx.state.bind(manifest_origin(ctx.loaded.path))
+        ctx.provider.fingerprint_key = ctx.state.fingerprint_key
+    except BaseException:
+        ctx.close()
+        raise
+    return ctx
 
 
 def make_plan(
@@ -72,7 +101,7 @@ def make_plan(
     An upload removed from the manifest is no longer tracked, but its files stay in the
     datastore (as `destroy` keeps them) unless `include_data`.
     """
-    desired = desired_state(ctx.loaded)
+    desired = ctx.desired()
     targets = _check_addresses(targets, desired, "--target")
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
     live = ctx.provider.read_all()
@@ -81,9 +110,11 @@ def make_plan(
         for a, d in desired.items() if d.kind == "run"
     }
     uploads = _plan_uploads(ctx, [d for d in desired.values() if d.kind == "upload"])
+    applied = ctx.state.applied()
+    _check_not_lost(ctx, applied, live)
     changes, drift = diff(desired, live, DiffInput(
         stack=ctx.stack, updatable=ctx.provider.updatable_fields, runs=runs, uploads=uploads,
-        replace=replace_set, applied=ctx.history.applied(),
+        replace=replace_set, applied=applied,
     ))
     if targets:
         keep = _with_dependencies(targets, desired)
@@ -95,7 +126,7 @@ def make_plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
         live_fingerprint=_live_fingerprint(live, runs, uploads),
-        desired_fingerprint=_fingerprint({a: d.attrs for a, d in desired.items()}),
+        desired_fingerprint=_desired_fingerprint(desired),
         include_data=include_data,
     )
 
@@ -117,7 +148,7 @@ def _upload_data_reason(change: Change, include_data: bool) -> Change:
 def make_destroy_plan(ctx: Context, *, include_data: bool = False,
                       include_workspace: bool = False) -> Plan:
     """Delete everything this stack owns, in reverse dependency order."""
-    desired = desired_state(ctx.loaded)
+    desired = ctx.desired()
     live = ctx.provider.read_all()
     changes: list[Change] = []
     for run in ctx.provider.list_runs():
@@ -152,6 +183,21 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
     return Plan(stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
                 changes=tuple(changes), live_fingerprint=_live_fingerprint(live, {}, {}),
                 desired_fingerprint="", destroy=True, include_data=include_data)
+
+
+def _check_not_lost(ctx: Context, applied: dict[str, Any], live: dict[str, LiveObject]
+                    ) -> None:
+    """Stop when the state records an applied workspace the backend no longer has: its data
+    was lost (a deleted local state.db, a workspace deleted outside amlctl), and planning on
+    would recreate everything and resubmit every run."""
+    if "workspace" in applied and "workspace" not in live:
+        raise StateError(
+            f"the state ({ctx.state.location}) records {len(applied)} applied resources of "
+            f"stack {ctx.stack!r}, but the workspace {ctx.loaded.manifest.workspace.name!r} "
+            "does not exist: it was deleted outside amlctl, or its backend data was lost. "
+            "Applying now would recreate everything and resubmit every run. If that is what "
+            "you want, run `amlctl state forget` (it drops the applied record, nothing else), "
+            "then plan again.")
 
 
 def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
@@ -222,6 +268,24 @@ def _with_dependencies(targets: Iterable[str], desired: dict[str, Desired]) -> s
         if current in desired:
             stack.extend(desired[current].deps)
     return keep
+
+
+def _desired_fingerprint(desired: dict[str, Desired]) -> str:
+    """Of the desired state, independent of the fingerprint key (a plan made before the
+    state existed is applied with the key the first apply creates)."""
+    def masked(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("sha256:"):
+            return "(sensitive)"
+        if isinstance(value, dict):
+            return {k: masked(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [masked(v) for v in value]
+        return value
+
+    secret_digest = hashlib.sha256(json.dumps(
+        {a: d.secrets for a, d in desired.items()}, sort_keys=True).encode()).hexdigest()
+    return _fingerprint({"attrs": {a: masked(d.attrs) for a, d in desired.items()},
+                         "secrets": secret_digest})
 
 
 def _fingerprint(value: Any) -> str:

@@ -9,7 +9,15 @@ from __future__ import annotations
 import contextvars
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 # id(raw mapping) -> model class that read it; lets the loader suggest the closest field name
@@ -277,6 +285,29 @@ class Run(StrictModel):
     tags: Tags = {}
 
 
+class State(StrictModel):
+    """Where the azure backend keeps state (default: the workspace's default datastore)."""
+
+    account: str = Field(
+        pattern=r"^[a-z0-9]{3,24}$",
+        description="Storage account holding the state blob (amlctl needs Storage Blob Data "
+                    "Contributor on it, or its key in AMLCTL_STATE_ACCESS_KEY).")
+    container: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$",
+        description="Existing blob container of that account.")
+    key: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,511}$",
+        description="Blob name of the state (default `amlctl-state/<name>.json`).")
+
+    @field_validator("key")
+    @classmethod
+    def _no_dot_dot(cls, value: str | None) -> str | None:
+        if value is not None and ".." in value.split("/"):
+            raise ValueError("must not contain a '..' path component")
+        return value
+    endpoint: str = Field("core.windows.net", description="Storage endpoint suffix.")
+
+
 class Manifest(StrictModel):
     """The whole stack: one workspace and everything amlctl manages in it."""
 
@@ -285,6 +316,9 @@ class Manifest(StrictModel):
     )
     name: str = Field(description="Stack name; tag amlctl.stack on everything amlctl creates.")
     backend: Literal["local", "azure"] = Field("local", description="local or azure.")
+    state: State | None = Field(
+        None, description="Where the azure backend keeps the stack's state and lock (optional; "
+                          "default: the workspace's default blob datastore).")
     vars: dict[str, Any] = Field({}, description="Template variables (defaults).")
     workspace: Workspace = Field(description="The workspace.")
     computes: dict[str, Compute] = Field({}, description=NAME_DESCRIPTION)

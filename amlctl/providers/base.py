@@ -9,11 +9,15 @@ and says which fields it can change in place; the engine decides the action from
 from __future__ import annotations
 
 import hashlib
+import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from amlctl.engine.state import StateStore
 
 OWNER_TAG = "amlctl.stack"
 SPEC_HASH_TAG = "amlctl.spec_hash"
@@ -23,8 +27,14 @@ KINDS = ("workspace", "datastore", "compute", "experiment", "upload", "run")
 TERMINAL_RUN_STATES = frozenset({"Completed", "Failed", "Canceled"})
 
 
-def fingerprint(secret: str) -> str:
-    """A stable, non-reversible stand-in for a secret, so a changed key shows as a change."""
+def fingerprint(secret: str, key: bytes | None = None) -> str:
+    """A stable, non-reversible stand-in for a secret, so a changed key shows as a change.
+
+    With `key` (the stack's random fingerprint key, kept in its state) it is an HMAC, so a
+    fingerprint in shared state cannot be checked against guessed secrets without the key.
+    """
+    if key is not None:
+        return "sha256:" + hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()[:16]
     return "sha256:" + hashlib.sha256(b"amlctl:" + secret.encode()).hexdigest()[:16]
 
 
@@ -87,7 +97,18 @@ class Provider(ABC):
     def __init__(self, workspace: dict[str, Any], stack: str, state_dir: Path) -> None:
         self.workspace = workspace  # the manifest's workspace attributes
         self.stack = stack
-        self.state_dir = state_dir  # where the engine keeps its lock, journal and history
+        self.state_dir = state_dir  # local folder for caches (and the local state store)
+        # The key of secret fingerprints, from the stack's state (see `state_store`).
+        self.fingerprint_key: bytes | None = None
+        # The manifest's `state:` block, for backends that keep state remotely.
+        self.state_config: dict[str, Any] | None = None
+
+    def state_store(self) -> StateStore:
+        """Where this backend keeps the stack's state (identity, applied record, journal,
+        lock). Default: SQLite and a kernel lock in the local state folder."""
+        from amlctl.engine.history import SqliteState
+
+        return SqliteState(self.state_dir, self.stack)
 
     # objects ---------------------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 """Fixtures for the Azure backend tests: the real azureml SDK with only its network edge replaced.
 
-`azure_edge` (once per test run) makes a certificate, starts `FakeAzure` on 127.0.0.1 and
-imports the SDK with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK bakes some of
-those paths in at import time, so nothing else may import azureml first). `fake` (per test)
-re-applies that environment, routes Azure host names to the fake, refuses every non-loopback
-connection, and checks afterwards that none was attempted.
+`azure_edge` (once per test run) makes a certificate, starts `FakeAzure` and Azurite (the
+official storage emulator: blob storage of every workspace's default datastore) on
+127.0.0.1 and imports the SDK with HOME / AZURE_CONFIG_DIR in a temporary folder (the SDK
+bakes some of those paths in at import time, so nothing else may import azureml first).
+`fake` (per test) re-applies that environment, routes Azure host names to the fake (blob
+hosts to Azurite), refuses every non-loopback connection, and checks afterwards that none
+was attempted.
 
-Without the azure extra these tests fail (they never skip: CI installs it), each saying how
-to install it.
+Without the azure extra, or without Azurite (`npm ci`), these tests fail (they never skip:
+CI installs both), each saying how to install it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, AzuriteMissing, azurite_container, start_azurite
 from fake_service import TEST_SUBSCRIPTION, FakeAzure, make_certificate, make_token, route_hosts
 
 MISSING_SDK = ("azureml-sdk is not installed: install the azure extra with "
@@ -49,6 +52,8 @@ class AzureEdge:
     service: FakeAzure
     env: dict[str, str]
     home: Path
+    azurite: Azurite
+    cert: Path
 
 
 def _apply_env(mp: pytest.MonkeyPatch, env: dict[str, str]) -> None:
@@ -73,23 +78,31 @@ def azure_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureEdge]:
     (home / ".azure").mkdir(parents=True)
     env = {"HOME": str(home), "AZURE_CONFIG_DIR": str(home / ".azure"),
            "REQUESTS_CA_BUNDLE": str(cert), "SSL_CERT_FILE": str(cert), "NO_PROXY": "*"}
+    try:
+        azurite = start_azurite(root, cert, key)
+    except AzuriteMissing as err:
+        pytest.fail(str(err), pytrace=False)
     service = FakeAzure(subscription_id=SUBSCRIPTION)
     service.start(cert, key)
     with pytest.MonkeyPatch.context() as mp:
         _apply_env(mp, env)
-        with route_hosts(service.port) as refused:
+        with route_hosts(service.port, azurite.port) as refused:
             from amlctl.providers.azure import sdk
 
             try:
                 sdk.load()  # first: it sets the SDK's retry count before the SDK reads it
             except sdk.AzureSdkMissing as e:
                 service.stop()
+                azurite.stop()
                 pytest.fail(f"{MISSING_SDK}\n{e}", pytrace=False)
         assert not refused, f"importing the SDK tried to reach {refused}"
+    service.default_storage = (ACCOUNT, ACCOUNT_KEY, lambda name: azurite_container(
+        azurite, cert, ACCOUNT, ACCOUNT_KEY, name))
     try:
-        yield AzureEdge(service, env, home)
+        yield AzureEdge(service, env, home, azurite, cert)
     finally:
         service.stop()
+        azurite.stop()
 
 
 @pytest.fixture
@@ -97,7 +110,7 @@ def fake(azure_edge: AzureEdge, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
     """A reset fake reachable under the real Azure host names; nothing else is reachable."""
     _apply_env(monkeypatch, azure_edge.env)
     azure_edge.service.reset()
-    with route_hosts(azure_edge.service.port) as refused:
+    with route_hosts(azure_edge.service.port, azure_edge.azurite.port) as refused:
         yield azure_edge.service
     assert not refused, f"the test tried to reach non-loopback addresses: {refused}"
 

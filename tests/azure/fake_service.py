@@ -238,6 +238,9 @@ class FakeAzure:
         self.operation_polls = 0  # status reads an operation stays InProgress
         self.reuse_keeps_old_size = False
         self.vcpu_quota: dict[str, int] = {}  # family -> dedicated vCPU limit
+        # Where workspaces keep their default storage: (account, key, make a container), e.g.
+        # an Azurite account; None: this fake's own blob emulation.
+        self.default_storage: tuple[str, str, Callable[[str], None]] | None = None
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -289,12 +292,17 @@ class FakeAzure:
         with self.lock:
             self.resource_groups.setdefault(resource_group, {"location": location, "tags": {}})
             account = re.sub(r"[^a-z0-9]", "", name.lower())[:16] + "store"
+            key = base64.b64encode(hashlib.sha256(account.encode()).digest()).decode()
+            if self.default_storage is not None:
+                account, key, _ = self.default_storage
             ws = Workspace(self.subscription_id, resource_group, name, location, dict(tags or {}),
                            str(uuid.uuid4()), account)
-            key = base64.b64encode(hashlib.sha256(account.encode()).digest()).decode()
             self.account_keys[account] = key
             container = f"azureml-blobstore-{ws.workspace_id}"
-            self.containers[(account, container)] = {}
+            if self.default_storage is not None:
+                self.default_storage[2](container)
+            else:
+                self.containers[(account, container)] = {}
             ws.datastores["workspaceblobstore"] = self._datastore_record(
                 "workspaceblobstore", "AzureBlob", account, container, "AccountKey", key, None)
             self.workspaces[(resource_group.lower(), name.lower())] = ws
@@ -1151,8 +1159,9 @@ def _is_loopback(address: Any, family: int) -> bool:
 
 
 @contextmanager
-def route_hosts(port: int) -> Iterator[list[tuple[Any, ...]]]:
-    """Resolve Azure host names to the fake and refuse any non-loopback connection.
+def route_hosts(port: int, blob_port: int | None = None) -> Iterator[list[tuple[Any, ...]]]:
+    """Resolve Azure host names to the fake (blob hosts to `blob_port`, Azurite, when given)
+    and refuse any non-loopback connection.
 
     The SDK keeps its real URLs (https://management.azure.com/...); only name resolution is
     replaced, which is where the network edge begins. Yields the list of refused addresses so a
@@ -1166,8 +1175,11 @@ def route_hosts(port: int) -> Iterator[list[tuple[Any, ...]]]:
     def getaddrinfo(host: Any, port_: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
         if isinstance(name, str) and is_azure_host(name):
+            target = port
+            if blob_port is not None and name.lower().rstrip(".").endswith(BLOB_HOST_SUFFIX):
+                target = blob_port
             return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "",
-                     ("127.0.0.1", port))]
+                     ("127.0.0.1", target))]
         return real_getaddrinfo(host, port_, *args, **kwargs)
 
     def guard(sock: socket.socket, address: Any) -> None:

@@ -1,12 +1,13 @@
 """The quickstart manifest planned and applied on the azure backend through the real engine.
 
-The real SDK runs against the fake service (only the network edge is replaced); experiments
-and run submission go to the in-memory history double. Workspace creation (an ARM template
-deployment) is not modelled, so the workspace exists beforehand, owned by the stack.
+The real SDK runs against the fake service and Azurite (only the network edge is replaced);
+experiments and run submission go to the in-memory history double. Workspace creation (an ARM
+template deployment) is not modelled, so the workspace exists beforehand, owned by the stack.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 @pytest.fixture
 def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Any:
-    from amlctl.engine.history import History
-    from amlctl.engine.planner import Context
+    from amlctl.engine.planner import Context, bind_state
     from amlctl.manifest.loader import load_manifest
 
     shutil.copytree(EXAMPLE, tmp_path / "mnist")
@@ -41,7 +41,7 @@ def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
                              auth=token_auth, cloud="AzureCloud", run_service=HistoryDouble(),
                              policy=RetryPolicy(sleep=lambda _s: None),
                              compute_settings=ComputeSettings(sleep=lambda _s: None))
-    ctx = Context(loaded, provider, History(state, "mnist"), state, "azure")
+    ctx = bind_state(Context(loaded, provider, provider.state_store(), state, "azure"))
     yield ctx
     ctx.close()
 
@@ -66,5 +66,12 @@ def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
     rc = history.submissions[0].config.run_config
     assert (rc.tensorflow.worker_count, rc.tensorflow.parameter_server_count,
             rc.node_count) == (2, 1, 2)
-    uploaded = fake.calls_to("PUT", "/mnist_dataset/")
+    default = context.provider._datastores().default()
+    container = default.blob_service.get_container_client(default.container_name)
+    uploaded = [b.name for b in container.list_blobs(name_starts_with="mnist_dataset/")]
     assert uploaded, "the upload sent files to blob storage"
+    # the state went to a blob of the same container, with the applied record
+    state = json.loads(container.download_blob("amlctl-state/mnist.json").readall())
+    assert set(state["applied"]) == {"compute.cpu-cluster", "experiment.tensorflow_experiment",
+                                     "upload.mnist"}
+    assert [e["state"] for e in state["journal"]] == ["done"] * 5  # 3 creates, a sync, a submit

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azurite import ACCOUNT, ACCOUNT_KEY, azurite_client
 from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
 from fake_service import FakeAzure
 from history_double import HistoryDouble
@@ -197,7 +198,7 @@ def test_datastore_secrets_are_fingerprinted_never_returned(provider: AzureProvi
 
 
 def test_uploads_sync_through_blob_metadata(provider: AzureProvider, fake: FakeAzure,
-                                            tmp_path: Path) -> None:
+                                            tmp_path: Path, azure_edge: Any) -> None:
     """put (single and in blocks), list with sha256 from metadata, delete; records prune."""
     import hashlib
 
@@ -211,12 +212,17 @@ def test_uploads_sync_through_blob_metadata(provider: AzureProvider, fake: FakeA
     large.write_bytes(big)
     assert store.put_file(small, "a.txt") == RemoteFile(5, hello_sha256)
     assert store.put_file(large, "sub/b.bin") == RemoteFile(2560, big_sha256)
-    assert len(fake.calls_to("PUT", "/mnist/sub/b.bin")) > 2  # blocks, then the block list
-    # what the service holds, read from the fake rather than through the code under test
-    [blobs] = [b for (_acct, c), b in fake.containers.items() if c.startswith("azureml-blob")]
-    assert {name: (blob.data, blob.metadata.get("amlctl_sha256"))
-            for name, blob in blobs.items()} == {"mnist/a.txt": (b"hello", hello_sha256),
-                                                  "mnist/sub/b.bin": (big, big_sha256)}
+    # what the service (Azurite) holds, read with a client of its own rather than through
+    # the code under test
+    [ws] = fake.workspaces.values()
+    container = azurite_client(azure_edge.azurite, azure_edge.cert, ACCOUNT, ACCOUNT_KEY
+                               ).get_container_client(f"azureml-blobstore-{ws.workspace_id}")
+    held = {b.name: (container.download_blob(b.name).readall(), b.metadata.get("amlctl_sha256"))
+            for b in container.list_blobs(name_starts_with="mnist/", include=["metadata"])}
+    assert held == {"mnist/a.txt": (b"hello", hello_sha256),
+                    "mnist/sub/b.bin": (big, big_sha256)}
+    committed, _ = container.get_blob_client("mnist/sub/b.bin").get_block_list()
+    assert len(committed) == 7  # 2,560 bytes in blocks of 400
     assert store.list_files() == {"a.txt": RemoteFile(5, hello_sha256),
                                   "sub/b.bin": RemoteFile(2560, big_sha256)}
     provider.create("upload.mnist", {"datastore": "default", "target_path": "mnist",

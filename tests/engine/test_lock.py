@@ -1,7 +1,8 @@
 """One apply per workspace at a time: the lock lets one through and names its holder to others.
 
 The first apply is a real process paused after its first step (AMLCTL_PAUSE_AFTER_STEP), so it
-holds the lock for as long as the test needs; the others are real processes too.
+holds the lock for as long as the test needs; the others are real processes too. The local
+lock is a kernel lock: it dies with its holder, so a killed apply never needs force-unlock.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from enginekit import Cli, journal, run_amlctl, start_amlctl, state_rows, wait_for
 
-from amlctl.engine.lock import workspace_lock
+from amlctl.engine.lock import kernel_lock, read_lock
 
 
 def _lock_file(project: Path) -> Path:
@@ -27,6 +28,10 @@ def _lock_file(project: Path) -> Path:
 
 def _holder(project: Path) -> dict[str, Any]:
     return json.loads(_lock_file(project).read_text())
+
+
+def _locked(project: Path) -> bool:
+    return read_lock(project / ".amlctl") is not None
 
 
 @pytest.fixture
@@ -54,8 +59,7 @@ def test_second_apply_fails_fast_naming_the_holder(
     assert time.monotonic() - started < 10  # fails at once (the time is the interpreter's)
     assert (f"the workspace is locked: lock {holder['id']} held by amlctl apply "
             f"(pid {paused_apply.pid} on {socket.gethostname()}, since ") in second.stderr
-    assert f"release it with `amlctl force-unlock {holder['id']}`" in second.stderr
-    assert "stale" not in second.stderr
+    assert "It is released when that process ends" in second.stderr
     destroy = run_amlctl(basic_project, "destroy", "--auto-approve")
     assert destroy.code == 1 and "the workspace is locked" in destroy.stderr
     adopt = cli("import", "compute.cpu")  # import writes too
@@ -80,7 +84,7 @@ def test_lock_timeout_gets_the_lock_once_released(basic_project: Path) -> None:
     held = threading.Event()
 
     def hold() -> None:
-        with workspace_lock(basic_project / ".amlctl", "a test holder"):
+        with kernel_lock(basic_project / ".amlctl", "a test holder"):
             held.set()
             time.sleep(1.0)
 
@@ -93,40 +97,46 @@ def test_lock_timeout_gets_the_lock_once_released(basic_project: Path) -> None:
     assert second.code == 0, second
     assert "Apply complete. Resources: 6 added" in second.stdout
     assert time.monotonic() - started < 30
-    assert not _lock_file(basic_project).exists()
+    assert not _locked(basic_project)
 
 
 def test_lock_released_after_apply_even_when_it_fails(basic_project: Path, cli: Cli) -> None:
     assert cli("apply").code == 1  # refused: no terminal to confirm on
-    assert not _lock_file(basic_project).exists()
+    assert not _locked(basic_project)
+    assert _lock_file(basic_project).read_text() == ""  # the holder record goes with it
     assert cli("apply", "--auto-approve").code == 0
-    assert not _lock_file(basic_project).exists()
+    assert not _locked(basic_project)
 
 
-def test_stale_lock_is_named_and_force_unlock_needs_its_id(
+def test_force_unlock_refuses_a_live_holder(
         basic_project: Path, paused_apply: subprocess.Popen[bytes], cli: Cli) -> None:
     holder = _holder(basic_project)
-    paused_apply.kill()
-    paused_apply.wait()
-
-    after_crash = cli("apply", "--auto-approve")
-    assert after_crash.code == 1
-    assert f"(pid {paused_apply.pid} on {socket.gethostname()}" in after_crash.stderr
-    assert "that process is gone, so the lock is stale" in after_crash.stderr
-    assert f"amlctl force-unlock {holder['id']}" in after_crash.stderr
-
     wrong = cli("force-unlock", "0000deadbeef")
     assert wrong.code == 1
     assert f"lock id '0000deadbeef' does not match the current lock '{holder['id']}'" \
         in wrong.stderr
-    assert _lock_file(basic_project).exists()
+    live = cli("force-unlock", holder["id"])
+    assert live.code == 1
+    assert "is held by a running process" in live.stderr
+    assert "released the moment its holder exits" in live.stderr
+    assert _locked(basic_project) and _holder(basic_project) == holder
 
+
+def test_a_killed_holder_never_blocks_the_next_apply(
+        basic_project: Path, paused_apply: subprocess.Popen[bytes], cli: Cli) -> None:
+    holder = _holder(basic_project)
+    paused_apply.kill()
+    paused_apply.wait()
+    assert not _locked(basic_project)  # the kernel released it with the process
+
+    # force-unlock still answers for the id the user saw: only a record is left to clear
     right = cli("force-unlock", holder["id"])
     assert right.code == 0, right
     assert (f"Removed lock {holder['id']} (held by amlctl apply, pid {paused_apply.pid} on "
-            f"{socket.gethostname()})") in right.stdout
-    assert not _lock_file(basic_project).exists()
-    assert cli("force-unlock", holder["id"]).code == 1  # not locked any more
+            f"{socket.gethostname()}): its holder had already exited") in right.stdout
+    again = cli("force-unlock", holder["id"])
+    assert again.code == 1 and "the workspace is not locked" in again.stderr
 
-    assert cli("apply", "--auto-approve").code == 0
+    after_crash = cli("apply", "--auto-approve")
+    assert after_crash.code == 0, after_crash
     assert "No changes." in cli("plan").stdout

@@ -84,10 +84,17 @@ def test_oversized_file_is_refused_unread(project: Path, amlctl) -> None:
 def test_alias_bomb_is_bounded_in_time_and_memory(project: Path) -> None:
     # A process of its own, so its peak memory is the bomb's and nothing else's.
     shutil.copy(BAD / "alias_bomb.yaml", project / "amlctl.yaml")
+    # VmHWM is the peak of this process's own memory since exec; ru_maxrss would also count
+    # the parent's (pytest's) peak, which Linux carries over a fork and exec.
     probe = (
-        "import atexit, resource, sys\n"
-        "atexit.register(lambda: print('maxrss', resource.getrusage(resource.RUSAGE_SELF)"
-        ".ru_maxrss, file=sys.stderr))\n"
+        "import atexit, re, resource, sys\n"
+        "def peak():\n"
+        "    try:\n"
+        "        status = open('/proc/self/status').read()\n"
+        "        return int(re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+        "    except (OSError, AttributeError):\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "atexit.register(lambda: print('maxrss', peak(), file=sys.stderr))\n"
         "from amlctl.cli import main\n"
         "main(['validate'])\n"
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from amlctl.providers.azure.records import PREFIX as RECORDS_PREFIX
 from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
+from amlctl.providers.azure.state import PREFIX as STATE_PREFIX
 from amlctl.uploads.model import RemoteFile
 from amlctl.uploads.store import check_relpath
 
@@ -46,7 +47,8 @@ class BlobFileStore:
             out = {}
             for blob in self.container.list_blobs(name_starts_with=start or None,
                                                   include=["metadata"]):
-                if blob.name.startswith(RECORDS_PREFIX) or blob.name.endswith("/"):
+                # amlctl's own records and state share the default container: never files
+                if blob.name.startswith((RECORDS_PREFIX, STATE_PREFIX)) or blob.name.endswith("/"):
                     continue
                 out[blob.name[len(start):]] = RemoteFile(int(blob.size),
                                                          (blob.metadata or {}).get(SHA_KEY))

@@ -22,17 +22,18 @@ UPDATABLE = frozenset({"account_name", "container_name", "share_name", "account_
 TYPES = {"AzureBlob": "azure_blob", "AzureFile": "azure_file"}
 
 
-def normalise(ds: Any) -> dict[str, Any] | None:
-    """A registered datastore in manifest vocabulary; None for kinds amlctl does not manage."""
+def normalise(ds: Any, key: bytes | None = None) -> dict[str, Any] | None:
+    """A registered datastore in manifest vocabulary (secrets fingerprinted with the stack's
+    `key`); None for kinds amlctl does not manage."""
     kind = TYPES.get(getattr(ds, "datastore_type", ""))
     if kind is None:
         return None
     credential_type = getattr(ds, "credential_type", "None")
-    key = ds.account_key if credential_type == "AccountKey" and ds.account_key else None
+    account_key = ds.account_key if credential_type == "AccountKey" and ds.account_key else None
     sas = ds.sas_token if credential_type == "Sas" and ds.sas_token else None
     attrs: dict[str, Any] = {"type": kind, "account_name": ds.account_name,
-                             "account_key": fingerprint(key) if key else None,
-                             "sas_token": fingerprint(sas) if sas else None}
+                             "account_key": fingerprint(account_key, key) if account_key else None,
+                             "sas_token": fingerprint(sas, key) if sas else None}
     if kind == "azure_blob":
         attrs["container_name"] = ds.container_name
         endpoint = ds.endpoint
@@ -45,16 +46,18 @@ def normalise(ds: Any) -> dict[str, Any] | None:
 class Datastores:
     """The registered datastores of one workspace."""
 
-    def __init__(self, workspace: Any, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    def __init__(self, workspace: Any, policy: RetryPolicy = DEFAULT_POLICY,
+                 fingerprint_key: bytes | None = None) -> None:
         self.ws = workspace
         self.policy = policy
+        self.fingerprint_key = fingerprint_key
 
     def read_all(self) -> dict[str, dict[str, Any]]:
         """name -> attributes of every blob or file datastore of the workspace."""
         found = call("listing datastores", lambda: self.ws.datastores, self.policy)
         out = {}
         for name, ds in found.items():
-            attrs = normalise(ds)
+            attrs = normalise(ds, self.fingerprint_key)
             if attrs is not None:
                 out[name] = attrs
         return out
@@ -97,7 +100,7 @@ class Datastores:
                                 "by the azure backend")
         with sdk.captured_output():
             ds = call(f"registering datastore {name}", register, self.policy)
-        return normalise(ds) or {}
+        return normalise(ds, self.fingerprint_key) or {}
 
     def unregister(self, name: str) -> None:
         """Remove the registration (the storage and its data stay). Absent: nothing to do."""

@@ -8,17 +8,20 @@ datastore (see records.py). Nothing here imports azureml until the first call th
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.azure import auth as auth_mod
 from amlctl.providers.azure import computes as computes_mod
 from amlctl.providers.azure import datastores as datastores_mod
+from amlctl.providers.azure import sdk
 from amlctl.providers.azure import workspace as workspace_mod
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy
 from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord, RunService, SdkRunService
+from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.base import (
     OWNER_TAG,
     SPEC_HASH_TAG,
@@ -28,6 +31,9 @@ from amlctl.providers.base import (
     RunInfo,
     RunRequest,
 )
+
+if TYPE_CHECKING:
+    from amlctl.engine.state import StateStore
 
 log = logging.getLogger("amlctl.azure")
 
@@ -70,6 +76,7 @@ class AzureProvider(Provider):
         self.policy = policy
         self.compute_settings = compute_settings
         self._ws: Any = None
+        self.state_lease_seconds = LEASE_SECONDS
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -94,7 +101,45 @@ class AzureProvider(Provider):
                                      self.compute_settings)
 
     def _datastores(self) -> datastores_mod.Datastores:
-        return datastores_mod.Datastores(self._require(), self.policy)
+        return datastores_mod.Datastores(self._require(), self.policy, self.fingerprint_key)
+
+    # state -------------------------------------------------------------------------------------
+
+    def state_store(self) -> StateStore:
+        """A blob per stack (with a lease as its lock) in the workspace's default datastore,
+        or where the manifest's `state:` block says."""
+        from amlctl.providers.azure.state import BlobState, default_blob_name
+
+        config = self.state_config or {}
+        blob_name = config.get("key") or default_blob_name(self.stack)
+        if config:
+            url = f"https://{config['account']}.blob.{config.get('endpoint') or 'core.windows.net'}"
+            location = f"{url}/{config['container']}/{blob_name}"
+            return BlobState(self.stack, lambda: self._state_container(url, config["container"]),
+                             blob_name, self.state_dir, location, self.state_lease_seconds)
+        return BlobState(self.stack, self._default_container, blob_name, self.state_dir,
+                         f"blob {blob_name} of the workspace's default datastore",
+                         self.state_lease_seconds)
+
+    def _default_container(self) -> Any | None:
+        """The default datastore's container; None while the workspace does not exist."""
+        if self._open() is None:
+            return None
+        default = self._datastores().default()
+        return default.blob_service.get_container_client(default.container_name)
+
+    def _state_container(self, account_url: str, container: str) -> Any:
+        """A container named by the `state:` block: the account key from
+        AMLCTL_STATE_ACCESS_KEY, else the signed-in identity (Storage Blob Data Contributor)."""
+        blob = sdk.blob_module()
+        key = os.environ.get("AMLCTL_STATE_ACCESS_KEY")
+        if key:
+            credential: Any = {"account_name": account_url.split("//", 1)[1].split(".", 1)[0],
+                               "account_key": key}
+        else:
+            credential = self._credentials()[0]  # azureml auth objects are token credentials
+        return blob.BlobServiceClient(account_url, credential=credential).get_container_client(
+            container)
 
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records

@@ -172,3 +172,11 @@ def captured_output() -> Iterator[None]:
             if rest.strip():
                 log.info("%s", rest.rstrip())
             router.local.buffer = ""
+
+
+def blob_module() -> Any:
+    """The blob storage client azureml-core vendors (a v12 azure-storage-blob)."""
+    load()
+    from azureml._vendor.azure_storage import blob
+
+    return blob
