@@ -49,10 +49,11 @@ schema: $(STAMP) ## regenerate schemas/amlctl.schema.json from the models
 	$(BIN)/amlctl schema -o schemas/amlctl.schema.json
 	$(BIN)/python -c "from amlctl.manifest.reference import reference_markdown as r; print(r(), end='')" > docs/manifest.md
 
-bench: $(STAMP) ## startup, plan scale, upload and run benchmarks (ratios to baselines)
+bench: $(AZURE) $(AZURITE) ## startup, plan scale, upload, Azure request and run benchmarks (ratios to baselines)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/uploads.py --quick
+	$(BIN)/python bench/azure_requests.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/template_budget.py
 

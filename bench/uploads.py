@@ -10,7 +10,15 @@ In a temp folder it writes a tree of many small files and a few large ones, then
    targets: <= 0.5 s and >= 20x faster than the first;
 (1 and 2 are run --repeat times, taking turns with cp; the fastest run of each counts);
 3. peak memory (ru_maxrss of a child process) syncing one large file against one 10 MB
-   file; target: about equal. The large file is 512 MiB, or 2 GiB with --big.
+   file; target: about equal. The large file is 512 MiB, or 2 GiB with --big;
+4. whole processes against `rsync -a` on a tree of 10,000 small files (2,000 with --quick):
+   the first `amlctl apply` of a manifest holding one upload of it against `rsync -a` into an
+   empty folder (target: within 1.2x), and a no-op `amlctl plan` and `apply` against a
+   no-op `rsync -a` (target: the import floor, `python -c "import typer, pydantic,
+   ruamel.yaml, jinja2"`, plus 1.5x rsync's time); without rsync installed this part says
+   so and is skipped;
+5. a small upload, the quickstart's 2 files, into a new store: plan, copy and make durable;
+   target: well under 0.1 s.
 
 The tree is made, then left to age past the hash cache's racy window (2 s) before the first
 sync, as data usually is: files written within that window of being hashed are read once
@@ -20,9 +28,11 @@ more by the next plan (see amlctl/uploads/hashcache.py), which is printed separa
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,16 +75,27 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="memory case with a 2 GiB file")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--repeat", type=int, default=3, help="turns of cp and first sync")
+    parser.add_argument("--cli-only", action="store_true",
+                        help="only the whole-process and small-upload figures (4 and 5)")
     args = parser.parse_args()
     small_files, large_files, large_mib = (2_000, 3, 8) if args.quick else (10_000, 3, 64)
     big_mib = 2048 if args.big else (64 if args.quick else 512)
     with tempfile.TemporaryDirectory(prefix="amlctl-bench-") as tmp:
         work = Path(tmp)
+        if args.cli_only:
+            bench_cli(work, 2_000 if args.quick else 10_000, max(3, args.repeat))
+            print()
+            bench_small(work)
+            return
         print(f"tree: {small_files} small files (256 B - 8 KiB) + {large_files} x "
               f"{large_mib} MiB; workers: {args.workers}")
         made = make_tree(work / "src", small_files, large_files, large_mib)
         first, second = bench_sync(work, made, args.workers, args.repeat)
         memory = bench_memory(work, big_mib)
+        print()
+        bench_cli(work, 2_000 if args.quick else 10_000, max(3, args.repeat))
+        print()
+        bench_small(work)
     print()
     print("targets: first >= 0.70 of cp -r; second <= 0.5 s and >= 20x faster than the first;"
           " memory ratio about 1")
@@ -186,6 +207,118 @@ def bench_memory(work: Path, big_mib: int) -> float:
         print(f"peak memory syncing {label:>9}: {kib / 1024:6.1f} MiB")
     print(f"memory ratio big/small: {big / small:.2f}")
     return big / small
+
+
+CLI_MANIFEST = """\
+version: 1
+name: bench
+workspace:
+  name: bench-ws
+  subscription_id: "00000000-0000-0000-0000-000000000000"
+  resource_group: bench-rg
+  location: westeurope
+uploads:
+  data: {datastore: default, src_dir: data, target_path: data}
+"""
+
+
+def bench_cli(work: Path, files: int, repeat: int) -> None:
+    """Whole `amlctl` processes against `rsync -a` on the same tree (see module doc, 4)."""
+    rsync = shutil.which("rsync")
+    project = work / "cli"
+    made = make_tree(project / "data", files, 0, 0)
+    (project / "amlctl.yaml").write_text(CLI_MANIFEST)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    amlctl = [sys.executable, "-m", "amlctl"]
+    floor = [sys.executable, "-c", "import typer, pydantic, ruamel.yaml, jinja2"]
+    subprocess.run(["sync"], check=True)
+    time.sleep(max(0.0, made + RACY_WINDOW_NS / 1e9 + 0.1 - time.time()))
+
+    cpu: dict[str, list[float]] = {}  # CPU seconds (user + system) by what ran
+
+    def run(argv: list[str], home: Path | None = None, label: str = "") -> float:
+        extra = {"AMLCTL_HOME": str(home)} if home else {}
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=project, env={**env, **extra},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(argv)} failed")
+        cpu.setdefault(label, []).append(usage.ru_utime + usage.ru_stime)
+        return time.perf_counter() - start
+
+    run([*amlctl, "validate"], label="warm-up")  # bytecode written, caches warm
+    print(f"whole processes, {files} files ({'rsync ' + rsync if rsync else 'rsync absent'}):")
+    if rsync is None:
+        print("  rsync is NOT installed: the rsync baselines below are skipped. Install it "
+              "(e.g. apt-get install rsync) to get the ratios.")
+    ours_first: list[float] = []
+    rsync_first: list[float] = []
+    # Fresh destinations every turn, nothing deleted before the end (see bench_sync).
+    for turn in range(repeat):
+        steps = [lambda t=turn: ours_first.append(
+            run([*amlctl, "apply", "--auto-approve"], work / f"home{t}", "first amlctl"))]
+        if rsync:
+            steps.append(lambda t=turn: rsync_first.append(
+                run([rsync, "-a", "data/", str(work / f"rsync{t}")], label="first rsync")))
+        for step in (steps if turn % 2 == 0 else steps[::-1]):
+            step()
+        subprocess.run(["sync"], check=True)
+    noop: dict[str, list[float]] = {"floor": [], "plan": [], "apply": [], "rsync": []}
+    for _ in range(max(7, repeat)):
+        noop["floor"].append(run(floor, label="floor"))
+        noop["plan"].append(run([*amlctl, "plan"], work / "home0", "plan"))
+        noop["apply"].append(run([*amlctl, "apply", "--auto-approve"], work / "home0", "apply"))
+        if rsync:
+            noop["rsync"].append(run([rsync, "-a", "data/", str(work / "rsync0")],
+                                     label="rsync"))
+    first_s = min(ours_first)
+    med = {k: statistics.median(v) for k, v in noop.items() if v}
+    print(f"  first upload: amlctl apply {first_s:.3f} s (fastest of {repeat})", end="")
+    if rsync:
+        rs = min(rsync_first)
+        print(f", rsync -a {rs:.3f} s: ratio {first_s / rs:.2f}x   target <= 1.2x: "
+              f"{'ok' if first_s <= 1.2 * rs else 'MISSED'}")
+    else:
+        print()
+    print(f"  no-op (median of {len(noop['floor'])}): import floor {med['floor']:.3f} s, "
+          f"amlctl plan {med['plan']:.3f} s, amlctl apply {med['apply']:.3f} s", end="")
+    if rsync:
+        budget = med["floor"] + 1.5 * med["rsync"]
+        print(f", rsync -a {med['rsync']:.3f} s")
+        for name in ("plan", "apply"):
+            print(f"  no-op {name}: {med[name]:.3f} s against floor + 1.5x rsync = "
+                  f"{budget:.3f} s: ratio {med[name] / budget:.2f}   target <= 1.00: "
+                  f"{'ok' if med[name] <= budget else 'MISSED'}")
+    else:
+        print()
+    lowest = {k: min(v) for k, v in cpu.items() if k != "warm-up"}
+    print("  CPU seconds (user + system, lowest; steadier than wall time on a busy machine): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in lowest.items()))
+    if rsync:
+        budget = lowest["floor"] + 1.5 * lowest["rsync"]
+        print(f"  by CPU: first upload {lowest['first amlctl'] / lowest['first rsync']:.2f}x "
+              f"rsync; no-op plan {lowest['plan'] / budget:.2f}, apply "
+              f"{lowest['apply'] / budget:.2f} of floor + 1.5x rsync")
+
+
+def bench_small(work: Path, turns: int = 9) -> None:
+    """The quickstart's upload (2 files) into a new store, durably (see module doc, 5)."""
+    src = ROOT / "examples" / "mnist" / "data"
+    times = []
+    for turn in range(turns):
+        case = work / f"small{turn}"
+        start = time.perf_counter()
+        with FolderFileStore(case / "dst", case / "index.db") as store, \
+                HashCache(case / "cache.db") as cache:
+            plan = plan_sync(src, store.list_files(), cache=cache)
+            apply_sync(plan, src, store, cache=cache)
+        times.append(time.perf_counter() - start)
+    print(f"small upload ({len(plan.add)} files, the quickstart's): median "
+          f"{statistics.median(times):.3f} s of {turns}   target < 0.1 s: "
+          f"{'ok' if statistics.median(times) < 0.1 else 'MISSED'}")
 
 
 def cpu_seconds(who: int) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,40 @@ def test_example_points_editors_at_the_schema(manifest: Path) -> None:
     match = MODELINE.match(first)
     assert match, f"{manifest.name} must start with '# yaml-language-server: $schema=...'"
     assert (manifest.parent / match.group("url")).resolve() == SCHEMA
+
+
+def check_jsonschema(*manifests: Path) -> subprocess.CompletedProcess[str]:
+    """Run check-jsonschema (a third-party validator, as editors use the schema) on files."""
+    tool = Path(sys.executable).with_name("check-jsonschema")
+    assert tool.exists(), (
+        "check-jsonschema is not installed in this environment: `pip install -e '.[dev]'`")
+    return subprocess.run([str(tool), "--schemafile", str(SCHEMA), *map(str, manifests)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def readme_manifest(tmp_path: Path) -> Path:
+    """The README's manifest (its first YAML block holding `version: 1`), as a file."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    manifest = next(b for b in blocks if "version: 1" in b)
+    path = tmp_path / "readme.yaml"
+    path.write_text(manifest)
+    return path
+
+
+def test_check_jsonschema_accepts_the_examples_and_the_readme(tmp_path: Path) -> None:
+    files = [*EXAMPLES, readme_manifest(tmp_path)]
+    assert len(files) >= 3
+    result = check_jsonschema(*files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_jsonschema_rejects_a_bad_manifest(tmp_path: Path) -> None:
+    text = readme_manifest(tmp_path).read_text()
+    bad = tmp_path / "bad.yaml"
+    # a word where a number or a template belongs, and a key no model knows
+    bad.write_text(text.replace("max_nodes: ", "max_nodes: lots #", 1)
+                   .replace("computes:", "computers: {}\ncomputes:", 1))
+    result = check_jsonschema(bad)
+    assert result.returncode == 1
+    assert "max_nodes" in result.stdout and "'lots'" in result.stdout
+    assert "computers" in result.stdout

@@ -1,37 +1,80 @@
-"""The `amlctl` command line: thin commands over the core; errors mapped to exit codes here."""
+"""The `amlctl` command line: thin commands over the core; errors mapped to exit codes here.
+
+Commands are registered lazily: a run of `amlctl validate` builds (and imports) only that
+command, not the other fifteen, which keeps startup close to the cost of the libraries.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import typer
 
-from amlctl.cli import convert_cmd, engine_cmds, local_cmds, manifest_cmds, runs_cmds, state_cmds
-from amlctl.cli.options import global_options
+from amlctl.cli.options import first_command, global_options, hoist_global_options
 
-app = typer.Typer(
-    name="amlctl",
-    help="Declarative config-as-code for Azure Machine Learning: plan, apply, destroy.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.callback()(global_options)
-manifest_cmds.register(app)
-engine_cmds.register(app)
-runs_cmds.register(app)
-app.add_typer(convert_cmd.app)
-app.add_typer(state_cmds.app)
-local_cmds.register(app)
+# name -> (module, function) of each command, in the order `--help` lists them
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("amlctl.cli.manifest_cmds", "validate"),
+    "render": ("amlctl.cli.manifest_cmds", "render"),
+    "graph": ("amlctl.cli.manifest_cmds", "graph"),
+    "schema": ("amlctl.cli.manifest_cmds", "schema"),
+    "plan": ("amlctl.cli.engine_cmds", "plan"),
+    "apply": ("amlctl.cli.engine_cmds", "apply"),
+    "destroy": ("amlctl.cli.engine_cmds", "destroy"),
+    "show": ("amlctl.cli.engine_cmds", "show"),
+    "status": ("amlctl.cli.engine_cmds", "status"),
+    "import": ("amlctl.cli.engine_cmds", "import_"),
+    "force-unlock": ("amlctl.cli.engine_cmds", "force_unlock"),
+    "runs": ("amlctl.cli.runs_cmds", "runs"),
+    "logs": ("amlctl.cli.runs_cmds", "logs"),
+    "cancel": ("amlctl.cli.runs_cmds", "cancel"),
+}
+# name -> module holding a sub-app `app` (a command group)
+GROUPS: dict[str, str] = {
+    "convert": "amlctl.cli.convert_cmd",
+    "state": "amlctl.cli.state_cmds",
+    "local": "amlctl.cli.local_cmds",
+}
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The typer app with every command, or with just `only` when that names one."""
+    app = typer.Typer(
+        name="amlctl",
+        help="Declarative config-as-code for Azure Machine Learning: plan, apply, destroy.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(global_options)
+    wanted = [only] if only in COMMANDS or only in GROUPS else [*COMMANDS, *GROUPS]
+    for name in wanted:
+        if name in COMMANDS:
+            module, function = COMMANDS[name]
+            app.command(name)(getattr(importlib.import_module(module), function))
+        else:
+            app.add_typer(importlib.import_module(GROUPS[name]).app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole app, for tools that want it (completion, tests)
+        return build_app()
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map domain errors to exit codes (0 ok, 1 error, 2 changes present)."""
     from amlctl.errors import AmlctlError, ManifestError
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(build_app(first_command(args)))
     try:
-        code = app(args=argv, prog_name="amlctl", standalone_mode=False)
+        args = hoist_global_options(command, args)
+        code = command.main(args=args, prog_name="amlctl", standalone_mode=False)
     except ManifestError as err:
         # one `FILE:LINE:COL: path: message` per line, as editors and CI annotators parse them
         typer.echo(str(err), err=True)

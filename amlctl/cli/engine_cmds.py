@@ -13,7 +13,7 @@ import typer
 
 from amlctl.cli.manifest_cmds import load
 from amlctl.cli.options import ManifestOption, settings
-from amlctl.errors import UsageError
+from amlctl.errors import PlanError, UsageError
 
 if TYPE_CHECKING:
     from amlctl.engine.executor import ApplyResult
@@ -31,6 +31,9 @@ ReplaceOption = Annotated[
                  help="Replace this resource (or resubmit this run) even if unchanged "
                       "(repeatable)."),
 ]
+CancelRunsOption = Annotated[
+    bool, typer.Option("--cancel-runs", help="Allow the plan to cancel the queued or running "
+                       "runs on a cluster it replaces or deletes (asked on a terminal).")]
 LockTimeout = Annotated[
     float, typer.Option("--lock-timeout", help="Seconds to wait for the workspace lock.")
 ]
@@ -132,6 +135,24 @@ def _confirm(auto_approve: bool, what: str) -> None:
         raise UsageError(f"{what} canceled")
 
 
+def _confirm_runs(plan: Plan, cancel_runs: bool) -> None:
+    """Active runs a cluster's replace or delete would cancel: asked about on their own (even
+    with --auto-approve), or allowed by --cancel-runs; refused otherwise."""
+    runs = plan.interrupted_runs
+    if not runs or cancel_runs:
+        return
+    listed = ", ".join(f"{r['id']} ({r['name']}, {r['status']} on {r['compute']})"
+                       for r in runs)
+    if not sys.stdin.isatty():
+        raise UsageError(f"refusing to replace or delete a cluster with active runs: {listed} "
+                         "would be cancelled or lose their compute. Pass --cancel-runs to "
+                         "allow it, or wait until they end.")
+    answer = typer.prompt(f"These active runs will be cancelled or lose their compute: "
+                          f"{listed}. Go on? Only 'yes' will be accepted", default="")
+    if answer.strip() != "yes":
+        raise UsageError("apply canceled: active runs left alone")
+
+
 def apply(
     ctx: typer.Context,
     planfile: Annotated[Path | None, typer.Argument(
@@ -145,17 +166,25 @@ def apply(
     ] = False,
     lock_timeout: LockTimeout = 0.0,
     include_data: IncludeData = False,
+    cancel_runs: CancelRunsOption = False,
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.executor import apply_plan, recover
-    from amlctl.engine.planfile import check_current, load_plan
+    from amlctl.engine.planfile import check_current, load_plan, manifest_of
     from amlctl.engine.planner import make_destroy_plan, make_plan
     from amlctl.render.human import render_plan
 
     saved = load_plan(planfile) if planfile is not None else None
     if saved is not None:
         if file is None:
-            file = Path(saved.manifest)
+            file = manifest_of(saved, planfile)  # type: ignore[arg-type]
+        chosen = settings(ctx).backend
+        if chosen is None:
+            settings(ctx).backend = saved.backend  # the one it was made for
+        elif chosen != saved.backend:  # refused before touching the other backend
+            raise PlanError(f"the saved plan was made for the {saved.backend} backend, not "
+                            f"{chosen}; apply it with --backend {saved.backend} or make a new "
+                            "plan")
         if target or replace or include_data:
             raise UsageError("--target, --replace and --include-data come from the saved plan; "
                              "do not repeat them with a plan file")
@@ -182,6 +211,7 @@ def apply(
         else:
             if saved is None:
                 _confirm(auto_approve, "perform these actions")
+            _confirm_runs(the_plan, cancel_runs)
             result = apply_plan(context, the_plan, report=lambda line: typer.echo(line),
                                 show_progress=True)
             _report_result(result, the_plan)
@@ -237,6 +267,7 @@ def destroy(
     include_workspace: Annotated[bool, typer.Option(
         "--include-workspace", help="Also delete the workspace itself.")] = False,
     lock_timeout: LockTimeout = 0.0,
+    cancel_runs: CancelRunsOption = False,
 ) -> None:
     """Delete everything this stack owns: cancel active runs, delete clusters and datastores."""
     from amlctl.engine.executor import apply_plan, recover
@@ -253,6 +284,7 @@ def destroy(
             typer.echo("Destroy complete. Nothing to do.")
             return
         _confirm(auto_approve, "destroy these resources")
+        _confirm_runs(the_plan, cancel_runs)
         result = apply_plan(context, the_plan, report=lambda line: typer.echo(line))
         _report_result(result, the_plan)
 
@@ -352,11 +384,12 @@ def import_(
 ) -> None:
     """Adopt an existing object into this stack (tags it as owned), so amlctl manages it."""
     from amlctl.engine.address import split
+    from amlctl.engine.executor import import_object
 
     split(address)
     with engine_context(ctx, file) as context, \
             context.state.lock("amlctl import", lock_timeout):
-        obj = context.provider.adopt(address)
+        obj = import_object(context, address)
     typer.echo(f"{obj.address} is now managed by stack {obj.owner!r}. Run `amlctl plan` to see "
                "how it differs from the manifest.")
 
@@ -371,14 +404,3 @@ def force_unlock(
         holder, what = context.state.force_unlock(lock_id)
     typer.echo(f"Removed lock {lock_id} (held by {holder.get('command')}, pid "
                f"{holder.get('pid')} on {holder.get('host')}): {what}.")
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command()(plan)
-    app.command()(apply)
-    app.command()(destroy)
-    app.command()(show)
-    app.command()(status)
-    app.command("import")(import_)
-    app.command("force-unlock")(force_unlock)

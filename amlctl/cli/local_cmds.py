@@ -48,10 +48,3 @@ def edit(
     finally:
         provider.close()
     typer.echo(f"{address}: live state changed ({', '.join(assignments)})")
-
-
-def register(root: typer.Typer) -> None:
-    """Mount `amlctl local` on the app."""
-    root.add_typer(app)
-
-

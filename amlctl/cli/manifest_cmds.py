@@ -79,6 +79,27 @@ def render(ctx: typer.Context, file: ManifestOption = None) -> None:
     typer.echo(render_yaml(loaded.data), nl=False)
 
 
+def graph(
+    ctx: typer.Context,
+    file: ManifestOption = None,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="dot (Graphviz) or mermaid (GitHub Markdown).")] = "dot",
+) -> None:
+    """Print the manifest's dependency graph: an arrow from each resource to what needs it.
+
+    `amlctl graph | dot -Tsvg > graph.svg`, or `--format mermaid` inside a Markdown page.
+    """
+    from amlctl.engine.desired import desired_state
+    from amlctl.engine.graph import dependency_graph
+    from amlctl.errors import UsageError
+    from amlctl.render.graph import to_dot, to_mermaid
+
+    if output_format not in ("dot", "mermaid"):
+        raise UsageError(f"--format {output_format!r}: expected dot or mermaid")
+    the_graph = dependency_graph(desired_state(load(ctx, file, allow_missing_secrets=True)))
+    typer.echo((to_dot if output_format == "dot" else to_mermaid)(the_graph), nl=False)
+
+
 def schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.")
@@ -102,10 +123,3 @@ def schema(
         except OSError as err:
             raise UsageError(f"--output {output}: {err.strerror or err}") from None
         typer.echo(f"wrote {output}", err=True)
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command()(validate)
-    app.command()(render)
-    app.command()(schema)

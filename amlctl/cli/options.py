@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,9 @@ import typer
 
 from amlctl import __version__
 from amlctl.errors import UsageError
+
+# Commands that only read the manifest: nothing in them logs.
+MANIFEST_ONLY = frozenset({"validate", "render", "graph", "schema"})
 
 
 @dataclass
@@ -109,13 +111,104 @@ def global_options(
         color=not no_color,
         verbose=verbose,
     )
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    if verbose or ctx.invoked_subcommand not in MANIFEST_ONLY:
+        import logging  # only where something logs: the manifest commands start faster
+
+        logging.basicConfig(
+            level=logging.WARNING - 10 * min(verbose, 2),
+            format="%(levelname)s %(name)s: %(message)s",
+        )
 
 
 def settings(ctx: typer.Context) -> Settings:
     """The Settings of the current invocation (defaults when a command runs standalone)."""
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else Settings()
+
+
+# Global options a user may also write after the command (`amlctl plan --backend azure`), as
+# az and kubectl allow: those taking a value, and flags (with `-v`, `-vv`... for --verbose).
+GLOBAL_WITH_VALUE = ("--backend", "--var", "--var-file")
+GLOBAL_FLAGS = ("--no-color", "--verbose")
+
+
+def hoist_global_options(root: Any, argv: list[str]) -> list[str]:
+    """`argv` with the global options found after the command moved to just before it.
+
+    The command's own options are read from its click definition, so an option value is
+    never mistaken for a global option (`--out --var` keeps `--var` as the file name), and a
+    command defining an option of the same name keeps it. Nothing after `--` moves.
+    """
+    first = _skip_root_options(root, argv)
+    index = first
+    command: Any = root
+    # typer ships its own copy of click: use the objects it built, duck-typed.
+    with root.context_class(root, resilient_parsing=True) as ctx:
+        while index < len(argv) and hasattr(command, "get_command"):
+            sub = command.get_command(ctx, argv[index])
+            if sub is None:
+                return argv
+            command, index = sub, index + 1
+    if command is root:
+        return argv
+    own_value, own_names = _option_names(command)
+    hoisted: list[str] = []
+    kept: list[str] = []
+    rest = argv[index:]
+    i = 0
+    while i < len(rest):
+        token = rest[i]
+        name = token.split("=", 1)[0]
+        if token == "--":
+            kept.extend(rest[i:])
+            break
+        if name in own_names or (token.startswith("-v") and "-v" in own_names):
+            kept.append(token)
+            if name in own_value and "=" not in token and i + 1 < len(rest):
+                kept.append(rest[i + 1])
+                i += 1
+        elif name in GLOBAL_WITH_VALUE:
+            hoisted.append(token)
+            if "=" not in token:
+                if i + 1 == len(rest):
+                    raise UsageError(f"{token} needs a value")
+                hoisted.append(rest[i + 1])
+                i += 1
+        elif token in GLOBAL_FLAGS or (len(token) > 1 and token.strip("v") == "-"):
+            hoisted.append(token)
+        else:
+            kept.append(token)
+        i += 1
+    return [*argv[:first], *hoisted, *argv[first:index], *kept]
+
+
+def first_command(argv: list[str]) -> str | None:
+    """The command named in `argv` (after any global options), if there is one."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        i += 2 if argv[i] in GLOBAL_WITH_VALUE else 1
+    return argv[i] if i < len(argv) and not argv[i].startswith("-") else None
+
+
+def _skip_root_options(root: Any, argv: list[str]) -> int:
+    """Index of the first token after the options given before the command."""
+    value_options, _ = _option_names(root)
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        if argv[i] in value_options:
+            i += 1
+        i += 1
+    return i
+
+
+def _option_names(command: Any) -> tuple[set[str], set[str]]:
+    """(names of options taking a value, names of all options) of one command."""
+    with_value: set[str] = set()
+    every: set[str] = set()
+    for param in command.params:
+        if param.param_type_name == "option":
+            names = {*param.opts, *param.secondary_opts}
+            every |= names
+            if not param.is_flag and not param.count:
+                with_value |= names
+    return with_value, every

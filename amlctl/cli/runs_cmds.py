@@ -83,10 +83,3 @@ def cancel(
         run_id = _resolve(context.provider, run)
         info = context.provider.cancel_run(run_id)
     typer.echo(f"Run {info.id}: {info.status}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
-    app.command()(runs)
-    app.command()(logs)
-    app.command()(cancel)

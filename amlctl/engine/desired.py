@@ -7,6 +7,7 @@ they travel separately in `secrets` to the provider call that needs them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,9 @@ def desired_state(loaded: LoadedManifest, key: bytes | None = None) -> dict[str,
             "target_path": upload.target_path.strip("/"),
             "delete_extra": upload.delete_extra,
             "exclude": list(upload.exclude),
-            # Resolved, so the plan is the same however the manifest path was spelt
-            # (`apply PLANFILE` reloads it by its absolute path).
-            "src_dir": str((loaded.root / upload.src_dir).resolve()),
+            # Relative to the manifest's folder, normalised: the same plan from any checkout
+            # path (a saved plan travels between CI jobs), however the path was spelt.
+            "src_dir": Path(os.path.normpath(upload.src_dir)).as_posix(),
         }
         out[make("upload", name)] = Desired(
             make("upload", name), "upload", name, attrs,
@@ -92,7 +93,7 @@ def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
     definition, secrets = _attrs(run, exclude={"tags"})
     source_dir = loaded.root / run.source_directory
     digest = source_digest(source_dir)
-    run_hash = spec_hash(definition, digest)
+    run_hash = spec_hash(definition, digest, secret_paths=secrets)  # a rotated key: same run
     datastores = _run_datastores(run)
     # Runs come after every upload (DESIGN: uploads, then runs): a command line may read
     # uploaded data without naming the datastore in a way amlctl can see.

@@ -88,7 +88,8 @@ def _field_changes(want: Desired, have: LiveObject, updatable: frozenset[str],
     sensitive = _sensitive(want) | secret_fields(have.attrs)
     for key, value in want.attrs.items():
         before = have.attrs.get(key)
-        if key in sensitive and before is None and (applied is None or applied.get(key) == value):
+        if key in sensitive and before is None and (
+                applied is None or key not in applied or applied.get(key) == value):
             # A write-only secret the service cannot show: a change only when amlctl last set
             # it to something else (or to nothing). Never applied (imported): cannot tell.
             continue
@@ -133,8 +134,15 @@ def _upload_change(want: Desired, have: LiveObject | None, ctx: DiffInput) -> Ch
         action = Action.UPDATE
     else:
         action = Action.NOOP
+    reasons: tuple[str, ...] = ()
+    if want.address in ctx.replace:
+        # Data is not deleted and re-created: every file is sent again over what is there.
+        detail["resend"] = True
+        reasons = ("every file is sent again, as --replace asks",)
+        action = Action.UPDATE if action is Action.NOOP else action
     before = have.attrs if have else None
-    return Change(want.address, want.kind, want.name, action, before, want.attrs, detail=detail)
+    return Change(want.address, want.kind, want.name, action, before, want.attrs,
+                  reasons=reasons, detail=detail)
 
 
 def _run_change(want: Desired, ctx: DiffInput) -> Change:
@@ -145,8 +153,11 @@ def _run_change(want: Desired, ctx: DiffInput) -> Change:
                       detail={"run_id": latest.id, "status": latest.status})
     reason = ("resubmission requested with --replace",) if matches else (
         "no run with this definition (spec hash) in the experiment",)
+    detail: dict[str, Any] = {"submit": True}
+    if matches:
+        detail["supersedes"] = matches[0].id  # gives the resubmission its own run id
     return Change(want.address, "run", want.name, Action.CREATE, None, want.attrs,
-                  reasons=reason, detail={"submit": True})
+                  reasons=reason, detail=detail)
 
 
 def _drift(address: str, have: LiveObject | None, applied: dict[str, Any] | None

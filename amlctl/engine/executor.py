@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from amlctl.engine.address import kind_of
 from amlctl.engine.desired import Desired
+from amlctl.engine.differ import secret_fields
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
 from amlctl.errors import AmlctlError, ProviderError
-from amlctl.providers.base import RunInfo, RunRequest
+from amlctl.providers.base import LiveObject, RunInfo, RunRequest
 
 Report = Callable[[str], None]
 PARALLELISM = 4
@@ -85,6 +86,19 @@ def recover(ctx: Context, report: Report = lambda _: None) -> list[str]:
     return [f"{step} {address}" for address, step in interrupted] + repaired
 
 
+def import_object(ctx: Context, address: str) -> LiveObject:
+    """Adopt an existing object into the stack (call with the lock held) and record its
+    live attributes as applied, so changes made to it outside amlctl show as drift from now
+    on. Secrets, and unset fields (a write-only secret reads as unset), are left out:
+    amlctl cannot tell what they hold, so the next plan does not claim to know."""
+    obj = ctx.provider.adopt(address)
+    if kind_of(address) not in ("run", "upload"):
+        secret = secret_fields(obj.attrs)
+        ctx.state.record_applied(address, {k: v for k, v in obj.attrs.items()
+                                             if k not in secret and v is not None})
+    return obj
+
+
 def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[str, set[str]]:
     addresses = {c.address for c in changes}
     return {c.address: set(desired[c.address].deps) & addresses if c.address in desired
@@ -93,7 +107,7 @@ def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[st
 
 def _delete_groups(changes: list[Change]) -> list[list[Change]]:
     """Deletes by kind, dependents' kinds first (a barrier between kinds keeps this linear)."""
-    from amlctl.engine.address import KINDS, kind_of
+    from amlctl.engine.address import KINDS
 
     by_kind: dict[str, list[Change]] = {}
     for change in changes:
@@ -217,20 +231,22 @@ class _Runner:
                 change.address, want.attrs, changed, want.secrets))
         detail = ""
         if change.kind == "upload":
-            detail = self._journal(change, "sync", lambda: self._sync(want))
+            resend = bool(change.detail.get("resend"))
+            detail = self._journal(change, "sync", lambda: self._sync(want, resend))
         self.ctx.state.record_applied(change.address, want.attrs)
         return detail
 
-    def _sync(self, want: Desired) -> str:
+    def _sync(self, want: Desired, resend: bool = False) -> str:
         from amlctl.engine.planner import hash_cache_path, plan_upload
         from amlctl.render.values import human_bytes
         from amlctl.uploads import HashCache, apply_sync, progress_for
 
-        sync_plan = plan_upload(self.ctx, want)  # fresh: files may have changed since plan
+        # fresh: files may have changed since the plan
+        sync_plan = plan_upload(self.ctx, want, resend_all=resend)
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
         progress = progress_for(want.address) if self.show_progress else None
         with HashCache(hash_cache_path(self.ctx)) as cache:
-            outcome = apply_sync(sync_plan, Path(want.attrs["src_dir"]), store,
+            outcome = apply_sync(sync_plan, self.ctx.loaded.root / want.attrs["src_dir"], store,
                                  progress=progress, cache=cache)
         for warning in outcome.warnings:
             self.report(f"{want.address}: warning: {warning}")
@@ -240,15 +256,17 @@ class _Runner:
     def _run(self, change: Change, want: Desired | None) -> str:
         provider = self.ctx.provider
         if change.action is Action.DELETE:
-            run_id = change.detail["run_id"]
-            self._journal(change, "cancel", lambda: provider.cancel_run(run_id))
-            return f" (canceled {run_id})"
+            run_ids = change.detail.get("run_ids") or [change.detail["run_id"]]
+            for run_id in run_ids:
+                self._journal(change, "cancel", lambda r=run_id: provider.cancel_run(r))
+            return f" (canceled {', '.join(run_ids)})"
         assert want is not None
         compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
         request = RunRequest(
             name=want.name, spec_hash=want.attrs["spec_hash"], run=want.model,
             source_dir=self.ctx.loaded.root / want.model.source_directory,
             compute_max_nodes=compute.max_nodes, secrets=want.secrets,
+            supersedes=change.detail.get("supersedes"),
         )
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
         self.result.runs.append(info)

@@ -79,6 +79,8 @@ class Plan:
     desired_fingerprint: str = ""  # of the (secret-free) desired state
     destroy: bool = False
     include_data: bool = False
+    # Dependencies between the plan's addresses, (first, then): for drawing only.
+    edges: tuple[tuple[str, str], ...] = ()
 
     @property
     def actionable(self) -> tuple[Change, ...]:
@@ -104,6 +106,12 @@ class Plan:
                 add += 1
                 destroy += 1
         return {"add": add, "change": change, "destroy": destroy}
+
+    @property
+    def interrupted_runs(self) -> tuple[dict[str, Any], ...]:
+        """Queued or running runs on clusters this plan replaces or deletes: apply cancels
+        them or leaves them without their compute (see planner.mark_interrupted_runs)."""
+        return tuple(run for c in self.changes for run in c.detail.get("interrupted_runs", ()))
 
     def get(self, address: str) -> Change | None:
         """The change of one address."""

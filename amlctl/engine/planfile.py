@@ -1,7 +1,12 @@
-"""Saved plans (`plan --out FILE`): what was planned, against which live state.
+"""Saved plans (`plan --out FILE`): what was planned, against which live state, for which
+backend.
 
-A plan file holds no secret value: secrets appear only as fingerprints. `apply FILE` re-plans
-with the same options and refuses when the live state or the manifest changed since.
+A plan file holds no secret value: secrets appear only as fingerprints. It holds no absolute
+path either: the manifest is recorded relative to the folder `plan` ran in, and every path
+inside the plan is relative to the manifest's folder, so a plan made in one CI job applies in
+another job that checked out the same commit elsewhere (run `apply` from the same folder of
+the checkout as `plan`, or pass -f). `apply FILE` re-plans with the same options and refuses
+when the backend, the live state or the manifest differ from when it was made.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def save_plan(plan: Plan, path: Path, *, targets: list[str], replace: list[str],
     """Write the plan atomically (a half-written plan file is never left behind)."""
     body = {
         "kind": KIND,
-        "manifest": str(Path(plan.manifest).resolve()),
+        "manifest": portable_path(Path(plan.manifest)),
         "backend": plan.backend,
         "live_fingerprint": plan.live_fingerprint,
         "desired_fingerprint": plan.desired_fingerprint,
@@ -80,6 +85,17 @@ def check_destination(path: Path) -> None:
         raise UsageError(f"{path}: cannot write the plan file: {err.strerror or err}") from None
 
 
+def portable_path(manifest: Path, cwd: Path | None = None) -> str:
+    """The manifest as seen from the folder `plan` runs in (POSIX, relative), so the same
+    checkout layout finds it on another machine; absolute only when it lies outside."""
+    full = Path(os.path.abspath(manifest))
+    base = Path(os.path.abspath(cwd or Path.cwd()))
+    try:
+        return full.relative_to(base).as_posix()
+    except ValueError:
+        return str(full)
+
+
 def load_plan(path: Path) -> SavedPlan:
     """Read a plan file written by `plan --out`."""
     try:
@@ -112,6 +128,16 @@ def load_plan(path: Path) -> SavedPlan:
     )
 
 
+def manifest_of(saved: SavedPlan, plan_file: Path) -> Path:
+    """Where the manifest of a saved plan is in this checkout."""
+    path = Path(saved.manifest)
+    if not path.is_file():
+        raise UsageError(f"{plan_file}: the plan was made for the manifest {saved.manifest}, "
+                         "which is not here; run apply from the folder plan ran in (e.g. the "
+                         "checkout's root), or name the manifest with -f")
+    return path
+
+
 # Each key of a plan file and the type its value must have (optional keys: False).
 _FIELDS: dict[str, tuple[type, bool]] = {
     "manifest": (str, True), "backend": (str, True), "live_fingerprint": (str, True),
@@ -138,7 +164,11 @@ def _check_fields(path: Path, body: dict[str, Any]) -> None:
 
 
 def check_current(saved: SavedPlan, fresh: Plan) -> None:
-    """Refuse a saved plan whose live state or manifest changed since it was made."""
+    """Refuse a saved plan whose backend, live state or manifest differ from now."""
+    if fresh.backend != saved.backend:
+        raise PlanError(f"the saved plan was made for the {saved.backend} backend, not "
+                        f"{fresh.backend}; apply it with --backend {saved.backend} or make a "
+                        "new plan")
     if fresh.live_fingerprint != saved.live_fingerprint:
         raise PlanError("the saved plan is stale: the live workspace changed since it was made. "
                         "Run `amlctl plan` again.")

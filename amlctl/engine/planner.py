@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ from typing import Any
 from amlctl.engine import address as addr
 from amlctl.engine.desired import Desired, desired_state
 from amlctl.engine.differ import DiffInput, diff, secret_fields
+from amlctl.engine.graph import dependency_graph
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.state import StateStore, manifest_origin
 from amlctl.errors import PlanError, StateError, UsageError
@@ -102,14 +104,18 @@ def make_plan(
     datastore (as `destroy` keeps them) unless `include_data`.
     """
     desired = ctx.desired()
-    targets = _check_addresses(targets, desired, "--target")
+    ctx.provider.use_credentials({d.name: d.secrets for d in desired.values()
+                                  if d.kind == "datastore" and d.secrets})
     replace_set = frozenset(_check_addresses(replace_addresses, desired, "--replace"))
     live = ctx.provider.read_all()
+    # A target may also be a live object gone from the manifest (an orphan to prune).
+    targets = _check_addresses(targets, desired, "--target", _owned(ctx, live))
     runs = {
         a: ctx.provider.list_runs(experiment=d.attrs["experiment"], spec_hash=d.attrs["spec_hash"])
         for a, d in desired.items() if d.kind == "run"
     }
-    uploads = _plan_uploads(ctx, [d for d in desired.values() if d.kind == "upload"])
+    uploads = _plan_uploads(ctx, [d for d in desired.values() if d.kind == "upload"],
+                            resend=replace_set)
     applied = ctx.state.applied()
     _check_not_lost(ctx, applied, live)
     changes, drift = diff(desired, live, DiffInput(
@@ -122,9 +128,12 @@ def make_plan(
         drift = [d for d in drift if d.address in keep]
     _preflight(ctx, changes)
     changes = [_upload_data_reason(c, include_data) for c in changes]
+    changes = [_with_notes(ctx, c) for c in changes]
+    changes = mark_interrupted_runs(ctx, changes)
     return Plan(
         stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
         changes=tuple(changes), drift=tuple(drift),
+        edges=dependency_graph(desired).restricted(c.address for c in changes).edges,
         live_fingerprint=_live_fingerprint(live, runs, uploads),
         desired_fingerprint=_desired_fingerprint(desired),
         include_data=include_data,
@@ -151,12 +160,21 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
     desired = ctx.desired()
     live = ctx.provider.read_all()
     changes: list[Change] = []
+    # Every active run carrying this stack's tag is canceled, also those of runs no longer
+    # in the manifest or not in this runner's records (newest first, one change per name).
+    active: dict[str, list[Any]] = {}
     for run in ctx.provider.list_runs():
-        if run.active and addr.make("run", run.name) in desired:
-            changes.append(Change(addr.make("run", run.name), "run", run.name, Action.DELETE,
-                                  {"run_id": run.id, "status": run.status}, None,
-                                  reasons=("active run is canceled",),
-                                  detail={"run_id": run.id, "cancel": True}))
+        if run.active:
+            active.setdefault(run.name or run.id, []).append(run)
+    for name, found in active.items():
+        newest = found[0]
+        reason = "active run is canceled" if len(found) == 1 else \
+            f"{len(found)} active runs are canceled"
+        changes.append(Change(addr.make("run", name), "run", name, Action.DELETE,
+                              {"run_id": newest.id, "status": newest.status}, None,
+                              reasons=(reason,),
+                              detail={"run_id": newest.id, "run_ids": [r.id for r in found],
+                                      "cancel": True}))
     for address in sorted(live, key=addr.sort_key, reverse=True):
         obj = live[address]
         kind = addr.kind_of(address)
@@ -175,14 +193,42 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
         changes.append(Change(address, kind, name or obj.attrs.get("name", ""), Action.DELETE,
                               obj.attrs, None, reasons=reasons,
                               sensitive_fields=secret_fields(obj.attrs)))
+    changes = mark_interrupted_runs(ctx, changes)
     protected = [c.address for c in changes
                  if c.address in desired and desired[c.address].prevent_destroy]
     if protected:
         raise PlanError(f"prevent_destroy is set on {', '.join(protected)}; destroy refused. "
                         "Remove prevent_destroy from the manifest first if this is intended.")
+    edges = dependency_graph(desired).restricted(c.address for c in changes).edges
     return Plan(stack=ctx.stack, backend=ctx.backend, manifest=str(ctx.loaded.path),
-                changes=tuple(changes), live_fingerprint=_live_fingerprint(live, {}, {}),
+                changes=tuple(changes), edges=edges,
+                live_fingerprint=_live_fingerprint(live, {}, {}),
                 desired_fingerprint="", destroy=True, include_data=include_data)
+
+
+def mark_interrupted_runs(ctx: Context, changes: list[Change]) -> list[Change]:
+    """Name, on each cluster the plan replaces or deletes, the queued or running runs on it:
+    they are cancelled or lose their compute, so apply asks before (see the CLI)."""
+    doomed = {c.name for c in changes
+              if c.kind == "compute" and c.action in (Action.REPLACE, Action.DELETE)}
+    if not doomed:
+        return changes
+    on: dict[str, list[dict[str, Any]]] = {}
+    for run in ctx.provider.list_runs():
+        if run.active and run.compute in doomed:
+            on.setdefault(run.compute, []).append(
+                {"id": run.id, "name": run.name, "status": run.status, "compute": run.compute})
+    out = []
+    for change in changes:
+        runs = on.get(change.name) if change.kind == "compute" else None
+        if runs and change.action in (Action.REPLACE, Action.DELETE):
+            listed = ", ".join(f"{r['id']} ({r['name']}, {r['status']})" for r in runs)
+            change = dataclasses.replace(
+                change, reasons=(*change.reasons, f"active runs on it are cancelled or lose "
+                                 f"their compute: {listed}"),
+                detail={**change.detail, "interrupted_runs": runs})
+        out.append(change)
+    return out
 
 
 def _check_not_lost(ctx: Context, applied: dict[str, Any], live: dict[str, LiveObject]
@@ -200,15 +246,25 @@ def _check_not_lost(ctx: Context, applied: dict[str, Any], live: dict[str, LiveO
             "then plan again.")
 
 
-def _plan_uploads(ctx: Context, uploads: list[Desired]) -> dict[str, Any]:
+def _plan_uploads(ctx: Context, uploads: list[Desired], resend: frozenset[str] = frozenset()
+                  ) -> dict[str, Any]:
     """SyncPlans of every upload, through one hash cache (opening one per upload dominated
-    the plan of a large stack)."""
+    the plan of a large stack). Uploads in `resend` (--replace) send every file again."""
     if not uploads:
         return {}
     from amlctl.uploads import HashCache
 
     with HashCache(hash_cache_path(ctx)) as cache:
-        return {want.address: plan_upload(ctx, want, cache) for want in uploads}
+        return {want.address: plan_upload(ctx, want, cache, resend_all=want.address in resend)
+                for want in uploads}
+
+
+def _with_notes(ctx: Context, change: Change) -> Change:
+    """A create with what the backend has to say about it added to its reasons."""
+    if change.action is not Action.CREATE or change.after is None:
+        return change
+    notes = ctx.provider.create_notes(change.address, change.after)
+    return dataclasses.replace(change, reasons=(*change.reasons, *notes)) if notes else change
 
 
 def _preflight(ctx: Context, changes: list[Change]) -> None:
@@ -223,20 +279,22 @@ def _preflight(ctx: Context, changes: list[Change]) -> None:
         raise PlanError("the plan cannot be applied:\n  " + "\n  ".join(problems))
 
 
-def plan_upload(ctx: Context, want: Desired, cache: Any = None) -> Any:
-    """The file-level difference of one upload (a SyncPlan)."""
+def plan_upload(ctx: Context, want: Desired, cache: Any = None, *, resend_all: bool = False
+                ) -> Any:
+    """The file-level difference of one upload (a SyncPlan); `resend_all`: every file."""
     from amlctl.uploads import HashCache, plan_sync
 
     if cache is None:
         with HashCache(hash_cache_path(ctx)) as own_cache:
-            return plan_upload(ctx, want, own_cache)
+            return plan_upload(ctx, want, own_cache, resend_all=resend_all)
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
     return plan_sync(
-        Path(want.attrs["src_dir"]),
-        store.list_files(),
+        ctx.loaded.root / want.attrs["src_dir"],
+        store.list_files,  # listed on a thread while src_dir is scanned
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
         cache=cache,
+        resend_all=resend_all,
         never=(ctx.state_dir, ctx.loaded.root / STATE_DIR_NAME),  # amlctl's own files
     )
 
@@ -246,13 +304,19 @@ def hash_cache_path(ctx: Context) -> Path:
     return ctx.state_dir / "hashcache.db"
 
 
-def _check_addresses(addresses: Iterable[str], desired: dict[str, Desired], flag: str
-                     ) -> list[str]:
+def _owned(ctx: Context, live: dict[str, LiveObject]) -> set[str]:
+    """Live addresses this stack owns."""
+    return {a for a, obj in live.items() if obj.owner == ctx.stack}
+
+
+def _check_addresses(addresses: Iterable[str], desired: dict[str, Desired], flag: str,
+                     also: set[str] | frozenset[str] = frozenset()) -> list[str]:
     out = []
     for address in addresses:
         addr.split(address)
-        if address not in desired:
-            raise UsageError(f"{flag} {address}: no such resource in the manifest")
+        if address not in desired and address not in also:
+            where = "in the manifest or owned by this stack" if also else "in the manifest"
+            raise UsageError(f"{flag} {address}: no such resource {where}")
         out.append(address)
     return out
 

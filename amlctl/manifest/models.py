@@ -6,15 +6,19 @@ Cross-resource rules (references, node counts, paths on disk) live in `validate.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -72,7 +76,28 @@ def count(default: Any = ..., *, ge: int = 1, le: int = MAX_PROCESSES, descripti
 
 Count = Annotated[int, BeforeValidator(_no_bool)]
 
-Tags = Annotated[dict[str, str], Field(description="Azure tags (string to string).")]
+
+def _scalar_to_str(value: Any) -> Any:
+    """A number or boolean where a string is wanted becomes its YAML spelling (123 -> "123",
+    true -> "true"), as tag and variable values are strings in Azure; anything else is left
+    for the type check."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# A string of a string map (tags, env_vars) also written as a number or boolean.
+MapStr = Annotated[
+    str,
+    BeforeValidator(_scalar_to_str),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
+Tags = Annotated[
+    dict[str, MapStr],
+    Field(description="Azure tags (name to value; numbers and booleans become strings)."),
+]
 Secret = Annotated[
     SecretStr | None,
     Field(description="Secret value; write it as \"{{ secret_env('NAME') }}\". Never printed."),
@@ -129,13 +154,34 @@ class Compute(StrictModel):
     )
 
 
+def _storage_key(value: SecretStr | None) -> SecretStr | None:
+    """An account key is base64 as the portal shows it; anything else fails here, in a
+    millisecond, instead of as signing errors retried against the service (the value is
+    never quoted back)."""
+    from amlctl.manifest.render import REDACTED
+
+    if value is None or value.get_secret_value() in ("", REDACTED):
+        return value  # an unset secret_env() while validating, or a rendered manifest
+    try:
+        decoded = base64.b64decode(value.get_secret_value().strip(), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not decoded:
+        raise ValueError("not a storage account key: expected base64 text (the 88-character "
+                         "key of the account's Access keys page)")
+    return value
+
+
+StorageKey = Annotated[Secret, AfterValidator(_storage_key)]
+
+
 class BlobDatastore(StrictModel):
     """An Azure Blob container registered as a datastore."""
 
     type: Literal["azure_blob"] = Field(description="azure_blob")
     account_name: str = Field(description="Storage account name.")
     container_name: str = Field(description="Blob container name.")
-    account_key: Secret = None
+    account_key: StorageKey = None
     sas_token: Secret = None
     endpoint: str | None = Field(None, description="Storage endpoint suffix (core.windows.net).")
     prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
@@ -147,7 +193,7 @@ class FileDatastore(StrictModel):
     type: Literal["azure_file"] = Field(description="azure_file")
     account_name: str = Field(description="Storage account name.")
     share_name: str = Field(description="File share name.")
-    account_key: Secret = None
+    account_key: StorageKey = None
     sas_token: Secret = None
     prevent_destroy: bool = Field(False, description="Fail any plan that would delete it.")
 
@@ -223,14 +269,16 @@ Distribution = Annotated[
 
 
 def _secret_if_sensitive(value: Any) -> Any:
-    """A value that came from secret_env() becomes a SecretStr; any other stays plain."""
+    """A value that came from secret_env() becomes a SecretStr; a number or boolean its
+    string; any other stays plain."""
     from amlctl.manifest.template import SensitiveStr
 
-    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else value
+    return SecretStr(str(value)) if isinstance(value, SensitiveStr) else _scalar_to_str(value)
 
 
 EnvValue = Annotated[
-    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive)
+    str | SecretStr, Field(union_mode="left_to_right"), BeforeValidator(_secret_if_sensitive),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
 ]
 
 

@@ -79,6 +79,7 @@ class RunRequest:
     source_dir: Path
     compute_max_nodes: int
     secrets: dict[str, str]  # env var name -> secret value (never stored in plain text)
+    supersedes: str | None = None  # the run an explicit resubmission (--replace) replaces
 
 
 class FileStore(Protocol):
@@ -170,6 +171,17 @@ class Provider(ABC):
     def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """Problems the service would only report while applying a create (size offered in
         the region, quota), so a plan can fail early instead of halfway through a replace."""
+        return []
+
+    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
+        """The manifest's secrets per datastore name (account_key / sas_token), given before
+        planning: a backend that reads a datastore's files may use them instead of the ones
+        registered, so a rotated key is fixed by the manifest alone."""
+        return None
+
+    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """What the plan should say about creating `address` beyond the attributes (e.g. that
+        a workspace name matches none of the workspaces its resource group has)."""
         return []
 
     def recover(self) -> list[str]:

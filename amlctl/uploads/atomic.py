@@ -4,7 +4,8 @@ A write is two steps, so that many small files can share one flush to disk:
 1. `write_temp(src, folder)`: the bytes go to a new temp file in the destination folder,
    named `TEMP_PREFIX<pid>-<random>`, hashed (sha256) while copied, so src is read once;
 2. `make_durable(folder, temps)` then `os.replace(temp, dest)`: the data reaches the disk
-   (one syncfs of the filesystem on Linux, else an fsync per file) before any rename.
+   (an fsync per file for a few files, else one syncfs of the filesystem on Linux) before
+   any rename; then `make_durable(folder, [], folders)` makes the renames durable.
 `write_atomic(src, dest)` does both for one file, with a plain fsync.
 
 So a reader sees either the old dest or the complete new one, never a part, even after a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import hashlib
 import io
@@ -104,14 +106,22 @@ def write_atomic(src: str | Path, dest: Path) -> Hashed:
     return hashed
 
 
-def make_durable(folder: str | Path, files: Sequence[str | Path]) -> None:
-    """Put the data of `files` (on folder's filesystem) on disk before they are renamed.
+# Up to this many files (and folders), an fsync each; beyond, one syncfs of the filesystem.
+FSYNC_MAX = 16
+
+
+def make_durable(folder: str | Path, files: Sequence[str | Path],
+                 folders: Sequence[str | Path] = ()) -> None:
+    """Put the data of `files`, and the entries of `folders` (renames done in them), on
+    disk; all of them on folder's filesystem.
 
     One syncfs(2) costs one journal commit whatever the number of files, where an fsync
-    per file costs one each (milliseconds apiece on a virtual disk).
+    per file costs one each (milliseconds apiece on a virtual disk); but syncfs also waits
+    for every other writer's dirty data on that filesystem, which on a busy machine can take
+    most of a second. So a few files get an fsync each, many files one syncfs.
     """
     syncfs = _syncfs()
-    if syncfs is not None:
+    if syncfs is not None and len(files) + len(folders) > FSYNC_MAX:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             if syncfs(fd) != 0:
@@ -120,12 +130,24 @@ def make_durable(folder: str | Path, files: Sequence[str | Path]) -> None:
         finally:
             os.close(fd)
         return
-    for path in files:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    # Gone since (a folder emptied and removed, a temp whose folder was swapped): nothing to
+    # sync, and the rename that follows reports what happened. A link is never followed.
+    for path in (*files, *folders):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            _fsync(path)
+
+
+def _fsync(path: str | Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link now stands there: not ours to sync
+            return
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @functools.cache

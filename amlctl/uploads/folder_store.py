@@ -61,7 +61,9 @@ from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import RemoteFile
 from amlctl.uploads.store import check_relpath
 
-COMMIT_FILES = 2048
+# Each commit waits for a syncfs, which on a busy machine costs as much as copying thousands of
+# small files: a typical upload (up to this many files, COMMIT_BYTES) commits once, at the end.
+COMMIT_FILES = 16384
 COMMIT_BYTES = 256 << 20
 
 _SCHEMA = """
@@ -91,6 +93,10 @@ class FolderFileStore:
     root itself): below it every folder is opened without following symlinks, and a link
     on the way raises UploadError (see `dirfd`).
     """
+
+    # Copies into a local folder are CPU-bound (hashing, Python per file): more threads than
+    # cores only contend for the interpreter lock.
+    parallelism = max(2, os.cpu_count() or 2)
 
     def __init__(self, root: Path, index_db: Path, *, within: Path | None = None) -> None:
         self.root = root.absolute()
@@ -236,7 +242,8 @@ class _Writes:
         self._commit_lock = threading.Lock()  # one commit at a time
         self._pending: list[_Pending] = []
         self._bytes = 0
-        self._unsynced = False  # renames done since the last final commit
+        # folders (parts below base) renamed into since the last final commit
+        self._unsynced: set[tuple[str, ...]] = set()
 
     def add(self, pending: _Pending) -> None:
         with self._lock:
@@ -255,8 +262,9 @@ class _Writes:
             if batch:
                 self._publish(batch)
             if final and self._unsynced:
-                make_durable(self._base, [])
-                self._unsynced = False
+                make_durable(self._base, [], [os.path.join(self._base, *folder)
+                                              for folder in sorted(self._unsynced)])
+                self._unsynced = set()
 
     def _publish(self, batch: list[_Pending]) -> None:
         make_durable(self._base, [os.path.join(self._base, *p.folder, p.tmp) for p in batch])
@@ -290,7 +298,13 @@ class _Writes:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(item.tmp, dir_fd=chain.fd)
                         failure = failure or _as_upload_error(item.relpath, exc, self._base)
-        self._unsynced = True
+        # the folders renamed into, and those above them up to base (they may be new)
+        for folder in by_folder:
+            while folder not in self._unsynced:
+                self._unsynced.add(folder)
+                if not folder:
+                    break
+                folder = folder[:-1]
         self._index.write(rows, gone=())
         if failure is not None:
             raise failure

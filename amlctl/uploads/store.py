@@ -16,7 +16,9 @@ Contract for implementations:
   store has one, before it returns or raises; `list_files` shows them all;
 - `delete_file` of an absent file is not an error;
 - `put_file` and `delete_file` may run at once in several threads, never two for the same
-  relpath; `list_files` never runs at the same time as either.
+  relpath; `list_files` never runs at the same time as either;
+- a store may say how many copies at once suit it in an optional `parallelism` attribute
+  (a local folder: about one per core, as copying is CPU-bound; a network store more).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from amlctl.uploads.model import (
     SyncResult,
 )
 from amlctl.uploads.progress import NullProgress, SyncProgress
-from amlctl.uploads.scan import scan_tree
+from amlctl.uploads.scan import Scan, scan_tree
 from amlctl.uploads.store import FileStore
 from amlctl.uploads.workpool import run_all
 
@@ -60,23 +60,32 @@ def listing_digest(listing: Mapping[str, RemoteFile]) -> str:
 
 def plan_sync(
     src_dir: Path,
-    store_listing: Mapping[str, RemoteFile],
+    store_listing: Mapping[str, RemoteFile] | Callable[[], Mapping[str, RemoteFile]],
     exclude: Sequence[str] = (),
     delete_extra: bool = False,
     cache: HashCache | None = None,
     *,
     workers: int = DEFAULT_WORKERS,
+    resend_all: bool = False,
     never: Sequence[Path] = (),
 ) -> SyncPlan:
     """The file-level difference between src_dir and a store listing (see module doc).
 
-    Raises UploadError for a symlink leaving src_dir. Files hashed here are recorded in
-    `cache` (flushed before returning). Folders in `never` (amlctl's state folder) are
-    never part of the upload, wherever they sit under src_dir (see `scan`).
+    `resend_all` (`apply --replace upload.NAME`): every local file is to be sent again,
+    whatever the store holds; deletes are planned as usual. Raises UploadError for a
+    symlink leaving src_dir. Files hashed here are recorded in `cache` (flushed before
+    returning). Folders in `never` (amlctl's state folder) are never part of the upload,
+    wherever they sit under src_dir (see `scan`). `store_listing` may be a function listing
+    the store (`store.list_files`): it then runs on a thread while src_dir is scanned, so
+    the two walks' stat calls overlap.
     """
-    scan = scan_tree(src_dir, exclude, never)
-    if cache is not None:
-        cache.warm(src_dir.absolute())
+    if callable(store_listing):
+        with ThreadPoolExecutor(max_workers=1) as lister:
+            listed = lister.submit(store_listing)
+            scan = _scan_and_warm(src_dir, exclude, cache, never)
+            store_listing = listed.result()
+    else:
+        scan = _scan_and_warm(src_dir, exclude, cache, never)
     add: list[FileChange] = []
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
@@ -86,7 +95,7 @@ def plan_sync(
         known = _cached(cache, local)
         if remote is None:
             add.append(FileChange(local.relpath, local.stat.size, known))
-        elif remote.size != local.stat.size or remote.sha256 is None:
+        elif resend_all or remote.size != local.stat.size or remote.sha256 is None:
             change.append(_change(local, known, remote))
         elif known is None:
             doubts.append((local, remote))
@@ -120,16 +129,26 @@ def plan_sync(
     )
 
 
+def _scan_and_warm(src_dir: Path, exclude: Sequence[str], cache: HashCache | None,
+                   never: Sequence[Path]) -> Scan:
+    scan = scan_tree(src_dir, exclude, never)
+    if cache is not None:
+        cache.warm(src_dir.absolute())
+    return scan
+
+
 def apply_sync(
     plan: SyncPlan,
     src_dir: Path,
     store: FileStore,
     progress: SyncProgress | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     cache: HashCache | None = None,
 ) -> SyncResult:
     """Carry out `plan` against `store` (see module doc). Hashes of the files sent are
-    recorded in `cache`, so the next plan need not read them."""
+    recorded in `cache`, so the next plan need not read them. `workers`: copies at once,
+    by default what the store asks for (its `parallelism`), else DEFAULT_WORKERS."""
+    workers = workers or getattr(store, "parallelism", DEFAULT_WORKERS)
     started = time.perf_counter()
     progress = progress or NullProgress()
     root = str(src_dir.absolute())

@@ -42,6 +42,9 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from fake_arm import ArmDeployments
+from fake_history import RunHistory
+
 ARM_HOST = "management.azure.com"
 AML_HOST_SUFFIX = ".api.azureml.ms"
 BLOB_HOST_SUFFIX = ".blob.core.windows.net"
@@ -51,10 +54,11 @@ AAD_HOST = "login.microsoftonline.com"
 CERT_NAMES = [ARM_HOST, "*" + AML_HOST_SUFFIX, "*" + BLOB_HOST_SUFFIX, "*" + FILE_HOST_SUFFIX,
               AAD_HOST, "localhost"]
 
-WORKSPACE_API_VERSIONS = {"2022-05-01", "2022-10-01", "2023-04-01", "2023-10-01"}
+WORKSPACE_API_VERSIONS = {"2020-01-01", "2022-05-01", "2022-10-01", "2023-04-01", "2023-10-01"}
 COMPUTE_API_VERSIONS = {"2020-02-02", "2021-01-01", "2022-05-01", "2023-04-01"}
 SUBSCRIPTION_API_VERSIONS = {"2016-06-01", "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01"}
-RESOURCE_GROUP_API_VERSIONS = {"2019-07-01", "2021-04-01", "2022-09-01", "2023-07-01"}
+RESOURCE_GROUP_API_VERSIONS = {"2019-07-01", "2021-04-01", "2022-09-01", "2023-07-01",
+                               "2019-10-01", "2025-04-01"}
 
 ML_PROVIDER = "Microsoft.MachineLearningServices"
 TEST_SUBSCRIPTION = "00000000-0000-0000-0000-00000000abcd"
@@ -171,6 +175,7 @@ class Failure:
     status: int
     times: int
     reset_connection: bool = False
+    after: int = 0  # matching requests to let through first
 
 
 @dataclass
@@ -238,6 +243,8 @@ class FakeAzure:
         self.operation_polls = 0  # status reads an operation stays InProgress
         self.reuse_keeps_old_size = False
         self.vcpu_quota: dict[str, int] = {}  # family -> dedicated vCPU limit
+        self.arm = ArmDeployments(self)  # provider, template deployments (fake_arm.py)
+        self.history = RunHistory(self)  # experiments, snapshots, runs (fake_history.py)
         # Where workspaces keep their default storage: (account, key, make a container), e.g.
         # an Azurite account; None: this fake's own blob emulation.
         self.default_storage: tuple[str, str, Callable[[str], None]] | None = None
@@ -283,6 +290,8 @@ class FakeAzure:
             self.operation_polls = 0
             self.reuse_keeps_old_size = False
             self.vcpu_quota.clear()
+            self.history.reset()
+            self.arm.reset()
 
     # -- test set-up helpers -------------------------------------------------------------------
 
@@ -308,6 +317,19 @@ class FakeAzure:
             self.workspaces[(resource_group.lower(), name.lower())] = ws
             return ws
 
+    def add_compute(self, resource_group: str, workspace: str, name: str,
+                    vm_size: str = "STANDARD_D2_V2", max_nodes: int = 2) -> dict[str, Any]:
+        """A provisioned AmlCompute cluster, as a finished create would leave it."""
+        with self.lock:
+            ws = self.workspaces[(resource_group.lower(), workspace.lower())]
+            body = {"location": ws.location, "properties": {
+                "computeType": "AmlCompute", "properties": {
+                    "vmSize": vm_size, "vmPriority": "Dedicated",
+                    "scaleSettings": {"minNodeCount": 0, "maxNodeCount": max_nodes}}}}
+            self._compute_put(ws, name, body)
+            self._settle(ws.computes[name], "Succeeded")
+            return ws.computes[name]
+
     def add_storage_account(self, account: str, containers: list[str]) -> str:
         """Create a storage account with containers; returns its key."""
         with self.lock:
@@ -323,11 +345,12 @@ class FakeAzure:
             self.service_principals[client_id] = secret
 
     def fail_next(self, method: str, path_fragment: str, status: int, times: int = 1,
-                  reset_connection: bool = False) -> None:
-        """Answer the next `times` matching requests with `status` (or drop the connection)."""
+                  reset_connection: bool = False, after: int = 0) -> None:
+        """Answer the next `times` matching requests with `status` (or drop the connection),
+        once `after` matching requests have gone through."""
         with self.lock:
             self.failures.append(Failure(method.upper(), path_fragment, status, times,
-                                         reset_connection))
+                                         reset_connection, after))
 
     def compute(self, resource_group: str, workspace: str, name: str) -> dict[str, Any] | None:
         """The stored compute record, as the service would serve it."""
@@ -373,6 +396,9 @@ class FakeAzure:
     def _scripted_failure(self, call: Call) -> Failure | None:
         for f in self.failures:
             if f.times > 0 and f.method == call.method and f.path_fragment in call.path:
+                if f.after > 0:
+                    f.after -= 1
+                    continue
                 f.times -= 1
                 return f
         return None
@@ -403,7 +429,8 @@ class FakeAzure:
         headers = {"Content-Type": "application/json", "x-ms-failure-cause": "gateway"}
         if status == 429:
             headers["Retry-After"] = "0"
-        return status, headers, json.dumps({"error": {"code": code, "message": message}}).encode()
+        return status, headers, json.dumps({"error": {"code": code, "message": message,
+                                                      "details": []}}).encode()
 
     @staticmethod
     def _json(status: int, obj: Any, headers: dict[str, str] | None = None
@@ -466,6 +493,9 @@ class FakeAzure:
         if not re.match(rf"^/subscriptions/{sub}(/|$)", p, re.I):
             raise ServiceError(404, "SubscriptionNotFound",
                                f"The subscription '{p.split('/')[2]}' could not be found.")
+        routed = self.arm.handle(call, p[len(f"/subscriptions/{self.subscription_id}"):])
+        if routed is not None:
+            return routed
         m = re.match(rf"^/subscriptions/{sub}/resourcegroups/([^/]+)$", p, re.I)
         if m:
             return self._resource_group(call, urllib.parse.unquote(m.group(1)))
@@ -486,8 +516,15 @@ class FakeAzure:
                     body = call.json()
                     if "tags" in body:
                         ws.tags = dict(body["tags"] or {})
+                elif call.method == "DELETE":
+                    # the workspace goes; its storage account stays, as with the real service
+                    del self.workspaces[(ws.resource_group.lower(), ws.name.lower())]
+                    self.history.experiments.pop(ws.arm_id.lower(), None)
+                    self.history.runs.pop(ws.arm_id.lower(), None)
+                    return 200, {"Content-Length": "0"}, b""
                 elif call.method != "GET":
-                    raise ServiceError(405, "MethodNotAllowed", "Only GET and PATCH are modelled")
+                    raise ServiceError(405, "MethodNotAllowed",
+                                       "Only GET, PATCH and DELETE are modelled")
                 return self._json(200, self._workspace_body(ws))
             self._api_version(call, COMPUTE_API_VERSIONS)
             name = urllib.parse.unquote(m.group(3))
@@ -529,6 +566,14 @@ class FakeAzure:
                                    "resourceGroups", "location": rg["location"],
                                    "tags": rg["tags"],
                                    "properties": {"provisioningState": "Succeeded"}})
+
+    def _resource_group_record(self, name: str) -> dict[str, Any]:
+        """A resource group by name (ARM compares names case-insensitively)."""
+        for key, rg in self.resource_groups.items():
+            if key.lower() == name.lower():
+                return rg
+        raise ServiceError(404, "ResourceGroupNotFound",
+                           f"Resource group '{name}' could not be found.")
 
     def _workspace(self, resource_group: str, name: str) -> Workspace:
         rg = urllib.parse.unquote(resource_group)
@@ -801,6 +846,13 @@ class FakeAzure:
                 "pipelines": base, "studio": "https://ml.azure.com"})
         ws_re = (r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
                  + ML_PROVIDER + r"/workspaces/([^/]+)")
+        if RunHistory.serves(p):
+            m = re.match(r"^/[a-z]+/v[12]\.0" + ws_re, p, re.I)
+            if m:
+                ws = self._workspace(m.group(2), m.group(3))
+                service = p.split("/")[1]
+                version = p.split("/")[2]
+                return self.history.handle(call, ws, f"/{service}/{version}{p[m.end():]}")
         m = re.match(r"^/rp/workspaces" + ws_re + r"/computes(?:/([^/]+))?$", p, re.I)
         if m and call.method == "GET":
             self._api_version(call, COMPUTE_API_VERSIONS)

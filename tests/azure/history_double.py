@@ -1,13 +1,13 @@
 """An in-memory stand-in for the run history service, at the `RunService` edge.
 
-The fake HTTP service does not model experiments and run execution (snapshot upload, the
-execution service). Tests of runs replace only that edge: the objects handed to `submit` are
-the real ScriptRunConfig / RunConfiguration the SDK would send.
+The fake HTTP service models the run history service (fake_history.py) and `SdkRunService` is
+tested against it. This double stays for tests about something else (compute, datastore and
+engine behaviour), where a run submission is not the point and a few HTTP round trips per run
+would only slow them down.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -34,7 +34,6 @@ class HistoryDouble:
     runs: dict[str, RunRecord] = field(default_factory=dict)
     submissions: list[Submission] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def experiments(self) -> dict[str, dict[str, str]]:
         return {n: dict(t) for n, t in self.experiments_by_name.items()}
@@ -49,10 +48,12 @@ class HistoryDouble:
         self.archived.append(name)
         self.experiments_by_name.pop(name, None)
 
-    def submit(self, experiment: str, config: Any, tags: dict[str, str]) -> RunRecord:
+    def submit(self, experiment: str, config: Any, tags: dict[str, str],
+               run_id: str) -> RunRecord:
+        if run_id in self.runs:
+            return self.runs[run_id]  # the same id: the run that exists, never a second one
         if experiment not in self.experiments_by_name:
             self.experiments_by_name[experiment] = {}  # AML creates it on first submit
-        run_id = f"{experiment}_{next(self._ids)}"
         record = RunRecord(run_id, experiment, "Queued", dict(tags), time.time(),
                            target=config.run_config.target)
         self.runs[run_id] = record

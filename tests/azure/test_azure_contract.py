@@ -11,7 +11,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fake_service import TEST_SUBSCRIPTION, FakeAzure
-from history_double import HistoryDouble
 from provider_contract import STACK, ProviderContract
 
 from amlctl.providers.azure.computes import ComputeSettings
@@ -28,7 +27,6 @@ WORKSPACE = {"name": "contract-ws", "subscription_id": TEST_SUBSCRIPTION,
 def provider(fake: FakeAzure, token_auth: Any, tmp_path: Path) -> AzureProvider:
     fake.add_workspace("contract-rg", "contract-ws", tags={OWNER_TAG: STACK})
     return AzureProvider(WORKSPACE, STACK, tmp_path, auth=token_auth, cloud="AzureCloud",
-                         run_service=HistoryDouble(),
                          policy=RetryPolicy(attempts=4, sleep=lambda _s: None),
                          compute_settings=ComputeSettings(sleep=lambda _s: None))
 

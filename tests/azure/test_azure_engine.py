@@ -1,8 +1,8 @@
 """The quickstart manifest planned and applied on the azure backend through the real engine.
 
-The real SDK runs against the fake service and Azurite (only the network edge is replaced);
-experiments and run submission go to the in-memory history double. Workspace creation (an ARM
-template deployment) is not modelled, so the workspace exists beforehand, owned by the stack.
+The real SDK runs against the fake service and Azurite (only the network edge is replaced),
+run history included. The workspace exists beforehand, owned by the stack (its creation is
+tested in test_azure_workspace_create.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
 from fake_service import FakeAzure
-from history_double import HistoryDouble
 
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.provider import AzureProvider
@@ -27,18 +26,23 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 
 @pytest.fixture
 def context(fake: FakeAzure, token_auth: Any, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Any:
+            monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
     from amlctl.engine.planner import Context, bind_state
     from amlctl.manifest.loader import load_manifest
 
     shutil.copytree(EXAMPLE, tmp_path / "mnist")
+    manifest = tmp_path / "mnist" / "amlctl.yaml"
+    edit = getattr(request, "param", None)
+    if edit:
+        manifest.write_text(edit(manifest.read_text()))
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+    monkeypatch.setenv("RUN_TOKEN", "first-Token-1111")  # for manifests that ask for it
     monkeypatch.delenv("AMLCTL_HOME", raising=False)
     loaded = load_manifest(tmp_path / "mnist" / "amlctl.yaml")
     fake.add_workspace("mnist-rg", "mnist-ws", tags={"team": "vision", OWNER_TAG: "mnist"})
     state = tmp_path / "mnist" / ".amlctl"
     provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", state,
-                             auth=token_auth, cloud="AzureCloud", run_service=HistoryDouble(),
+                             auth=token_auth, cloud="AzureCloud",
                              policy=RetryPolicy(sleep=lambda _s: None),
                              compute_settings=ComputeSettings(sleep=lambda _s: None))
     ctx = bind_state(Context(loaded, provider, provider.state_store(), state, "azure"))
@@ -61,11 +65,11 @@ def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
     assert result.ok, result
     second = make_plan(context)
     assert {c.address: c.action for c in second.changes if c.action is not Action.NOOP} == {}
-    history = context.provider.runs()
-    assert len(history.submissions) == 1
-    rc = history.submissions[0].config.run_config
-    assert (rc.tensorflow.worker_count, rc.tensorflow.parameter_server_count,
-            rc.node_count) == (2, 1, 2)
+    (start,) = fake.calls_to("POST", "/snapshotrun")
+    rc = start.json()["Configuration"]
+    assert (rc["tensorflow"]["workerCount"], rc["tensorflow"]["parameterServerCount"],
+            rc["nodeCount"]) == (2, 1, 2)
+    assert rc["dataReferences"]["input_data"]["pathOnDataStore"] == "mnist_dataset"
     default = context.provider._datastores().default()
     container = default.blob_service.get_container_client(default.container_name)
     uploaded = [b.name for b in container.list_blobs(name_starts_with="mnist_dataset/")]
@@ -75,3 +79,59 @@ def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
     assert set(state["applied"]) == {"compute.cpu-cluster", "experiment.tensorflow_experiment",
                                      "upload.mnist"}
     assert [e["state"] for e in state["journal"]] == ["done"] * 5  # 3 creates, a sync, a submit
+
+
+def with_secret_token(text: str) -> str:
+    return text.replace("environment: {pip: [tensorflow-cpu]}",
+                        "environment:\n      pip: [tensorflow-cpu]\n      env_vars:\n"
+                        "        TOKEN: \"{{ secret_env('RUN_TOKEN') }}\"")
+
+
+@pytest.mark.parametrize("context", [with_secret_token], indirect=True)
+def test_a_rotated_run_secret_does_not_submit_again(context: Any, fake: FakeAzure,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run gets the secret; a new value of it is not a new definition."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.plan import Action
+    from amlctl.engine.planner import make_plan
+    from amlctl.manifest.loader import load_manifest
+
+    assert apply_plan(context, make_plan(context)).ok
+    (start,) = fake.calls_to("POST", "/snapshotrun")
+    env = start.json()["Configuration"]["environment"]["environmentVariables"]
+    assert env == {"TOKEN": "first-Token-1111"}  # the training process gets it
+    monkeypatch.setenv("RUN_TOKEN", "second-Token-2222")
+    context.loaded = load_manifest(context.loaded.path)
+    plan = make_plan(context)
+    assert {c.address: c.action for c in plan.changes}["run.tf-mnist"] is Action.NOOP
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+
+
+def test_runs_of_this_stack_outside_its_records_are_listed_and_canceled(
+        context: Any, fake: FakeAzure) -> None:
+    """A run tagged with the stack but unknown to this runner (its record lost, or a run
+    since removed from the manifest) shows in `runs` and `destroy` cancels it."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.planner import make_destroy_plan, make_plan
+    from amlctl.providers.azure.runs import RUN_NAME_TAG, build_run
+    from amlctl.providers.base import SPEC_HASH_TAG, RunRequest
+
+    fake.history.hold_runs = True  # both stay queued, so both are active
+    assert apply_plan(context, make_plan(context)).ok
+    provider = context.provider
+    (ours,) = provider.list_runs()
+    model = context.loaded.manifest.runs["tf-mnist"]
+    stray = RunRequest(name="old-experiment-run", spec_hash="feedfacefeedface", run=model,
+                       source_dir=context.loaded.root / model.source_directory,
+                       compute_max_nodes=2, secrets={})
+    built = build_run(stray, "mnist", provider._datastore_for)
+    provider.runs().submit("tensorflow_experiment", built.config, built.tags, "stray_run_1")
+    assert built.tags[RUN_NAME_TAG] == "old-experiment-run"
+    assert built.tags[SPEC_HASH_TAG] == "feedfacefeedface"
+    assert {r.id for r in provider.list_runs()} == {ours.id, "stray_run_1"}
+    destroy = make_destroy_plan(context)
+    canceled = {i for c in destroy.changes if c.kind == "run" for i in c.detail["run_ids"]}
+    assert canceled == {ours.id, "stray_run_1"}
+    assert apply_plan(context, destroy).ok
+    for run_id in (ours.id, "stray_run_1"):
+        assert fake.calls_to("POST", f"/runId/{run_id}/cancel")

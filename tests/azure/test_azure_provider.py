@@ -158,6 +158,18 @@ def test_transient_errors_are_retried(provider: AzureProvider, fake: FakeAzure) 
     assert fake.compute("ml-rg", "ml-ws", "cpu") is not None
 
 
+def test_a_failed_read_after_the_create_does_not_create_twice(provider: AzureProvider,
+                                                              fake: FakeAzure) -> None:
+    """The cluster was made but the SDK's read right after the PUT got a 503: the retry
+    finds the cluster instead of sending a second PUT (which Azure answers 409)."""
+    # the first GET is amlctl's own existence check (404); the second is the SDK's read-back
+    fake.fail_next("GET", "/computes/cpu", 503, after=1)
+    provider.create("compute.cpu", COMPUTE, {})
+    assert [c.status for c in fake.calls_to("PUT", "/computes/cpu")] == [201]
+    assert 503 in [c.status for c in fake.calls_to("GET", "/computes/cpu")]
+    assert fake.compute("ml-rg", "ml-ws", "cpu") is not None
+
+
 def test_final_error_says_what_to_check(provider: AzureProvider, fake: FakeAzure) -> None:
     """A 403 is not retried and the message points at the role assignment."""
     fake.fail_next("PUT", "/computes/cpu", 403)

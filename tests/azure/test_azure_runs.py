@@ -1,6 +1,6 @@
 """Runs on the azure backend: the real SDK builds the ScriptRunConfig / RunConfiguration
-offline; only the run history service (experiments, submission) is replaced, at the RunService
-edge, and the datastore reads go to the fake service over HTTPS.
+offline (datastore reads go to the fake service over HTTPS), and the Batch AI launcher runs as
+AML would run it. Submission through the run history service: test_azure_run_history.py.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ from typing import Any
 
 import pytest
 from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
-from fake_service import FakeAzure
-from history_double import HistoryDouble
 
 from amlctl.manifest.models import Run
 from amlctl.providers.azure import batchai_launcher as launcher
-from amlctl.providers.azure.provider import AzureProvider
-from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.azure.runs import LAUNCHER, build_run
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
 
@@ -140,25 +136,6 @@ def test_batchai_compat_ships_the_launcher(workspace: Any, source: Path) -> None
         built.cleanup()
     assert not snapshot.exists()
     assert not (source / LAUNCHER).exists()  # the user's folder is left alone
-
-
-def test_submit_find_and_cancel_through_the_provider(fake: FakeAzure, token_auth: Any,
-                                                     source: Path, tmp_path: Path) -> None:
-    """submit_run hands the real ScriptRunConfig over; list_runs finds it by spec hash."""
-    fake.add_workspace("ml-rg", "ml-ws")
-    history = HistoryDouble()
-    provider = AzureProvider(WORKSPACE, "demo", tmp_path, auth=token_auth, cloud="AzureCloud",
-                             run_service=history,
-                             policy=RetryPolicy(sleep=lambda _s: None))
-    info = provider.submit_run(request(source, TF_RUN))
-    assert (info.name, info.spec_hash, info.status, info.compute) == (
-        "tf-mnist", "abc123", "Queued", "nc6")
-    submitted = history.submissions[0].config
-    assert submitted.run_config.tensorflow.parameter_server_count == 1
-    assert [r.id for r in provider.list_runs("tensorflow_experiment", "abc123")] == [info.id]
-    assert provider.list_runs("tensorflow_experiment", "other") == []
-    assert provider.cancel_run(info.id).status == "Canceled"
-    assert list(provider.run_logs(info.id, role="worker")) == [f"[worker_0] run {info.id} log"]
 
 
 # --- the launcher, run as Azure ML would run it ------------------------------------------------

@@ -62,7 +62,7 @@ def test_converted_recipe_applies_and_completes_locally(tmp_path: Path) -> None:
     (scripts / "mnist_replica.py").write_text(STAND_IN)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMLCTL_")}
-    env["AZURE_BATCHAI_STORAGE_KEY"] = "not-used-locally"
+    env["AZURE_BATCHAI_STORAGE_KEY"] = "bm90LXVzZWQtbG9jYWxseQ=="  # base64, as keys are
     result = subprocess.run(
         [sys.executable, "-m", "amlctl", "apply", "--auto-approve", "--wait"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)

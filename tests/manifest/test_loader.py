@@ -200,12 +200,12 @@ datastores:
     container_name: images
     account_key: "{{ secret_env('KEY') }}"
 """)
-    loaded = load_manifest(path, environ={"KEY": "hunter2"})
+    loaded = load_manifest(path, environ={"KEY": "hunter22"})
     key = loaded.data["datastores"]["images"]["account_key"]
     assert isinstance(key, SensitiveStr)
     assert repr(key) == "'(sensitive)'"
-    assert loaded.manifest.datastores["images"].account_key.get_secret_value() == "hunter2"
-    assert "hunter2" not in repr(loaded.manifest)
+    assert loaded.manifest.datastores["images"].account_key.get_secret_value() == "hunter22"
+    assert "hunter22" not in repr(loaded.manifest)
 
     assert errors_of(path, environ={}) == [
         f"{path}:13:5: datastores.images.account_key: secret environment variable KEY is not set",
@@ -371,3 +371,29 @@ def test_a_template_error_in_a_var_file_points_into_the_var_file(project: Path) 
     ]
     # a --var of the same name wins, and is not reported in the file
     assert len(errors_of(path, var_files=[var_file], var_overrides={"name": "plain"})) == 1
+
+
+def test_a_malformed_storage_key_fails_validation_without_showing_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caught in the manifest, before any request: not base64 means not an account key."""
+    import time
+
+    from amlctl.manifest.loader import load_manifest
+
+    manifest = tmp_path / "amlctl.yaml"
+    manifest.write_text(
+        "version: 1\nname: demo\nworkspace:\n  name: demo-ws\n  subscription_id: '0'\n"
+        "  resource_group: rg\n  location: westeurope\ndatastores:\n  images:\n"
+        "    type: azure_blob\n    account_name: acct\n    container_name: images\n"
+        "    account_key: \"{{ secret_env('KEY') }}\"\n")
+    monkeypatch.setenv("KEY", "pasted-with-a-typo!")
+    started = time.perf_counter()
+    with pytest.raises(ManifestError) as info:
+        load_manifest(manifest)
+    assert time.perf_counter() - started < 5  # no network, no retries (~0.01 s)
+    message = str(info.value)
+    assert ":13:5: datastores.images.account_key:" in message
+    assert "not a storage account key" in message
+    assert "pasted-with-a-typo" not in message
+    monkeypatch.setenv("KEY", "c2VjcmV0LWtleS1ieXRlcw==")
+    assert load_manifest(manifest).manifest.datastores["images"].account_key is not None

@@ -99,6 +99,38 @@ def test_spec_hash_is_short_stable_and_sensitive() -> None:
     assert spec_hash({**definition, "arguments": ["--steps", "6"]}, "abc") != h
 
 
+def test_secret_values_are_not_part_of_the_spec_hash() -> None:
+    """A rotated secret is the same definition; adding a secret variable is not."""
+    from amlctl.runs.identity import SECRET_MARK, without_secrets
+
+    secret = "environment.env_vars.TOKEN"
+    first = {"environment": {"env_vars": {"TOKEN": "sha256:aaaa", "MODE": "fast"}}}
+    rotated = {"environment": {"env_vars": {"TOKEN": "sha256:bbbb", "MODE": "fast"}}}
+    assert spec_hash(first, "d", [secret]) == spec_hash(rotated, "d", [secret])
+    assert spec_hash(first, "d") != spec_hash(rotated, "d")  # named as secret or not: matters
+    fewer = {"environment": {"env_vars": {"MODE": "fast"}}}
+    assert spec_hash(fewer, "d", []) != spec_hash(first, "d", [secret])
+    assert without_secrets(first, [secret])["environment"]["env_vars"] == {
+        "TOKEN": SECRET_MARK, "MODE": "fast"}
+
+
+def test_run_ids_are_deterministic_valid_and_new_for_a_resubmission() -> None:
+    import re
+
+    from amlctl.runs.identity import RUN_ID_MAX, run_id
+
+    first = run_id("demo", "tf-mnist", "0123456789abcdef")
+    assert first == run_id("demo", "tf-mnist", "0123456789abcdef")
+    assert first != run_id("demo", "tf-mnist", "fedcba9876543210")
+    assert first != run_id("other", "tf-mnist", "0123456789abcdef")
+    again = run_id("demo", "tf-mnist", "0123456789abcdef", supersedes=first)
+    assert again not in (first, run_id("demo", "tf-mnist", "0123456789abcdef",
+                                       supersedes=again))
+    odd = run_id("stack with spaces/é", "n" * 400, "0123456789abcdef")
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", odd) and len(odd) <= RUN_ID_MAX
+    assert odd.endswith("_0123456789abcdef")
+
+
 def test_a_symlink_leaving_the_source_folder_is_refused_as_uploads_refuse_it(
     tmp_path: Path,
 ) -> None:

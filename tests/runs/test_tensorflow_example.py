@@ -47,6 +47,17 @@ def test_quickstart_trains_parameter_server_model(tmp_path: Path) -> None:
     assert accuracy and float(accuracy[-1].rsplit("=", 1)[1]) > 0.6
     checkpoints = list((folder / ".amlctl").glob("workspaces/*/runs/*/outputs/*.index"))
     assert len(checkpoints) == 1
+    # The example quiets TensorFlow's start-up banners, which hid the run's own lines...
+    for banner in ("oneDNN custom operations", "absl::InitializeLog", "cpu_feature_guard"):
+        assert banner not in applied.stdout + applied.stderr
+    # ... and `logs` shows everything the roles printed, unfiltered.
+    logs = amlctl(folder, "logs", "run.tf-mnist")
+    assert logs.returncode == 0, logs.stderr
+    assert accuracy[-1].split("] ", 1)[-1] in logs.stdout
+    printed = [p for p in (folder / ".amlctl").glob("workspaces/*/runs/*/logs/*") if p.is_file()]
+    assert printed, "no role log files"
+    assert len(logs.stdout.splitlines()) >= sum(
+        len(p.read_text(errors="replace").splitlines()) for p in printed)
 
     # Same manifest, same code: nothing to do, no second run.
     again = amlctl(folder, "--var", "train_steps=60", "plan", "--detailed-exitcode")

@@ -169,8 +169,21 @@ class Computes:
         problems = self.preflight(attrs)
         if problems:
             raise ProviderError(f"compute.{name}: {'; '.join(problems)}")
-        target = call(f"creating compute {name}",
-                      lambda: s.ComputeTarget.create(self.ws, name, config), self.policy)
+        attempts = 0
+
+        def create_once() -> Any:
+            # The SDK's create is a PUT, then a read. When an earlier attempt's PUT went through
+            # and only its read failed, a second PUT is refused (409): a retry first looks for
+            # the cluster that attempt made.
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                made = s.ComputeTarget._get(self.ws, name)
+                if made is not None and made["properties"]["provisioningState"] != "Deleting":
+                    return s.AmlCompute.deserialize(self.ws, made)
+            return s.ComputeTarget.create(self.ws, name, config)
+
+        target = call(f"creating compute {name}", create_once, self.policy)
         self._wait(name, target)
         return self.verify(name, attrs)
 

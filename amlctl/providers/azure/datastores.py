@@ -43,6 +43,17 @@ def normalise(ds: Any, key: bytes | None = None) -> dict[str, Any] | None:
     return attrs
 
 
+def normalise_all(found: dict[str, Any], key: bytes | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """`normalise` over a listing, leaving out the kinds amlctl does not manage."""
+    out = {}
+    for name, ds in found.items():
+        attrs = normalise(ds, key)
+        if attrs is not None:
+            out[name] = attrs
+    return out
+
+
 class Datastores:
     """The registered datastores of one workspace."""
 
@@ -52,15 +63,13 @@ class Datastores:
         self.policy = policy
         self.fingerprint_key = fingerprint_key
 
+    def listed(self) -> dict[str, Any]:
+        """name -> SDK datastore, every datastore of the workspace, in one request."""
+        return dict(call("listing datastores", lambda: self.ws.datastores, self.policy))
+
     def read_all(self) -> dict[str, dict[str, Any]]:
         """name -> attributes of every blob or file datastore of the workspace."""
-        found = call("listing datastores", lambda: self.ws.datastores, self.policy)
-        out = {}
-        for name, ds in found.items():
-            attrs = normalise(ds, self.fingerprint_key)
-            if attrs is not None:
-                out[name] = attrs
-        return out
+        return normalise_all(self.listed(), self.fingerprint_key)
 
     def get(self, name: str) -> Any | None:
         """The SDK datastore, or None when no datastore has that name."""

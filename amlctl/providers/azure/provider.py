@@ -76,7 +76,15 @@ class AzureProvider(Provider):
         self.policy = policy
         self.compute_settings = compute_settings
         self._ws: Any = None
+        self._manifest_credentials: dict[str, dict[str, str]] = {}
         self.state_lease_seconds = LEASE_SECONDS
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what one command keeps of what it read (a plan reads each list once)."""
+        self._default_store: Any = None  # the default datastore (SDK object)
+        self._records_obj: Any = None
+        self._store_objects: dict[str, Any] | None = None  # name -> SDK datastore, listed
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -125,7 +133,7 @@ class AzureProvider(Provider):
         """The default datastore's container; None while the workspace does not exist."""
         if self._open() is None:
             return None
-        default = self._datastores().default()
+        default = self._default()
         return default.blob_service.get_container_client(default.container_name)
 
     def _state_container(self, account_url: str, container: str) -> Any:
@@ -141,12 +149,26 @@ class AzureProvider(Provider):
         return blob.BlobServiceClient(account_url, credential=credential).get_container_client(
             container)
 
+    def _default(self) -> Any:
+        if self._default_store is None:
+            self._default_store = self._datastores().default()
+        return self._default_store
+
+    def _datastore_named(self, name: str) -> Any | None:
+        """The SDK datastore of that name, from the listing when read_all made one."""
+        if name == DEFAULT_DATASTORE:
+            return self._default()
+        if self._store_objects is not None:
+            return self._store_objects.get(name)
+        return self._datastores().get(name)
+
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
+        from amlctl.providers.azure.sdk import container_client
 
-        default = self._datastores().default()
-        container = default.blob_service.get_container_client(default.container_name)
-        return Records(container, self.policy)
+        if self._records_obj is None:
+            self._records_obj = Records(container_client(self._default()), self.policy)
+        return self._records_obj
 
     def runs(self) -> RunService:
         """The run history edge (the SDK's unless one was given)."""
@@ -166,7 +188,9 @@ class AzureProvider(Provider):
             out[f"compute.{name}"] = LiveObject(f"compute.{name}", compute, compute_owner)
         records = self._records()
         owners = {n: r.get("owner") for n, r in records.list("datastore").items()}
-        for name, ds in self._datastores().read_all().items():
+        self._store_objects = self._datastores().listed()
+        for name, ds in datastores_mod.normalise_all(self._store_objects,
+                                                      self.fingerprint_key).items():
             out[f"datastore.{name}"] = LiveObject(f"datastore.{name}", ds, owners.get(name))
         for name, tags in self.runs().experiments().items():
             owner_tag = tags.pop(OWNER_TAG, None)
@@ -194,6 +218,7 @@ class AzureProvider(Provider):
         elif kind == "datastore":
             # the record goes first: a crash then leaves an owned name, never an orphan
             self._records().put("datastore", name, {"owner": self.stack})
+            self._store_objects = None
             self._datastores().register(name, attrs, secrets, overwrite=True)
         elif kind == "experiment":
             self.runs().ensure_experiment(name, {**attrs.get("tags", {}),
@@ -221,6 +246,7 @@ class AzureProvider(Provider):
         elif kind == "compute":
             self._computes().update(name, attrs)
         elif kind == "datastore":
+            self._store_objects = None
             self._datastores().register(name, attrs, secrets, overwrite=True)
         elif kind == "experiment":
             live = self.runs().experiments().get(name, {})
@@ -236,9 +262,11 @@ class AzureProvider(Provider):
         if kind == "workspace":
             workspace_mod.delete_workspace(self._require(), self.policy)
             self._ws = None
+            self._forget()
         elif kind == "compute":
             self._computes().delete(name)
         elif kind == "datastore":
+            self._store_objects = None
             self._datastores().unregister(name)
             self._records().delete("datastore", name)
         elif kind == "experiment":
@@ -273,6 +301,17 @@ class AzureProvider(Provider):
             raise UsageError(f"{address}: cannot adopt a {kind}")
         return LiveObject(address, live.attrs, self.stack)
 
+    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
+        self._manifest_credentials = {k: dict(v) for k, v in datastores.items()}
+
+    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """A workspace to create: say so plainly, and name the workspaces its resource group
+        does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
+        if address != "workspace":
+            return []
+        auth, _ = self._credentials()
+        return workspace_mod.creation_notes(self.workspace, auth, self.policy)
+
     def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
         if not address.startswith("compute.") or self._open() is None:
@@ -286,21 +325,25 @@ class AzureProvider(Provider):
 
         if self._open() is None:
             return _EmptyStore()
-        stores = self._datastores()
-        ds = stores.default() if datastore == DEFAULT_DATASTORE else stores.get(datastore)
+        ds = self._datastore_named(datastore)
         if ds is None:
             return _EmptyStore()  # registered later in the same apply
         if getattr(ds, "datastore_type", "") != "AzureBlob":
             raise ProviderError(f"datastore {datastore!r} is not a blob container; the azure "
                                 "backend uploads to blob datastores only")
-        container = ds.blob_service.get_container_client(ds.container_name)
-        return BlobFileStore(container, target_path, self.policy)
+        from amlctl.providers.azure.sdk import container_client
+
+        # The manifest's key, when it has one: a key rotated on the account is then fixed by
+        # the manifest alone (the registration is updated in the same apply, before uploads).
+        given = self._manifest_credentials.get(datastore, {})
+        return BlobFileStore(container_client(ds, given.get("account_key"),
+                                              given.get("sas_token")),
+                             target_path, self.policy)
 
     # runs --------------------------------------------------------------------------------------
 
     def _datastore_for(self, name: str) -> Any:
-        stores = self._datastores()
-        ds = stores.default() if name == DEFAULT_DATASTORE else stores.get(name)
+        ds = self._datastore_named(name)
         if ds is None:
             raise ProviderError(f"the workspace has no datastore {name!r}")
         return ds
@@ -328,10 +371,13 @@ class AzureProvider(Provider):
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.providers.azure.runs import build_run
+        from amlctl.runs.identity import run_id
 
         built = build_run(request, self.stack, self._datastore_for)
         try:
-            record = self.runs().submit(request.run.experiment, built.config, built.tags)
+            record = self.runs().submit(request.run.experiment, built.config, built.tags,
+                                        run_id(self.stack, request.name, request.spec_hash,
+                                               request.supersedes))
         finally:
             built.cleanup()
         return self._info(record)

@@ -11,6 +11,7 @@ all without importing any of them.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -31,7 +32,8 @@ _CONNECTION_ERRORS = frozenset({
     "TimeoutError", "ReadTimeoutError", "ServiceRequestError", "ServiceResponseError",
     "ServiceRequestTimeoutError", "ServiceResponseTimeoutError", "IncompleteRead",
 })
-_STATUS_IN_TEXT = re.compile(r"(?:Response Code|status code|Status code)[:= ]+'?(\d{3})")
+_STATUS_IN_TEXT = re.compile(
+    r"(?:Response Code|status code|Status code|\"status_code\")[:= ]+'?(\d{3})")
 
 
 class AzureCallError(ProviderError):
@@ -106,6 +108,12 @@ def hint(exc: BaseException) -> str:
     """What the user should check, judged from the failure."""
     status = status_of(exc)
     text = str(exc).lower()
+    if "aadsts" in text or "invalid_client" in text:
+        return ("Microsoft Entra ID refused the sign-in (the AADSTS code says why): check "
+                "AZURE_TENANT_ID / AZURE_CLIENT_ID and the secret or federated token")
+    if "have access to" in text and "subscription" in text:
+        return ("check the subscription id, that AZURE_TENANT_ID is the subscription's tenant, "
+                "and that this identity has a role assignment in that subscription")
     if status in (401, 403) or "authorization" in text or "forbidden" in text:
         return ("check the credentials (AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET) "
                 "and that this identity has a role assignment on the resource group, e.g. "
@@ -124,14 +132,80 @@ def hint(exc: BaseException) -> str:
     return "check the request against the Azure ML documentation"
 
 
+_HEADER_LINE = re.compile(r"^[A-Za-z_.]*(?:Exception|Error):?$")
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # some SDK exceptions fail in their own __str__
+        message = getattr(exc, "message", None)
+        return message if isinstance(message, str) else type(exc).__name__
+
+
+def _dig(obj: object) -> str | None:
+    """The innermost error message of a service error body, with its code."""
+    if not isinstance(obj, dict):
+        return None
+    for key in ("error_details", "error"):
+        found = _dig(obj.get(key))
+        if found:
+            return found
+    message = obj.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return None
+    if message.lstrip().startswith("{"):  # the SDK nests the body as a JSON string
+        try:
+            found = _dig(json.loads(message))
+        except ValueError:
+            found = None
+        if found:
+            return found
+    code = obj.get("code")
+    return f"({code}) {message.strip()}" if isinstance(code, str) and code else message.strip()
+
+
+def service_words(exc: BaseException) -> str | None:
+    """What the service itself said, when the SDK's message carries an error body (the run
+    history and execution services' exceptions print it as JSON after `Message:`)."""
+    text = _text(exc)
+    # compute calls print the raw response: `Content: b'{"error": ...}'`
+    content = re.search(r"\nContent: b'(\{.*?\})'\s*\n", text)
+    if content:
+        try:
+            found = _dig(json.loads(content.group(1)))
+        except ValueError:
+            found = None
+        if found:
+            return found
+    at = text.find("Message:")
+    if at < 0:
+        return None
+    brace = text.find("{", at)
+    if brace < 0 or text[at + len("Message:"):brace].strip():
+        return None
+    try:
+        body, _ = json.JSONDecoder().raw_decode(text[brace:])
+    except ValueError:
+        return None
+    return _dig(body)
+
+
 def first_line(exc: BaseException) -> str:
-    """A short, single-line description of an exception (SDK messages run to pages)."""
-    for line in str(exc).splitlines():
+    """A short, single-line description of an exception in the service's words (SDK
+    messages run to pages: class names, headers, nested JSON)."""
+    words = service_words(exc)
+    if words:
+        return " ".join(words.split())[:300]
+    for line in _text(exc).splitlines():
         line = line.strip()
-        if line and not line.lower().startswith(("computetargetexception", "message:")):
-            return line[:300]
+        if not line or _HEADER_LINE.match(line) or line.lower().startswith("code:"):
+            continue
         if line.lower().startswith("message:"):
-            return line[len("message:"):].strip()[:300]
+            line = line[len("message:"):].strip()
+            if not line:
+                continue
+        return line[:300]
     return type(exc).__name__
 
 
@@ -151,6 +225,13 @@ def call(what: str, fn: Callable[[], T], policy: RetryPolicy = DEFAULT_POLICY) -
                             attempt, policy.attempts - 1, wait)
                 policy.sleep(wait)
                 continue
-            tries = f" after {attempt} attempts" if attempt > 1 else ""
-            raise AzureCallError(f"{what} failed{tries}: {first_line(exc)}; {hint(exc)}",
-                                 status_of(exc)) from exc
+            raise failure(what, exc, attempt) from exc
+
+
+def failure(what: str, exc: BaseException, attempts: int = 1) -> AzureCallError:
+    """The error for a call that failed for good: what failed, the HTTP status, the service's
+    own words, and what to check."""
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    status = status_of(exc)
+    code = f" (HTTP {status})" if status else ""
+    return AzureCallError(f"{what} failed{tries}{code}: {first_line(exc)}; {hint(exc)}", status)

@@ -8,7 +8,13 @@ from the arguments), an Environment from pip / conda / docker image, tags `amlct
 copied into a staged snapshot next to the user's files.
 
 Everything that talks to the run history service goes through `RunService`, whose SDK
-implementation is `SdkRunService`: tests swap only that edge and check the real SDK objects.
+implementation is `SdkRunService`.
+
+Exactly once: a submission carries a run id amlctl chooses (`amlctl.runs.identity.run_id`: stack,
+run name, spec hash). The create is never blindly retried: after any failure the run is looked
+up by that id first, and a second create with the same id collides in the service instead of
+starting a second paid run. A run created but left untagged (the SDK tags in a separate request
+after the create) is found by its id and tagged on the next submission of the same spec.
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ from typing import Any, Protocol
 
 from amlctl.errors import ProviderError
 from amlctl.providers.azure import sdk
-from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
+from amlctl.providers.azure.retry import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    call,
+    failure,
+    first_line,
+    is_transient,
+)
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
 from amlctl.runs.arguments import render_arguments as shared_render_arguments
 
@@ -76,8 +89,10 @@ class RunService(Protocol):
         """Archive (AML never deletes an experiment that has runs)."""
         ...
 
-    def submit(self, experiment: str, config: Any, tags: dict[str, str]) -> RunRecord:
-        """Submit a ScriptRunConfig."""
+    def submit(self, experiment: str, config: Any, tags: dict[str, str],
+               run_id: str) -> RunRecord:
+        """Submit a ScriptRunConfig as run `run_id`, at most once: an existing run with that
+        id is tagged and returned instead."""
         ...
 
     def find(self, experiment: str | None, tags: dict[str, str]) -> list[RunRecord]:
@@ -323,6 +338,16 @@ def record_of(run: Any) -> RunRecord:
         error=error, target=dto.get("target"))
 
 
+_ROLE_IN_NAME = re.compile(r"(ps|worker|chief|master|rank)_(\d+)$")
+
+
+def log_role(stem: str) -> str:
+    """A log file's process in the vocabulary the local backend uses (`worker:0`, `ps:1`);
+    other files keep their name (`std_log`, `execution-wrapper`)."""
+    m = _ROLE_IN_NAME.search(stem)
+    return f"{m.group(1)}:{int(m.group(2))}" if m else stem
+
+
 class SdkRunService:
     """RunService over azureml-core (Experiment, Run)."""
 
@@ -352,11 +377,41 @@ class SdkRunService:
         experiment = self._experiment(name)
         call(f"archiving experiment {name}", experiment.archive, self.policy)
 
-    def submit(self, experiment: str, config: Any, tags: dict[str, str]) -> RunRecord:
+    def submit(self, experiment: str, config: Any, tags: dict[str, str],
+               run_id: str) -> RunRecord:
         exp = self._experiment(experiment)
-        with sdk.captured_output():
-            run = call(f"submitting a run to {experiment}",
-                       lambda: exp.submit(config, tags=tags), self.policy)
+        attempt = 0
+        while True:
+            attempt += 1
+            found = self._run(run_id)
+            if found is not None:  # created earlier (a lost answer, a failed tag write, a peer)
+                if attempt == 1:
+                    log.info("run %s already exists; not submitting it again", run_id)
+                return self._tagged(found, tags)
+            try:
+                with sdk.captured_output():
+                    # tags go in our own, retried request below: the SDK would send them after
+                    # the create, and a failure there would be taken for a failed submission
+                    run = exp.submit(config, run_id=run_id)
+            except Exception as exc:  # the SDK raises anything; classified below
+                if self._run(run_id) is not None:
+                    continue  # created after all (or by a peer): tag and return it above
+                if is_transient(exc) and attempt < self.policy.attempts:
+                    wait = self.policy.delay(attempt)
+                    log.warning("submitting run %s failed (%s); it does not exist, retry %d/%d "
+                                "in %.1fs", run_id, first_line(exc), attempt,
+                                self.policy.attempts - 1, wait)
+                    self.policy.sleep(wait)
+                    continue
+                raise failure(f"submitting run {run_id} to {experiment}", exc, attempt) from exc
+            return self._tagged(run, tags)
+
+    def _tagged(self, run: Any, tags: dict[str, str]) -> RunRecord:
+        """The run with `tags` set (an idempotent write, so it may be retried)."""
+        current = dict(run._run_dto.get("tags") or {})
+        if any(current.get(k) != v for k, v in tags.items()):
+            call(f"tagging run {run.id}", lambda: run.set_tags(tags), self.policy)
+            run = self._run(run.id) or run
         return record_of(run)
 
     def find(self, experiment: str | None, tags: dict[str, str]) -> list[RunRecord]:
@@ -387,6 +442,7 @@ class SdkRunService:
             raise ProviderError(f"no run {run_id!r}")
         if STATUS.get(run.get_status(), "Running") not in ("Completed", "Failed", "Canceled"):
             call(f"canceling run {run_id}", run.cancel, self.policy)
+            run = self._run(run_id) or run  # the status after the cancel request
         return record_of(run)
 
     def logs(self, run_id: str, follow: bool) -> Iterator[str]:
@@ -400,7 +456,7 @@ class SdkRunService:
             files = call(f"downloading logs of {run_id}",
                          lambda: run.get_all_logs(destination=folder), self.policy)
             for path in sorted(files):
-                role = Path(path).stem
+                role = log_role(Path(path).stem)
                 with open(path, encoding="utf-8", errors="replace") as f:
                     for line in f:
                         yield f"[{role}] {line.rstrip()}"
@@ -409,38 +465,21 @@ class SdkRunService:
     def _follow(self, run: Any) -> Iterator[str]:
         """Stream what `wait_for_completion(show_output=True)` prints, line by line."""
         lines: queue.Queue[str | None] = queue.Queue()
-        failure: list[BaseException] = []
+        failure_: list[BaseException] = []
 
         def wait() -> None:
             try:
-                with sdk.captured_output():
+                with sdk.captured_output(sink=lines.put):
                     run.wait_for_completion(show_output=True, raise_on_error=False)
             except Exception as e:  # handed to the reading thread below
-                failure.append(e)
+                failure_.append(e)
             finally:
                 lines.put(None)
 
         worker = threading.Thread(target=wait, name=f"follow-{run.id}", daemon=True)
-        handler = _QueueHandler(lines, worker)
-        sdk.log.addHandler(handler)
-        try:
-            worker.start()
-            while (line := lines.get()) is not None:
-                yield line
-        finally:
-            sdk.log.removeHandler(handler)
-        if failure:
-            raise ProviderError(f"following run {run.id} failed: {failure[0]}") from failure[0]
-
-
-class _QueueHandler(logging.Handler):
-    """Passes on the SDK output of one thread (the one waiting on the run)."""
-
-    def __init__(self, lines: queue.Queue[str | None], thread: threading.Thread) -> None:
-        super().__init__()
-        self.lines = lines
-        self.thread = thread
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread.ident:
-            self.lines.put(record.getMessage())
+        worker.start()
+        while (line := lines.get()) is not None:
+            yield line
+        if failure_:
+            raise ProviderError(f"following run {run.id} failed: {first_line(failure_[0])}"
+                                ) from failure_[0]

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -98,12 +98,75 @@ def load() -> Sdk:
             raise AzureSdkMissing(
                 f"The azure backend needs azureml-sdk, which is not installed ({e.name or e}). "
                 f"Install it with: {INSTALL_HINT}") from e
+        _single_attempt_rest_clients()
+        _quiet_sdk_loggers()
         _sdk = Sdk(Workspace, ComputeTarget, AmlCompute, Datastore, Experiment, Run,
                    ScriptRunConfig, RunConfiguration, Environment, CondaDependencies,
                    TensorflowConfiguration, MpiConfiguration, ServicePrincipalAuthentication,
                    MsiAuthentication, AzureCliAuthentication, TokenAuthentication,
                    ComputeTargetException, str(version))
         return _sdk
+
+
+def _quiet_sdk_loggers() -> None:
+    """Keep the SDK's own log lines (`get_workspace error using ...` for a workspace that does
+    not exist yet, deprecation notes) off the user's terminal; amlctl reports failures itself.
+    They still show with -vv (DEBUG)."""
+    sdk_logger = logging.getLogger("azureml")
+    if sdk_logger.level == logging.NOTSET and logging.getLogger().getEffectiveLevel() > \
+            logging.DEBUG:
+        sdk_logger.setLevel(logging.CRITICAL)
+
+
+def _single_attempt_rest_clients() -> None:
+    """Make the SDK's REST clients (msrest: run history, artifacts, datastores) try once.
+
+    Each of them retries 5xx and dropped connections itself, twice over: urllib3 (3 retries,
+    POST and PATCH included, so a create could be repeated) and the SDK's ClientBase loop
+    (3 more per urllib3 round). Stacked under amlctl's own policy that made one failed call
+    take minutes. amlctl's retry layer is the one policy, and it never repeats a create blindly.
+    """
+    from msrest.universal_http.requests import ClientRetryPolicy
+
+    if getattr(ClientRetryPolicy, "_amlctl_single_attempt", False):
+        return
+    original = ClientRetryPolicy.__init__
+
+    def single_attempt(self: Any) -> None:
+        original(self)
+        self.policy.total = self.policy.connect = self.policy.read = 0
+
+    ClientRetryPolicy.__init__ = single_attempt  # type: ignore[method-assign]
+    ClientRetryPolicy._amlctl_single_attempt = True  # type: ignore[attr-defined]
+
+
+def container_client(datastore: Any, account_key: str | None = None,
+                     sas_token: str | None = None) -> Any:
+    """A client of a blob datastore's container that tries each request once.
+
+    The SDK's own `blob_service` retries 3 times with 15 s, 18 s, 24 s waits (and up to 10
+    times on connection errors); under amlctl's retry layer that stacked into minutes for a
+    wrong key or an unreachable account. amlctl's bounded policy is the only one.
+    `account_key` / `sas_token`, when given, replace the registered credential (the
+    manifest's, newer than the registration when a key was rotated).
+    """
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+    credential: Any
+    if sas_token:
+        credential = sas_token
+    elif account_key:
+        credential = {"account_name": datastore.account_name, "account_key": account_key}
+    elif datastore.sas_token:
+        credential = datastore.sas_token
+    elif datastore.account_key:
+        credential = {"account_name": datastore.account_name,
+                      "account_key": datastore.account_key}
+    else:
+        credential = None
+    service = BlobServiceClient(account_url=datastore.blob_service.url, credential=credential,
+                                retry_total=0)
+    return service.get_container_client(datastore.container_name)
 
 
 class _ThreadRoutedStdout(io.TextIOBase):
@@ -127,9 +190,16 @@ class _ThreadRoutedStdout(io.TextIOBase):
         *lines, rest = buf.split("\n")
         for line in lines:
             if line.strip():
-                log.info("%s", line.rstrip())
+                self.emit(line.rstrip())
         self.local.buffer = rest
         return len(s)
+
+    def emit(self, line: str) -> None:
+        sink = getattr(self.local, "sink", None)
+        if sink is not None:
+            sink(line)
+        else:
+            log.info("%s", line)
 
     def flush(self) -> None:
         if not self.capturing():
@@ -159,19 +229,23 @@ def _router() -> _ThreadRoutedStdout:
 
 
 @contextmanager
-def captured_output() -> Iterator[None]:
-    """Send what the SDK prints on this thread to the `amlctl.azure.sdk` logger (INFO)."""
+def captured_output(sink: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Send what the SDK prints on this thread to the `amlctl.azure.sdk` logger (INFO), or
+    line by line to `sink` when one is given."""
     router = _router()
     router.local.depth = getattr(router.local, "depth", 0) + 1
+    outer_sink = getattr(router.local, "sink", None)
+    if sink is not None:
+        router.local.sink = sink
     try:
         yield
     finally:
         router.local.depth -= 1
-        if router.local.depth == 0:
-            rest = getattr(router.local, "buffer", "")
-            if rest.strip():
-                log.info("%s", rest.rstrip())
+        rest = getattr(router.local, "buffer", "")
+        if rest.strip() and (router.local.depth == 0 or sink is not None):
+            router.emit(rest.rstrip())
             router.local.buffer = ""
+        router.local.sink = outer_sink
 
 
 def blob_module() -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import Any
 
@@ -11,6 +12,8 @@ from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPo
 from amlctl.providers.base import OWNER_TAG
 
 log = logging.getLogger("amlctl.azure.workspace")
+# Tags the SDK puts on a workspace it creates; not the user's, so never a difference.
+SDK_TAGS = frozenset({"createdByToolkit"})
 
 
 def _not_found(err: AzureCallError) -> bool:
@@ -32,6 +35,35 @@ def open_workspace(attrs: dict[str, Any], auth: Any, cloud: str,
         raise
 
 
+def creation_notes(attrs: dict[str, Any], auth: Any,
+                   policy: RetryPolicy = DEFAULT_POLICY) -> list[str]:
+    """What creating the manifest's workspace means, in words: a new workspace (with new
+    storage, key vault and insights), and which workspaces the resource group already has."""
+    s = sdk.load()
+    name, group = attrs["name"], attrs["resource_group"]
+    notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
+             "workspace will be created, with its own storage account, key vault and "
+             "application insights"]
+    try:
+        found = call(f"listing workspaces of resource group {group}", lambda: s.Workspace.list(
+            attrs["subscription_id"], auth=auth, resource_group=group), policy)
+    except AzureCallError as e:
+        if not _not_found(e):  # e.g. no right to list: the plan goes on without the names
+            log.info("cannot list the workspaces of %s: %s", group, e)
+            return notes
+        if attrs.get("create_resource_group"):
+            return [f"resource group {group!r} does not exist either: both are created"]
+        return [f"resource group {group!r} does not exist, and create_resource_group is not "
+                "set: apply will fail; create the group or set create_resource_group: true"]
+    existing = sorted(found or {})
+    if existing:
+        close = difflib.get_close_matches(name, existing, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        notes.append(f"the resource group has {len(existing)} workspace"
+                     f"{'s' if len(existing) != 1 else ''}: {', '.join(existing)}{guess}")
+    return notes
+
+
 def create_workspace(attrs: dict[str, Any], auth: Any, stack: str, create_resource_group: bool,
                      policy: RetryPolicy = DEFAULT_POLICY) -> Any:
     """Create the workspace (ARM template deployment, several minutes) tagged as this stack's.
@@ -45,12 +77,12 @@ def create_workspace(attrs: dict[str, Any], auth: Any, stack: str, create_resour
             name=attrs["name"], auth=auth, subscription_id=attrs["subscription_id"],
             resource_group=attrs["resource_group"], location=attrs["location"],
             create_resource_group=create_resource_group, tags=tags, exist_ok=True,
-            show_output=True), policy)
+            show_output=False), policy)  # True polls the deployment every 5 s to print it
 
 
 def read(ws: Any) -> tuple[dict[str, Any], str | None]:
     """Workspace attributes in manifest vocabulary, and its owner stack."""
-    tags = dict(ws.tags or {})
+    tags = {k: v for k, v in (ws.tags or {}).items() if k not in SDK_TAGS}
     owner = tags.pop(OWNER_TAG, None)
     return ({"name": ws.name, "subscription_id": ws.subscription_id,
              "resource_group": ws.resource_group, "location": ws.location, "tags": tags}, owner)

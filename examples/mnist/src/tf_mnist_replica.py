@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-# Keep TensorFlow's C++ info lines out of the run log; set before TensorFlow loads.
+# Keep TensorFlow's C++ info lines and the oneDNN banner (printed before TF's log level
+# applies) out of the run log when run by hand; set before TensorFlow loads. The manifest
+# sets both for runs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import tensorflow as tf
 

@@ -1,0 +1,305 @@
+"""The amlctl CLI on the azure backend, the way a pipeline calls it: `python -m amlctl ...` in
+subprocesses, a fresh HOME per runner, credentials from AZURE_* variables, against the fake
+Azure service. The real azureml SDK runs in each child; only the network edge is replaced
+(tests/azure/child/sitecustomize.py routes the Azure host names to the fake and refuses any
+other connection).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
+from fake_service import FakeAzure
+
+REPO = Path(__file__).resolve().parents[2]
+CHILD = Path(__file__).parent / "child"
+TENANT = "72f988bf-0000-0000-0000-000000000001"
+TIMEOUT_S = 120
+
+MANIFEST = """\
+version: 1
+name: e2e
+workspace:
+  name: e2e-ws
+  subscription_id: "{{ env('AZURE_SUBSCRIPTION_ID') }}"
+  resource_group: e2e-rg
+  location: westeurope
+  create_resource_group: true
+  tags: {team: vision}
+computes:
+  cpu:
+    vm_size: VM_SIZE
+    max_nodes: MAX_NODES
+uploads:
+  data:
+    datastore: default
+    src_dir: data
+    target_path: data
+    delete_extra: true
+experiments:
+  train: {}
+runs:
+  ps:
+    experiment: train
+    compute: cpu
+    source_directory: src
+    entry_script: train.py
+    arguments: {--data: {datastore: default, path: data}, --steps: 10}
+    distribution: {type: parameter_server, node_count: 2, worker_count: 2,
+                   parameter_server_count: 1}
+"""
+
+
+@dataclass
+class Done:
+    """One finished amlctl process."""
+
+    args: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    def __str__(self) -> str:
+        return (f"amlctl {' '.join(self.args)} -> {self.code}\n--- stdout\n{self.stdout}"
+                f"--- stderr\n{self.stderr}")
+
+
+Runner = Callable[..., Done]
+
+
+def write_project(folder: Path, vm_size: str = "Standard_D2_v2", max_nodes: int = 2) -> Path:
+    """The e2e manifest with its code and data in `folder` (a checkout)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = MANIFEST.replace("VM_SIZE", vm_size).replace("MAX_NODES", str(max_nodes))
+    (folder / "amlctl.yaml").write_text(text)
+    (folder / "src").mkdir(exist_ok=True)
+    (folder / "src" / "train.py").write_text("print('training')\n")
+    (folder / "data").mkdir(exist_ok=True)
+    for name in ("a.csv", "b.csv"):
+        (folder / "data" / name).write_text(f"{name},1\n")
+    return folder
+
+
+@pytest.fixture
+def runner(fake: FakeAzure, azure_edge: Any, tmp_path: Path) -> Callable[[str], Runner]:
+    """`runner(name)`: a CI runner with its own HOME; calling it runs amlctl there."""
+    fake.add_service_principal("ci-app", "ci-secret")
+    refused = tmp_path / "refused.txt"
+    cert = azure_edge.env["SSL_CERT_FILE"]
+
+    def make(name: str) -> Runner:
+        home = tmp_path / f"home-{name}"
+        (home / ".azure").mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+            "AZURE_CONFIG_DIR": str(home / ".azure"), "REQUESTS_CA_BUNDLE": cert,
+            "SSL_CERT_FILE": cert, "NO_PROXY": "*", "LANG": "C.UTF-8",
+            "PYTHONPATH": os.pathsep.join([str(CHILD), str(REPO)]),
+            "FAKE_AZURE_PORT": str(fake.port), "FAKE_AZURE_REFUSED": str(refused),
+            "FAKE_AZURITE_PORT": str(azure_edge.azurite.port),
+            "AZURE_TENANT_ID": TENANT, "AZURE_CLIENT_ID": "ci-app",
+            "AZURE_CLIENT_SECRET": "ci-secret", "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
+        }
+
+        def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> Done:
+            proc = subprocess.run([sys.executable, "-m", "amlctl", *args], cwd=cwd,
+                                  env={**env, **(extra_env or {})}, capture_output=True,
+                                  text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+            return Done(args, proc.returncode, proc.stdout, proc.stderr)
+
+        return run
+
+    yield make
+    assert not refused.exists(), f"a child process tried to leave loopback: " \
+                                 f"{refused.read_text()}"
+
+
+def ok(done: Done, code: int = 0) -> Done:
+    assert done.code == code, str(done)
+    assert "Traceback" not in done.stderr, str(done)
+    return done
+
+
+def blobs_under(fake: FakeAzure, prefix: str) -> dict[str, bytes]:
+    """The files under `prefix` of the workspace's default container, as the storage (Azurite)
+    holds them."""
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+
+    (ws,) = fake.workspaces.values()
+    account = ws.storage_account
+    container = BlobServiceClient(
+        f"https://{account}.blob.core.windows.net",
+        credential={"account_name": account, "account_key": fake.account_keys[account]},
+    ).get_container_client(f"azureml-blobstore-{ws.workspace_id}")
+    return {b.name[len(prefix):]: container.download_blob(b.name).readall()
+            for b in container.list_blobs(name_starts_with=prefix)}
+
+
+def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, runner: Callable[[str],
+                                                                                    Runner],
+                                                   tmp_path: Path) -> None:
+    """validate, plan (--out, --json, markdown), apply of a new workspace, no-op plan, scale in
+    place, replace, upload add/change/delete, a parameter-server run, runs, logs per role,
+    status, destroy."""
+    fake.history.hold_runs = True  # the run stays queued until the test moves it
+    amlctl = runner("a")
+    checkout = write_project(tmp_path / "checkout-a")
+
+    ok(amlctl("--backend", "azure", "validate", cwd=checkout))
+    text = ok(amlctl("--backend", "azure", "plan", "--out", "first.plan", "--detailed-exitcode",
+                     cwd=checkout), code=2).stdout
+    assert "resource group 'e2e-rg' does not exist either: both are created" in text
+    assert "Plan: 5 to add, 0 to change, 0 to destroy." in text
+    as_json = json.loads(ok(amlctl("--backend", "azure", "plan", "--json", cwd=checkout)).stdout)
+    assert {c["address"] for c in as_json["resource_changes"]} >= {"workspace", "compute.cpu",
+                                                          "upload.data", "experiment.train",
+                                                          "run.ps"}
+    markdown = ok(amlctl("--backend", "azure", "plan", "--format", "markdown",
+                         cwd=checkout)).stdout
+    assert "compute.cpu" in markdown and "|" in markdown
+
+    applied = ok(amlctl("--backend", "azure", "apply", "first.plan", cwd=checkout))
+    assert "Apply complete" in applied.stdout
+    assert "get_workspace error" not in applied.stderr
+    assert ("e2e-rg", "e2e-ws") in fake.workspaces
+    (ws,) = fake.workspaces.values()
+    assert ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] == 2
+    assert blobs_under(fake, "data/") == {"a.csv": b"a.csv,1\n", "b.csv": b"b.csv,1\n"}
+    (start,) = fake.calls_to("POST", "/snapshotrun")
+    assert start.json()["Configuration"]["tensorflow"] == {"workerCount": 2,
+                                                           "parameterServerCount": 1}
+
+    ok(amlctl("--backend", "azure", "plan", "--detailed-exitcode", cwd=checkout))
+
+    # scale in place
+    write_project(checkout, max_nodes=3)
+    plan = ok(amlctl("--backend", "azure", "plan", cwd=checkout)).stdout
+    assert "~ compute.cpu" in plan and "Plan: 0 to add, 1 to change, 0 to destroy." in plan
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    assert ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] == 3
+    assert not fake.calls_to("DELETE", "/computes/cpu")
+
+    # replace: the VM size cannot change in place
+    write_project(checkout, vm_size="Standard_D3_v2", max_nodes=3)
+    plan = ok(amlctl("--backend", "azure", "plan", cwd=checkout)).stdout
+    assert "-/+ compute.cpu" in plan
+    # the queued run would lose its cluster: a pipeline must say so explicitly
+    refused = ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout), code=1)
+    assert "active runs" in refused.stderr and "--cancel-runs" in refused.stderr
+    assert not fake.calls_to("DELETE", "/computes/cpu")
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", "--cancel-runs", cwd=checkout))
+    assert ws.computes["cpu"]["properties"]["properties"]["vmSize"] == "Standard_D3_v2"
+    assert len(fake.calls_to("DELETE", "/computes/cpu")) == 1
+
+    # uploads: add, change, delete
+    (checkout / "data" / "c.csv").write_text("c,3\n")
+    (checkout / "data" / "a.csv").write_text("a,changed\n")
+    (checkout / "data" / "b.csv").unlink()
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    assert blobs_under(fake, "data/") == {"a.csv": b"a,changed\n", "c.csv": b"c,3\n"}
+    ok(amlctl("--backend", "azure", "plan", "--detailed-exitcode", cwd=checkout))
+
+    # the run, its logs per role, status
+    listed = json.loads(ok(amlctl("--backend", "azure", "runs", "--json", cwd=checkout)).stdout)
+    assert [(r["name"], r["status"]) for r in listed] == [("ps", "Queued")]
+    fake.history.set_status(ws, listed[0]["id"], "Completed")
+    logs = ok(amlctl("--backend", "azure", "logs", "run.ps", "--role", "ps:0",
+                     cwd=checkout)).stdout.splitlines()
+    assert logs and all(line.startswith("[ps:0] ") for line in logs)
+    everything = ok(amlctl("--backend", "azure", "logs", "run.ps", cwd=checkout)).stdout
+    assert {line.split("]")[0] + "]" for line in everything.splitlines()} == {
+        "[ps:0]", "[worker:0]", "[worker:1]"}
+    status = ok(amlctl("--backend", "azure", "status", cwd=checkout)).stdout
+    assert "cpu" in status and "Completed" in status
+
+    # destroy: cluster, upload record, experiment; the workspace stays
+    ok(amlctl("--backend", "azure", "destroy", "--auto-approve", cwd=checkout))
+    assert ws.computes == {}
+    assert ("e2e-rg", "e2e-ws") in fake.workspaces
+    after = ok(amlctl("--backend", "azure", "plan", cwd=checkout)).stdout
+    assert "compute.cpu" in after
+    ok(amlctl("--backend", "azure", "destroy", "--auto-approve", "--include-workspace",
+              cwd=checkout))
+    assert fake.workspaces == {}
+    assert len([c for c in fake.calls_to("DELETE", "/workspaces/e2e-ws")
+                if c.path.endswith("/workspaces/e2e-ws")]) == 1
+
+
+def test_a_plan_file_made_in_one_checkout_applies_in_another(fake: FakeAzure,
+                                                             runner: Callable[[str], Runner],
+                                                             tmp_path: Path) -> None:
+    """Job A plans into a file (an artifact); job B, another runner with the same commit
+    checked out elsewhere, applies that file with its own checkout."""
+    planner_job, apply_job = runner("plan-job"), runner("apply-job")
+    first = write_project(tmp_path / "job-a" / "repo")
+    second = tmp_path / "job-b" / "work" / "repo"
+    shutil.copytree(first, second)
+    planned = ok(planner_job("--backend", "azure", "plan", "--out",
+                             str(tmp_path / "artifact.plan"), cwd=first))
+    assert "5 to add" in planned.stdout
+    (first / "data" / "a.csv").write_text("only in job A's checkout\n")
+    applied = ok(apply_job("apply", str(tmp_path / "artifact.plan"), cwd=second))
+    assert "Apply complete" in applied.stdout
+    assert "cpu" in fake.workspaces[("e2e-rg", "e2e-ws")].computes
+    assert blobs_under(fake, "data/")["a.csv"] == b"a.csv,1\n"  # B's files were uploaded
+    ok(apply_job("--backend", "azure", "plan", "--detailed-exitcode", cwd=second))
+
+
+def test_a_workspace_name_typo_is_named_in_the_plan(fake: FakeAzure,
+                                                    runner: Callable[[str], Runner],
+                                                    tmp_path: Path) -> None:
+    """The resource group exists, the workspace does not: the plan says a NEW workspace will
+    be created and which ones exist; none of the SDK's own log lines reach stderr."""
+    fake.add_workspace("e2e-rg", "e2e-wks")
+    checkout = write_project(tmp_path / "repo")
+    done = ok(runner("a")("--backend", "azure", "plan", cwd=checkout))
+    assert ("workspace 'e2e-ws' does not exist in resource group 'e2e-rg': a NEW workspace "
+            "will be created") in done.stdout
+    assert "did you mean 'e2e-wks'?" in done.stdout
+    assert done.stderr == "", done.stderr
+
+
+def test_a_500_after_the_run_was_created_still_leaves_one_tagged_run(
+        fake: FakeAzure, runner: Callable[[str], Runner], tmp_path: Path) -> None:
+    """The write after the run's creation fails once: apply finds the run by its id, tags it,
+    reports it, and neither this apply nor the next starts a second one."""
+    amlctl = runner("a")
+    checkout = write_project(tmp_path / "repo")
+    fake.fail_next("PATCH", "/runs/", 500)
+    applied = ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    assert "Apply complete. Resources: 5 added" in applied.stdout
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+    assert not fake.failures[0].times  # the failure did happen
+    runs = [r for runs in fake.history.runs.values() for r in runs.values()]
+    assert len(runs) == 1 and runs[0].tags["amlctl.stack"] == "e2e"
+    assert runs[0].id in applied.stdout
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+    listed = json.loads(ok(amlctl("--backend", "azure", "runs", "--json", cwd=checkout)).stdout)
+    assert [r["id"] for r in listed] == [runs[0].id]
+
+
+def test_another_runner_in_another_checkout_sees_no_changes(fake: FakeAzure,
+                                                            runner: Callable[[str], Runner],
+                                                            tmp_path: Path) -> None:
+    """Runner A applies; runner B (fresh HOME, the same commit checked out at another path,
+    no local state) reads everything back from Azure: no changes, no second run."""
+    first = write_project(tmp_path / "a" / "repo")
+    ok(runner("a")("--backend", "azure", "apply", "--auto-approve", cwd=first))
+    second = tmp_path / "b" / "build" / "repo"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".amlctl"))
+    other = runner("b")
+    planned = ok(other("--backend", "azure", "plan", "--detailed-exitcode", cwd=second))
+    assert "No changes." in planned.stdout
+    ok(other("--backend", "azure", "apply", "--auto-approve", cwd=second))
+    assert len(fake.calls_to("POST", "/snapshotrun")) == 1

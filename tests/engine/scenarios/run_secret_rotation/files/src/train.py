@@ -1,0 +1,3 @@
+import os
+
+print('token set' if os.environ.get('TOKEN') else 'no token')
