@@ -169,7 +169,7 @@ def _benign(rng: random.Random, index: int, examples: list[tuple[str, bytes, Any
     data["vars"]["s"] = "{{ secret_env('K') }}"
     data["runs"]["tf-mnist"]["environment"]["env_vars"] = {"KEY": secret}
     data["datastores"] = {"blobs": {"type": "azure_blob", "account_name": "acct",
-                                    "container_name": "c", "account_key": secret}}
+                                    "container_name": "c", "sas_token": secret}}
     data["workspace"]["tags"] = {"note": rng.choice(["é🚀", "\u202ertl", "x" * 200, "a: b"])}
     return Case(index, name, ("benign: secrets inserted whole",), _dump(data), None,
                 ("--backend", "local", "plan"))

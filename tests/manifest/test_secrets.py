@@ -196,7 +196,7 @@ datastores:
 def datastores(templates: list[str]) -> str:
     return "".join(
         f"  d{i}:\n    type: azure_blob\n    account_name: acct\n    container_name: c{i}\n"
-        f"    account_key: {json_string(text)}\n"
+        f"    sas_token: {json_string(text)}\n"
         for i, text in enumerate(templates)
     )
 
