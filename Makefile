@@ -7,6 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 AZURE   = $(VENV)/.installed-azure
 DEMO    = $(VENV)/.installed-demo
+PLOT    = $(VENV)/.installed-plot
 AZURITE = node_modules/.bin/azurite-blob
 
 .PHONY: install install-azure test lint demo schema bench clean
@@ -27,6 +28,10 @@ $(DEMO): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[demo]' --config-settings editable_mode=compat
 	touch $(DEMO)
 
+$(PLOT): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[plot]' --config-settings editable_mode=compat
+	touch $(PLOT)
+
 install-azure: $(AZURE) ## add the azure extra (azureml-sdk), which the azure backend tests need
 
 lint: $(STAMP)
@@ -36,7 +41,7 @@ $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(AZURITE)
 
-test: $(AZURE) $(DEMO) $(AZURITE) lint ## ruff, then the whole test suite (azure backend with Azurite, real TensorFlow)
+test: $(AZURE) $(DEMO) $(PLOT) $(AZURITE) lint ## ruff, then the whole test suite (azure backend with Azurite, real TensorFlow)
 	$(BIN)/python -m pytest -q
 
 demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no Azure account
@@ -44,6 +49,7 @@ demo: $(DEMO) ## the quickstart: distributed TensorFlow on the local backend, no
 	cd examples/mnist && ../../$(BIN)/amlctl plan
 	cd examples/mnist && ../../$(BIN)/amlctl apply --auto-approve --wait
 	cd examples/mnist && ../../$(BIN)/amlctl status
+	cd examples/mnist && ../../$(BIN)/amlctl metrics run.tf-mnist
 
 schema: $(STAMP) ## regenerate schemas/amlctl.schema.json from the models
 	$(BIN)/amlctl schema -o schemas/amlctl.schema.json
@@ -55,6 +61,7 @@ bench: $(AZURE) $(AZURITE) ## startup, plan scale, upload, Azure request and run
 	$(BIN)/python bench/uploads.py --quick
 	$(BIN)/python bench/azure_requests.py
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/template_budget.py
 
 clean:

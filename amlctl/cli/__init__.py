@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("amlctl.cli.runs_cmds", "runs"),
     "logs": ("amlctl.cli.runs_cmds", "logs"),
     "cancel": ("amlctl.cli.runs_cmds", "cancel"),
+    "metrics": ("amlctl.cli.metrics_cmds", "metrics"),
+    "watch": ("amlctl.cli.metrics_cmds", "watch"),
 }
 # name -> module holding a sub-app `app` (a command group)
 GROUPS: dict[str, str] = {

@@ -162,7 +162,8 @@ def apply(
     target: TargetOption = None,
     replace: ReplaceOption = None,
     wait: Annotated[bool, typer.Option(
-        "--wait", help="Wait for submitted runs, stream their logs, exit 1 if one fails.")
+        "--wait", help="Wait for submitted runs, exit 1 if one fails. On a terminal: the live "
+                       "view of `watch`; otherwise their logs are streamed.")
     ] = False,
     lock_timeout: LockTimeout = 0.0,
     include_data: IncludeData = False,
@@ -245,8 +246,15 @@ def _wait_for_runs(context: Context, result: ApplyResult | None) -> None:
             if latest:
                 runs.append(latest[0])
     failed = []
+    live_view = sys.stdout.isatty()  # a terminal gets `watch`'s view, logs and CI the logs
     for run in runs:
         typer.echo(f"Waiting for run {run.id} ({run.name})...")
+        if live_view:
+            from amlctl.cli.metrics_cmds import watch_run
+
+            if watch_run(provider, run.id) != "Completed":
+                failed.append(run.id)
+            continue
         for line in provider.run_logs(run.id, follow=True):
             typer.echo(line)
         final = provider.get_run(run.id)
@@ -334,18 +342,24 @@ def status(
     file: ManifestOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
-    """Each cluster's nodes and allocation, and each run's state."""
+    """Each cluster's nodes and allocation, and each run's state and latest metrics."""
+    from amlctl.cli.runs_cmds import run_metrics_by_id
+    from amlctl.metrics.charts import latest, latest_values
+
     with engine_context(ctx, file) as context:
         provider = context.provider
         live = provider.read_all()
         computes = {a.partition(".")[2]: provider.compute_status(a.partition(".")[2])
                     for a in sorted(live) if a.startswith("compute.")}
         runs = provider.list_runs()
+        metrics = run_metrics_by_id(provider, runs)
+
     if json_output:
         typer.echo(json.dumps({
             "computes": computes,
             "runs": [{"id": r.id, "name": r.name, "experiment": r.experiment,
-                      "status": r.status, "error": r.error} for r in runs],
+                      "status": r.status, "error": r.error,
+                      "metrics": latest_values(metrics[r.id])} for r in runs],
         }, indent=2))
         return
     if not live:
@@ -356,7 +370,9 @@ def status(
         typer.echo(f"  {name}: {_compute_line(state)}")
     typer.echo("Runs:")
     for run in runs:
+        shown = latest(metrics[run.id])
         typer.echo(f"  {run.id}  {run.name}  {run.status}"
+                   + (f"  {shown}" if metrics[run.id] else "")
                    + (f"  {run.error.splitlines()[0]}" if run.error else ""))
     if not runs:
         typer.echo("  (none)")

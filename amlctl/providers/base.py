@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,52 @@ class RunInfo:
     def active(self) -> bool:
         """True while the run may still change (not Completed, Failed or Canceled)."""
         return self.status not in TERMINAL_RUN_STATES
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """One metric of a run: its values in step order (NaN and infinities kept as logged)."""
+
+    name: str
+    steps: tuple[int, ...]
+    values: tuple[float, ...]
+
+    @property
+    def last(self) -> float:
+        """The value at the highest step (the latest logged)."""
+        return self.values[-1]
+
+    @property
+    def minimum(self) -> float:
+        """The smallest finite value (NaN when there is none)."""
+        finite = [v for v in self.values if math.isfinite(v)]
+        return min(finite) if finite else math.nan
+
+    @property
+    def maximum(self) -> float:
+        """The largest finite value (NaN when there is none)."""
+        finite = [v for v in self.values if math.isfinite(v)]
+        return max(finite) if finite else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """last / min / max / steps and the points, JSON-ready (NaN as null)."""
+        def num(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
+        return {"last": num(self.last), "min": num(self.minimum), "max": num(self.maximum),
+                "steps": len(self.steps), "first_step": self.steps[0],
+                "last_step": self.steps[-1],
+                "points": [[s, num(v)] for s, v in zip(self.steps, self.values, strict=True)]}
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    """One process (role) of a run as a live view shows it."""
+
+    name: str  # worker:0, ps:0; `run` when a backend cannot tell roles apart
+    state: str  # Queued, Running, Completed, Failed, Canceled
+    last_line: str | None = None  # the latest line of its log
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +214,20 @@ class Provider(ABC):
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
         """Log lines of a run, prefixed by role when several processes write."""
+
+    def run_metrics(self, run_id: str) -> list[MetricSeries]:
+        """Every metric the run logged, by name; [] when it logged none (or the backend
+        cannot read them)."""
+        return []
+
+    def run_roles(self, run_id: str) -> list[RoleStatus]:
+        """Each process of the run with its state; by default the run as one role."""
+        run = self.get_run(run_id)
+        if run is None:
+            return []
+        state = "Queued" if run.status in ("NotStarted", "Queued", "Preparing") else \
+            "Running" if run.status == "Canceling" else run.status
+        return [RoleStatus("run", state)]
 
     def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """Problems the service would only report while applying a create (size offered in

@@ -36,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amlctl.metrics import filestore
 from amlctl.providers.local import pool
 from amlctl.providers.local.store import Store
 from amlctl.runs import envs, procs, status, topology
@@ -52,7 +53,7 @@ SECRETS_FILE = "secrets.json"
 TASKS_FILE = "tasks.json"
 
 # Variables a run sets itself; stale values inherited from the caller must not leak in.
-_OWN_PREFIXES = ("AZUREML_", "AZ_BATCHAI_", "OMPI_COMM_WORLD_")
+_OWN_PREFIXES = ("AZUREML_", "AZ_BATCHAI_", "OMPI_COMM_WORLD_", "MLFLOW_")
 _OWN_NAMES = ("TF_CONFIG",)
 
 
@@ -195,6 +196,7 @@ class Supervisor:
             topology.output_dir(run_dir, output_id).mkdir(parents=True, exist_ok=True)
         (run_dir / "outputs").mkdir(exist_ok=True)
         (run_dir / "logs").mkdir(exist_ok=True)
+        filestore.create_run(run_dir, spec.run_id, spec.experiment, spec.name)
         for task in topology.layout(spec.distribution):
             topology.node_temp(run_dir, task.node).mkdir(parents=True, exist_ok=True)
         topology.shared_temp(run_dir).mkdir(parents=True, exist_ok=True)
@@ -274,7 +276,8 @@ class Supervisor:
     def _write_tasks(self) -> None:
         _write_json(self.run_dir / TASKS_FILE, {"tasks": [
             {"role": r.task.role, "index": r.task.index, "node": r.task.node,
-             "port": r.task.port, "pid": r.process.pid, "log": f"logs/{r.task.log_name}"}
+             "port": r.task.port, "pid": r.process.pid, "log": f"logs/{r.task.log_name}",
+             "exit_code": r.returncode}
             for r in self.tasks]})
 
     def _monitor(self, started: float) -> tuple[str, str | None]:
@@ -285,6 +288,8 @@ class Supervisor:
             for running in self.tasks:
                 if running.returncode is None:
                     running.returncode = running.process.poll()
+                    if running.returncode is not None:
+                        self._write_tasks()  # per-role states for `watch`
                     if running.returncode not in (None, 0):
                         return status.FAILED, self._failure(running)
             if all(r.returncode == 0 for r in workers):

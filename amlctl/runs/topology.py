@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from amlctl.metrics import filestore
 from amlctl.runs.spec import DATAREFERENCE_PREFIX, DistributionSpec, RunSpec
 
 HOST = "127.0.0.1"
@@ -142,6 +143,7 @@ def task_env(spec: RunSpec, task: Task, tasks: Sequence[Task], run_dir: Path,
     }
     for input_id, path in input_paths.items():
         env[DATAREFERENCE_PREFIX + input_id] = path
+    env.update(filestore.task_env(run_dir, spec.run_id))  # every role logs into the one run
     config = tf_config(task, tasks, spec.distribution)
     if config is not None:
         env["TF_CONFIG"] = config

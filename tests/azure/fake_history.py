@@ -8,7 +8,10 @@ Microsoft.MachineLearningServices/workspaces/W`:
 - content (`/content/v2.0`): snapshot upload (`snapshots/getblob` hands out SAS URLs of the
   workspace storage, then `POST snapshots/ID`);
 - execution (`/execution/v1.0`): `snapshotrun` starts a run; a client-chosen `runId` that
-  already exists is refused with 409, as the service does.
+  already exists is refused with 409, as the service does;
+- metrics (`/metric/v2.0`): a run's metric names (`runs/ID/list`) and each metric's values
+  with their steps (`runs/ID/full`), what `Run.get_metrics()` reads; a test logs values with
+  `log_metric`, as a job's `mlflow.log_metric` (through azureml-mlflow) records them.
 
 Routes are a table (`RunHistory.ROUTES`, method + regex after the workspace scope): a new
 route is one line there and one method. Runs move through statuses the fake drives: each read
@@ -82,6 +85,7 @@ class RunRecord:
     error: dict[str, Any] | None = None
     script: list[str] = field(default_factory=list)  # statuses still to come, one per read
     logs: dict[str, str] = field(default_factory=dict)  # log file name -> blob name
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # (step, value)
     run_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -113,6 +117,8 @@ class RunHistory:
          "_artifacts_by_prefix"),
         ("POST", r"/content/v2\.0/snapshots/([^/]+)", "_snapshot_create"),
         ("POST", r"/execution/v1\.0/experiments/([^/]+)/snapshotrun", "_start_run"),
+        ("POST", r"/metric/v2\.0/runs/([^/]+)/list", "_metrics_list"),
+        ("POST", r"/metric/v2\.0/runs/([^/]+)/full", "_metrics_full"),
     ]
 
     def __init__(self, service: FakeAzure) -> None:
@@ -140,7 +146,7 @@ class RunHistory:
 
     @staticmethod
     def serves(path: str) -> bool:
-        return bool(re.search(r"^/(history|content|execution|artifact)/v[12]\.0/", path))
+        return bool(re.search(r"^/(history|content|execution|artifact|metric)/v[12]\.0/", path))
 
     def handle(self, call: Call, ws: Workspace, rest: str) -> Response:
         """Route `rest` (the path after the workspace scope)."""
@@ -372,6 +378,29 @@ class RunHistory:
                              ) -> Response:
         self._run(ws, run_id)
         return self._json(200, {})  # no metric pipeline is modelled: always ingested
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def log_metric(self, ws: Workspace, run_id: str, name: str, value: float, step: int) -> None:
+        """Record a value of a run's metric, as a job logging it would."""
+        self._run(ws, run_id).metrics.setdefault(name, []).append((step, value))
+
+    def _metrics_list(self, call: Call, ws: Workspace, run_id: str) -> Response:
+        run = self._run(ws, run_id)
+        return self._json(200, {"value": [
+            {"metricKey": {"namespace": None, "name": name}, "columns": {name: "Double"}}
+            for name in run.metrics], "continuationToken": None})
+
+    def _metrics_full(self, call: Call, ws: Workspace, run_id: str) -> Response:
+        run = self._run(ws, run_id)
+        name = call.json().get("metricName")
+        if name not in run.metrics:
+            raise self._error(404, "NotFound", f"metric {name!r} not found in run {run_id}")
+        return self._json(200, {
+            "dataContainerId": f"dcid.{run.id}", "name": name, "columns": {name: "Double"},
+            "properties": {"uxMetricType": "azureml.v1.scalar"}, "continuationToken": None,
+            "value": [{"metricId": str(uuid.uuid4()), "createdUtc": _iso(_now()), "step": step,
+                       "data": {name: value}} for step, value in run.metrics[name]]})
 
     # -- snapshots and start ---------------------------------------------------------------------
 

@@ -82,9 +82,10 @@ def test_apply_then_plan_again_is_empty(context: Any, fake: FakeAzure) -> None:
 
 
 def with_secret_token(text: str) -> str:
-    return text.replace("environment: {pip: [tensorflow-cpu]}",
-                        "environment:\n      pip: [tensorflow-cpu]\n      env_vars:\n"
-                        "        TOKEN: \"{{ secret_env('RUN_TOKEN') }}\"")
+    old = "env_vars: {TF_CPP_MIN_LOG_LEVEL: 2, TF_ENABLE_ONEDNN_OPTS: 0}"
+    assert old in text, "the mnist example's env_vars line changed"
+    return text.replace(old, "env_vars: {TF_CPP_MIN_LOG_LEVEL: 2, TF_ENABLE_ONEDNN_OPTS: 0, "
+                             "TOKEN: \"{{ secret_env('RUN_TOKEN') }}\"}")
 
 
 @pytest.mark.parametrize("context", [with_secret_token], indirect=True)
@@ -99,7 +100,8 @@ def test_a_rotated_run_secret_does_not_submit_again(context: Any, fake: FakeAzur
     assert apply_plan(context, make_plan(context)).ok
     (start,) = fake.calls_to("POST", "/snapshotrun")
     env = start.json()["Configuration"]["environment"]["environmentVariables"]
-    assert env == {"TOKEN": "first-Token-1111"}  # the training process gets it
+    assert env == {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0",
+                   "TOKEN": "first-Token-1111"}  # the training process gets it
     monkeypatch.setenv("RUN_TOKEN", "second-Token-2222")
     context.loaded = load_manifest(context.loaded.path)
     plan = make_plan(context)

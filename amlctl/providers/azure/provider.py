@@ -27,6 +27,7 @@ from amlctl.providers.base import (
     SPEC_HASH_TAG,
     FileStore,
     LiveObject,
+    MetricSeries,
     Provider,
     RunInfo,
     RunRequest,
@@ -394,6 +395,11 @@ class AzureProvider(Provider):
         for line in self.runs().logs(run_id, follow):
             if role is None or line.startswith(f"[{role}"):
                 yield line
+
+    def run_metrics(self, run_id: str) -> list[MetricSeries]:
+        from amlctl.providers.azure.metrics import read_run_metrics
+
+        return read_run_metrics(self._require(), run_id, self.policy)
 
     # status ------------------------------------------------------------------------------------
 

@@ -10,18 +10,23 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.base import (
     FileStore,
     LiveObject,
+    MetricSeries,
     Provider,
+    RoleStatus,
     RunInfo,
     RunRequest,
 )
 from amlctl.providers.local import pool
 from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
+
+if TYPE_CHECKING:
+    from amlctl.metrics.filestore import StoreReader
 
 UPDATABLE = {
     "workspace": frozenset({"tags"}),
@@ -50,6 +55,7 @@ class LocalProvider(Provider):
         super().__init__(workspace, stack, state_dir)
         self.home = state_dir
         self.store = Store(state_dir / "state.db")
+        self._metric_reader: StoreReader | None = None
 
     def close(self) -> None:
         """Close the database."""
@@ -277,6 +283,27 @@ class LocalProvider(Provider):
         if self.store.get_run(run_id) is None:
             raise UsageError(f"no run {run_id!r}")
         return run_logs(self.store, run_id, role=role, follow=follow)
+
+    def run_metrics(self, run_id: str) -> list[MetricSeries]:
+        from amlctl.metrics.filestore import StoreReader, store_dir
+
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise UsageError(f"no run {run_id!r}")
+        if self._metric_reader is None:  # kept: a live view reads only what was appended
+            self._metric_reader = StoreReader()
+        found = self._metric_reader.read(store_dir(Path(row.run_dir)), run_id)
+        return [MetricSeries(key, tuple(p.step for p in points),
+                             tuple(p.value for p in points))
+                for key, points in found.items()]
+
+    def run_roles(self, run_id: str) -> list[RoleStatus]:
+        from amlctl.runs.roles import role_states
+
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise UsageError(f"no run {run_id!r}")
+        return role_states(row)
 
     def recover(self) -> list[str]:
         ws = self._workspace()

@@ -14,6 +14,12 @@ The script reads TF_CONFIG the way Azure ML sets it for a parameter-server job:
 - no TF_CONFIG: the same model trains in this single process.
 
 Every worker trains until the shared global step reaches --train_steps.
+
+Metrics go to MLflow when the job is tracked (Azure ML and amlctl's local backend both set
+MLFLOW_TRACKING_URI and MLFLOW_RUN_ID in every process, so all of them log into the job's one
+run; `mlflow-skinny` is enough): every worker logs its mean training `loss` every --log_every
+steps, worker 0 also the test `accuracy`, and the final `accuracy` at the end. Without MLflow,
+or outside a tracked job, the values are printed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +163,20 @@ def open_session(is_chief: bool, target: str, config: v1.ConfigProto | None) -> 
     return manager.wait_for_session(target, config=config, max_wait_secs=READY_TIMEOUT_SECS)
 
 
+def metric_logger() -> Callable[[str, float, int], None]:
+    """`log(key, value, step)`: mlflow.log_metric in a tracked job, else a print."""
+    tracked = os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_RUN_ID")
+    try:
+        import mlflow
+    except ImportError:
+        tracked = None
+    if not tracked:
+        return lambda key, value, step: print(f"metric {key}={value:.4f} step={step}",
+                                              flush=True)
+    mlflow.start_run()  # joins the job's run (MLFLOW_RUN_ID) before training starts
+    return lambda key, value, step: mlflow.log_metric(key, value, step=step)
+
+
 def train(args: argparse.Namespace, task: Task | None) -> None:
     """Build the graph, train until the shared step count is reached, report on the chief."""
     train_x, train_y, test_x, test_y = load_digits(Path(args.input_data))
@@ -184,14 +205,23 @@ def train(args: argparse.Namespace, task: Task | None) -> None:
         saver = v1.train.Saver()
         rng = np.random.default_rng(worker_index)
 
+        log_metric = metric_logger()
         with open_session(is_chief, target, config) as sess:
             step = sess.run(model.global_step)
-            next_report = REPORT_EVERY
+            next_report, next_log, losses = REPORT_EVERY, args.log_every, []
             while step < args.train_steps:
                 batch = rng.integers(0, len(train_x), size=args.batch_size)
                 feed = {model.images: train_x[batch], model.labels: train_y[batch]}
                 step, loss = sess.run([model.train_step, model.loss], feed)
+                losses.append(float(loss))
                 # Other workers advance the step too, so compare rather than test for equality.
+                if step >= next_log:
+                    # The mean since the last point: a smoother curve than one batch's loss.
+                    log_metric("loss", sum(losses) / len(losses), int(step))
+                    if is_chief:
+                        test = {model.images: test_x, model.labels: test_y}
+                        log_metric("accuracy", float(sess.run(model.accuracy, test)), int(step))
+                    losses, next_log = [], step + args.log_every
                 if is_chief and step >= next_report:
                     print(f"step={step} loss={loss:.4f}", flush=True)
                     next_report = step + REPORT_EVERY
@@ -206,6 +236,7 @@ def train(args: argparse.Namespace, task: Task | None) -> None:
             print(f"checkpoint={path}", flush=True)
             accuracy = sess.run(model.accuracy, {model.images: test_x, model.labels: test_y})
             print(f"accuracy={accuracy:.4f}", flush=True)
+            log_metric("accuracy", float(accuracy), int(step))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -218,6 +249,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--train_steps", type=int, default=500, help="global training steps, shared by all workers"
+    )
+    parser.add_argument(
+        "--log_every", type=int, default=10, help="steps between two points of the loss metric"
     )
     parser.add_argument("--batch_size", type=int, default=100, help="images per step")
     parser.add_argument("--learning_rate", type=float, default=0.01, help="Adam step size")
