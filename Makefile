@@ -62,6 +62,7 @@ bench: $(AZURE) $(AZURITE) ## startup, plan scale, upload, Azure request and run
 	$(BIN)/python bench/azure_requests.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/template_budget.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules

@@ -36,17 +36,19 @@ def validate(
 
     Exit code 1, with every problem as FILE:LINE:COL: field.path: message, if one is invalid.
     """
-    from amlctl.errors import ManifestError
+    from amlctl.errors import AmlctlError, ManifestError
 
     paths = ([file] if file else []) + list(files or [])
     failed = 0
     for path in paths or [None]:
         try:
             _validate_one(ctx, path)
-        except ManifestError as err:
+        except AmlctlError as err:
             if len(paths) <= 1:
                 raise
-            typer.echo(str(err), err=True)
+            # one bad file (unreadable, a pipe) must not hide the verdict on the others
+            typer.echo(str(err) if isinstance(err, ManifestError) else f"Error: {err}",
+                       err=True)
             failed += 1
     if failed:
         raise typer.Exit(1)
@@ -113,6 +115,11 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        from amlctl.errors import UsageError
+
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"--output {output}: {err.strerror or err}") from None
         typer.echo(f"wrote {output}", err=True)

@@ -26,10 +26,19 @@ class Settings:
     verbose: int = 0
 
 
+def file_path(text: str) -> Path:
+    """A file name from the command line; an empty one is an error, not the current folder."""
+    if not text:
+        raise typer.BadParameter("the file name is empty")
+    if "\0" in text:
+        raise typer.BadParameter("the file name contains a NUL character")
+    return Path(text)
+
+
 ManifestOption = Annotated[
     Path | None,
     typer.Option(
-        "--file", "-f", envvar="AMLCTL_FILE", show_default=False,
+        "--file", "-f", envvar="AMLCTL_FILE", show_default=False, parser=file_path,
         help="Manifest to read [default: ./amlctl.yaml].",
     ),
 ]
@@ -78,7 +87,7 @@ def global_options(
     ] = None,
     var_file: Annotated[
         list[Path] | None,
-        typer.Option("--var-file", envvar="AMLCTL_VAR_FILE", metavar="FILE",
+        typer.Option("--var-file", envvar="AMLCTL_VAR_FILE", metavar="FILE", parser=file_path,
                      help="YAML file of template variables (repeatable)."),
     ] = None,
     no_color: Annotated[

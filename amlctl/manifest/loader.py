@@ -7,7 +7,9 @@ walked once into plain data plus a position index, so later checks can point at 
 from __future__ import annotations
 
 import difflib
+import errno
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from amlctl.errors import ManifestError, Problem, UsageError
-from amlctl.manifest.template import Renderer, SensitiveStr, TemplateError, has_template
+from amlctl.manifest.template import (
+    BudgetError,
+    Renderer,
+    SensitiveStr,
+    TemplateError,
+    has_template,
+)
 
 MAX_FILE_BYTES = 1024 * 1024  # a manifest is config, not data
 MAX_VALUES = 100_000  # bounds alias expansion (billion laughs) in time and memory
+MAX_EXPANDED_TEXT = 8 * MAX_FILE_BYTES  # bounds aliases of a long string the same way
 MAX_DEPTH = 64  # no manifest nests deeper; a hostile one must not exhaust the stack
 DEFAULT_FILE = "amlctl.yaml"
 
@@ -52,6 +61,8 @@ class _Walk:
     problems: list[Problem] = field(default_factory=list)
     count: int = 0
     stopped: bool = False  # a size or depth limit was hit; the rest is not walked
+    text: int = 0  # characters of all strings, aliases expanded
+    budget_spent: bool = False  # the templates' budget is used up; the rest is not rendered
 
 
 def resolve_manifest_path(file: str | os.PathLike[str] | None) -> Path:
@@ -84,12 +95,17 @@ def load_manifest(
         )])
 
     variables = dict(data.get("vars") or {}) if isinstance(data.get("vars"), dict) else {}
+    origins: dict[str, _Walk] = {}  # the var file a variable was last set by
     for var_file in var_files:
-        variables.update(_read_var_file(Path(var_file)))
+        values, var_walk = _read_var_file(Path(var_file))
+        variables.update(values)
+        origins.update(dict.fromkeys(values, var_walk))
+    for name in var_overrides or {}:
+        origins.pop(name, None)
     variables.update(var_overrides or {})
 
     renderer = Renderer({}, environ=environ, allow_missing_secrets=allow_missing_secrets)
-    variables = _render_tree(variables, ("vars",), renderer, walk)
+    variables = _render_vars(variables, origins, renderer, walk)
     renderer.set_vars(variables)
     rendered = {
         key: value if key == "vars" else _render_tree(value, (key,), renderer, walk)
@@ -97,6 +113,7 @@ def load_manifest(
     }
     if "vars" in rendered:
         rendered["vars"] = variables
+    _check_nul(rendered, (), walk)
     if walk.problems:
         raise _manifest_error(walk.problems)
 
@@ -150,13 +167,22 @@ def locate(loaded_positions: Mapping[Path_, tuple[int, int]], path: Path_) -> tu
     return (1, 1)
 
 
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, so a message cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def problem_at(
     file: str, positions: Mapping[Path_, tuple[int, int]], path: Path_, message: str,
     severity: str = "error",
 ) -> Problem:
     """A Problem located at the position of `path` in the manifest."""
     line, column = locate(positions, path)
-    dotted = ".".join(str(p) for p in path)
+    # a key may hold control characters (terminal escapes): shown escaped, never raw
+    dotted = _printable(".".join(str(p) for p in path))
+    message = _printable(message)
     return Problem(file, line, column, dotted, message, severity)
 
 
@@ -164,17 +190,89 @@ def problem_at(
 
 
 def _read_yaml(file: Path) -> Any:
-    try:
-        size = file.stat().st_size
-    except FileNotFoundError:
-        raise UsageError(f"{file}: no such manifest (use -f FILE or set AMLCTL_FILE)") from None
-    if size > MAX_FILE_BYTES:
-        raise ManifestError(
-            [Problem(str(file), None, None, "", f"file is {size} bytes; the limit is "
-                     f"{MAX_FILE_BYTES} bytes for a manifest")]
-        )
-    text = file.read_bytes().decode("utf-8", errors="replace")
+    text = read_text_file(file, "manifest")
     return _parse_yaml(text, str(file))
+
+
+def read_text_file(file: Path, what: str) -> str:
+    """The UTF-8 text of a manifest or var file, read safely from untrusted paths.
+
+    Only a regular file is read, and at most MAX_FILE_BYTES of it: a named pipe (which would
+    block), a device (`/dev/zero`, which never ends) or a folder is refused without reading.
+    Invalid UTF-8 is an error at its line and column, not silently replaced.
+    """
+    name = str(file)
+    if not name:
+        raise UsageError(f"the {what} path is empty (use -f FILE or set AMLCTL_FILE)")
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(
+        os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(file, flags)
+    except OSError as err:
+        raise UsageError(_open_error(file, what, err)) from None
+    except ValueError:  # a NUL in the name: no file can have it
+        raise UsageError(f"{what} {str(file)!r}: the name contains a NUL character") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(info.st_mode)
+                    else "a named pipe" if stat.S_ISFIFO(info.st_mode)
+                    else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+            raise UsageError(f"{what} {file}: is {kind}; a {what} must be a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _too_big(file, info.st_size, what)
+        chunks = []
+        size = 0
+        while size <= MAX_FILE_BYTES:  # the file may grow while it is read
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise UsageError(_open_error(file, what, err)) from None
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise _too_big(file, size, what, more=True)
+    return _decode(b"".join(chunks), name)
+
+
+def _too_big(file: Path, size: int, what: str, more: bool = False) -> ManifestError:
+    shown = f"more than {MAX_FILE_BYTES}" if more else str(size)
+    return ManifestError([Problem(str(file), None, None, "", f"file is {shown} bytes; the "
+                                  f"limit is {MAX_FILE_BYTES} bytes for a {what}")])
+
+
+def _open_error(file: Path, what: str, err: OSError) -> str:
+    """A one-line reason a file could not be opened."""
+    reasons = {
+        errno.ENOENT: "no such file" + (" (use -f FILE or set AMLCTL_FILE)"
+                                        if what == "manifest" else ""),
+        errno.ELOOP: "too many levels of symbolic links (a symlink loop?)",
+        errno.ENAMETOOLONG: "file name too long (a path component is over 255 bytes?)",
+        errno.EACCES: "permission denied",
+        errno.ENOTDIR: "a part of the path is not a folder",
+        errno.EISDIR: "is a folder",
+    }
+    reason = reasons.get(err.errno or 0, err.strerror or str(err))
+    shown = str(file)
+    if len(shown) > 200:
+        shown = shown[:100] + "..." + shown[-40:]
+    return f"{what} {shown}: {reason}"
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        column = len(data[line_start:err.start].decode("utf-8", errors="replace")) + 1
+        bad = data[err.start:err.end].hex(" ")
+        raise ManifestError([Problem(name, line, column, "", f"invalid UTF-8 (byte {bad}): "
+                                     "save the file as UTF-8")]) from None
 
 
 def _parse_yaml(text: str, name: str) -> Any:
@@ -185,6 +283,7 @@ def _parse_yaml(text: str, name: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     yaml.Scanner = _depth_limited_scanner()
+    yaml.Constructor = _quiet_duplicate_constructor()
     try:
         return yaml.load(text)
     except DuplicateKeyError as err:
@@ -232,6 +331,29 @@ def _depth_limited_scanner() -> type:
     return DepthLimitedScanner
 
 
+@cache
+def _quiet_duplicate_constructor() -> type:
+    """ruamel's constructor, reporting a duplicate key without printing the values.
+
+    ruamel's own message prints both values: an alias bomb under a duplicate key would be
+    expanded into billions of items just to build that message.
+    """
+    from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
+
+    class QuietDuplicateConstructor(RoundTripConstructor):  # type: ignore[misc]
+        def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any,
+                              value: Any) -> bool:
+            if key in mapping:
+                shown = key if isinstance(key, str | int | float | bool) else type(key).__name__
+                shown = str(shown)[:60]
+                raise DuplicateKeyError("while constructing a mapping", node.start_mark,
+                                        f'found duplicate key "{shown}" with value',
+                                        key_node.start_mark)
+            return True
+
+    return QuietDuplicateConstructor
+
+
 def _syntax_message(err: Any) -> str:
     problem = (err.problem or "").strip()
     if "'\\t'" in problem:
@@ -251,25 +373,19 @@ def _duplicate_key_name(err: Exception) -> str:
     return ""
 
 
-def _read_var_file(file: Path) -> dict[str, Any]:
-    try:
-        size = file.stat().st_size
-        if size > MAX_FILE_BYTES:  # the same bound as a manifest: var files are config too
-            raise ManifestError([Problem(str(file), None, None, "", f"file is {size} bytes; "
-                                         f"the limit is {MAX_FILE_BYTES} bytes for a var file")])
-        text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"--var-file {file}: {err.strerror}") from None
+def _read_var_file(file: Path) -> tuple[dict[str, Any], _Walk]:
+    """The variables of a var file, with the walk that knows where each is written."""
+    text = read_text_file(file, "var file")
     raw = _parse_yaml(text, str(file))
     walk = _Walk(file=str(file))
     data = _to_data(raw, (), walk)
     if walk.problems:
         raise _manifest_error(walk.problems)
     if data is None:
-        return {}
+        return {}, walk
     if not isinstance(data, dict):
         raise ManifestError([Problem(str(file), 1, 1, "", "a var file must be a mapping")])
-    return data
+    return data, walk
 
 
 def _to_data(node: Any, path: Path_, walk: _Walk) -> Any:
@@ -277,13 +393,17 @@ def _to_data(node: Any, path: Path_, walk: _Walk) -> Any:
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     walk.count += 1
-    if walk.count > MAX_VALUES or len(path) > MAX_DEPTH:
+    if isinstance(node, str):
+        walk.text += len(node)
+    if walk.count > MAX_VALUES or len(path) > MAX_DEPTH or walk.text > MAX_EXPANDED_TEXT:
         if not walk.stopped:
             walk.stopped = True
             top = path[:1]  # the line of the top-level key is what a reader can find
             message = (
                 f"the manifest expands to more than {MAX_VALUES} values "
                 "(aliases of aliases: an alias bomb?)" if walk.count > MAX_VALUES
+                else f"the manifest expands to more than {MAX_EXPANDED_TEXT} characters "
+                "(aliases of a long string?)" if walk.text > MAX_EXPANDED_TEXT
                 else f"values nest deeper than {MAX_DEPTH} levels"
             )
             walk.problems.append(problem_at(walk.file, walk.positions, top, message))
@@ -374,18 +494,58 @@ def _plain_scalar(value: Any) -> Any:
 # --- templating ------------------------------------------------------------------------------
 
 
+def _render_vars(variables: dict[str, Any], origins: Mapping[str, _Walk], renderer: Renderer,
+                 walk: _Walk) -> dict[str, Any]:
+    """Render the variables; a problem in one set by a var file points into that file."""
+    rendered = {}
+    for name, value in variables.items():
+        origin = origins.get(name)
+        if origin is None:
+            rendered[name] = _render_tree(value, ("vars", name), renderer, walk)
+            continue
+        origin.budget_spent = walk.budget_spent
+        rendered[name] = _render_tree(value, (name,), renderer, origin)
+        walk.budget_spent = origin.budget_spent
+        walk.problems.extend(origin.problems)
+        origin.problems.clear()
+    return rendered
+
+
 def _render_tree(value: Any, path: Path_, renderer: Renderer, walk: _Walk) -> Any:
     if isinstance(value, dict):
         return {k: _render_tree(v, (*path, k), renderer, walk) for k, v in value.items()}
     if isinstance(value, list):
         return [_render_tree(v, (*path, i), renderer, walk) for i, v in enumerate(value)]
-    if isinstance(value, str) and has_template(value):
+    if isinstance(value, str) and has_template(value) and not walk.budget_spent:
         try:
             return renderer.render(value)
         except TemplateError as err:
-            walk.problems.append(problem_at(walk.file, walk.positions, path, str(err)))
+            # the budget is the manifest's: once spent, every later template would fail too
+            walk.budget_spent = isinstance(err, BudgetError)
+            walk.problems.append(problem_at(walk.file, walk.positions, path,
+                                            renderer.scrub(str(err))))
             return value
     return value
+
+
+def _check_nul(value: Any, path: Path_, walk: _Walk) -> None:
+    """A NUL character (YAML's "\\0") fits in no file name, argument or environment variable:
+    refused everywhere, before anything tries to use it."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if isinstance(key, str) and "\0" in key:
+                line, column = walk.positions.get((*path, key), locate(walk.positions, path))
+                shown = ".".join(map(str, path))  # the parent: the key itself is unprintable
+                walk.problems.append(Problem(walk.file, line, column, shown,
+                                             f"key {key!r} contains a NUL character"))
+            _check_nul(child, (*path, key), walk)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _check_nul(child, (*path, index), walk)
+    elif isinstance(value, str) and "\0" in value:
+        walk.problems.append(problem_at(walk.file, walk.positions, path,
+                                        "contains a NUL character, which no file name, "
+                                        "argument or environment variable can hold"))
 
 
 # --- models ----------------------------------------------------------------------------------

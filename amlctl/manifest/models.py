@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from amlctl.providers import BACKEND_NAMES
 
@@ -46,6 +47,36 @@ class StrictModel(BaseModel):
         if registry is not None and isinstance(data, dict):
             registry[id(data)] = cls
         return data
+
+
+# Upper bounds of counts: a typo or a hostile value must not start unbounded processes (the
+# local backend runs each process on this machine) nor overflow a stored integer.
+MAX_PROCESSES = 64  # workers, parameter servers, processes per node of one run
+MAX_RUN_NODES = 64  # nodes one run spreads over
+MAX_CLUSTER_NODES = 10_000  # nodes of a cluster (far above any core quota)
+MAX_SECONDS = 2**31 - 1  # durations, in seconds (68 years)
+
+
+def _no_bool(value: Any) -> Any:
+    """`true` is not the number 1 in a manifest (pydantic's lax mode would take it as 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def _version_one(value: Any) -> Any:
+    """Only the integer 1: `version: true` and `version: 1.0` are not versions."""
+    if type(value) is not int:
+        raise PydanticCustomError("literal_error", "Input should be 1", {"expected": "1"})
+    return value
+
+
+def count(default: Any = ..., *, ge: int = 1, le: int = MAX_PROCESSES, description: str) -> Any:
+    """A bounded integer field; the bound is in the schema and in the error message."""
+    return Field(default, ge=ge, le=le, description=f"{description} (at most {le}).")
+
+
+Count = Annotated[int, BeforeValidator(_no_bool)]
 
 
 def _scalar_to_str(value: Any) -> Any:
@@ -106,10 +137,13 @@ class Compute(StrictModel):
     vm_priority: Literal["dedicated", "lowpriority"] = Field(
         "dedicated", description="dedicated, or lowpriority (cheaper, can be preempted)."
     )
-    min_nodes: int = Field(0, ge=0, description="Nodes kept even when idle.")
-    max_nodes: int = Field(ge=1, description="Most nodes the cluster scales up to.")
-    idle_seconds_before_scaledown: int = Field(
-        1800, ge=0, description="Idle time before the cluster scales back to min_nodes."
+    min_nodes: Count = count(0, ge=0, le=MAX_CLUSTER_NODES,
+                             description="Nodes kept even when idle")
+    max_nodes: Count = count(ge=1, le=MAX_CLUSTER_NODES,
+                             description="Most nodes the cluster scales up to")
+    idle_seconds_before_scaledown: Count = count(
+        1800, ge=0, le=MAX_SECONDS,
+        description="Idle time before the cluster scales back to min_nodes"
     )
     vnet: Vnet | None = Field(None, description="Join this subnet (optional).")
     tags: Tags = {}
@@ -204,25 +238,25 @@ class ParameterServer(StrictModel):
     """TensorFlow parameter-server training: ps and worker processes with TF_CONFIG."""
 
     type: Literal["parameter_server"] = Field(description="parameter_server")
-    node_count: int = Field(1, ge=1, description="Nodes the run spreads over.")
-    worker_count: int = Field(1, ge=1, description="Worker processes in all.")
-    parameter_server_count: int = Field(1, ge=1, description="Parameter-server processes.")
+    node_count: Count = count(1, le=MAX_RUN_NODES, description="Nodes the run spreads over")
+    worker_count: Count = count(1, description="Worker processes in all")
+    parameter_server_count: Count = count(1, description="Parameter-server processes")
 
 
 class MultiWorker(StrictModel):
     """TensorFlow multi-worker training: workers only, with TF_CONFIG."""
 
     type: Literal["multi_worker"] = Field(description="multi_worker")
-    node_count: int = Field(1, ge=1, description="Nodes the run spreads over.")
-    worker_count: int = Field(1, ge=1, description="Worker processes in all.")
+    node_count: Count = count(1, le=MAX_RUN_NODES, description="Nodes the run spreads over")
+    worker_count: Count = count(1, description="Worker processes in all")
 
 
 class Mpi(StrictModel):
     """MPI launch (Horovod and the like)."""
 
     type: Literal["mpi"] = Field(description="mpi")
-    node_count: int = Field(1, ge=1, description="Nodes the run spreads over.")
-    process_count_per_node: int = Field(1, ge=1, description="Processes on each node.")
+    node_count: Count = count(1, le=MAX_RUN_NODES, description="Nodes the run spreads over")
+    process_count_per_node: Count = count(1, description="Processes on each node")
 
 
 class SingleProcess(StrictModel):
@@ -295,8 +329,8 @@ class Run(StrictModel):
     role_arguments: RoleArguments | None = Field(
         None, description="Per-role extra arguments (only with compat: batchai)."
     )
-    max_run_duration_seconds: int | None = Field(
-        None, ge=1, description="Cancel the run when it runs longer than this."
+    max_run_duration_seconds: Count | None = count(
+        None, le=MAX_SECONDS, description="Cancel the run when it runs longer than this"
     )
     tags: Tags = {}
 
@@ -327,7 +361,9 @@ class State(StrictModel):
 class Manifest(StrictModel):
     """The whole stack: one workspace and everything amlctl manages in it."""
 
-    version: Literal[1] = Field(description="Manifest format version (1).")
+    version: Annotated[Literal[1], BeforeValidator(_version_one)] = Field(
+        description="Manifest format version (1)."
+    )
     name: str = Field(description="Stack name; tag amlctl.stack on everything amlctl creates.")
     backend: Literal[BACKEND_NAMES] = Field(  # type: ignore[valid-type]
         "local", description="local, azure (SDK v1: azureml-sdk) or azure-v2 (SDK v2: "

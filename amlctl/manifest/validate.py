@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from amlctl.manifest.models import DataInput, Manifest
 
 DEFAULT_DATASTORE = "default"
+MAX_PROCESSES_PER_NODE = 16  # processes of one run on one node; the largest VMs have 8 GPUs
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what a POSIX shell can export
 
 # Azure ML naming rules, as the service enforces them.
 NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
@@ -80,8 +85,11 @@ class _Checker:
         )
 
     def run(self) -> None:
-        self.check_names()
         self.check_secrets_placement()
+        if self.problems:
+            # the other checks quote the values they refuse: one of them is a secret
+            return
+        self.check_names()
         self.check_computes()
         self.check_uploads()
         self.check_runs()
@@ -146,11 +154,17 @@ class _Checker:
         elif ".." in pure.parts:
             self.error(path, f"{value!r} must stay inside the datastore (no '..')")
 
-    def check_local_dir(self, value: str, path: tuple[str | int, ...]) -> None:
-        folder = self.loaded.root / value
-        if not folder.is_dir():
-            what = "does not exist" if not folder.exists() else "is not a folder"
+    def check_local_dir(self, value: str, path: tuple[str | int, ...]) -> bool:
+        """True if `value` names a folder; else an error at `path`."""
+        if not value.strip():
+            self.error(path, "must not be empty (write '.' for the manifest's folder)")
+            return False
+        kind = path_kind(self.loaded.root / value)
+        if kind != "folder":
+            what = "does not exist" if kind == "missing" else f"is {kind}, not a folder"
             self.error(path, f"{value!r} {what} (relative to {self.loaded.root or '.'})")
+            return False
+        return True
 
     def check_uploads(self) -> None:
         for name, upload in self.m.uploads.items():
@@ -193,9 +207,10 @@ class _Checker:
             if compute is None:
                 self.error((*path, "compute"), f"unknown compute {run.compute!r}"
                            + _choices(run.compute, list(self.m.computes)))
-            self.check_local_dir(run.source_directory, (*path, "source_directory"))
-            self.check_entry(name, run)
+            source_ok = self.check_local_dir(run.source_directory, (*path, "source_directory"))
+            self.check_entry(name, run, source_ok)
             self.check_distribution(path, run, compute)
+            self.check_env_vars(path, run)
             for input_path, data_input in _run_inputs(run, path):
                 self.check_datastore_ref(data_input.datastore, (*input_path, "datastore"))
                 self.check_inside_datastore(data_input.path, (*input_path, "path"))
@@ -208,10 +223,10 @@ class _Checker:
             if run.role_arguments is not None and run.compat != "batchai":
                 self.error((*path, "role_arguments"), "role_arguments needs compat: batchai")
             conda = run.environment.conda_file
-            if conda and not (self.loaded.root / conda).is_file():
+            if conda and path_kind(self.loaded.root / conda) != "a file":
                 self.error((*path, "environment", "conda_file"), f"{conda!r} does not exist")
 
-    def check_entry(self, name: str, run: Any) -> None:
+    def check_entry(self, name: str, run: Any, source_ok: bool) -> None:
         path = ("runs", name)
         if run.entry_script is not None and run.command is not None:
             self.error((*path, "command"), "give entry_script or command, not both")
@@ -219,11 +234,35 @@ class _Checker:
         if run.entry_script is None and run.command is None:
             self.error(path, "required field 'entry_script' is missing (or give a command)")
             return
-        if run.entry_script is not None:
-            script = self.loaded.root / run.source_directory / run.entry_script
-            if (self.loaded.root / run.source_directory).is_dir() and not script.is_file():
-                self.error((*path, "entry_script"),
-                           f"{run.entry_script!r} not found in {run.source_directory!r}")
+        if run.entry_script is None:
+            return
+        entry = run.entry_script
+        where = (*path, "entry_script")
+        pure = PurePosixPath(entry.replace("\\", "/"))
+        if not entry.strip() or pure.is_absolute() or re.match(r"^[A-Za-z]:", entry) \
+                or ".." in pure.parts:
+            self.error(where, f"{entry!r} must be a path inside source_directory "
+                              "(relative, no '..')")
+            return
+        if not source_ok:
+            return
+        source = self.loaded.root / run.source_directory
+        script = source / entry
+        if path_kind(script) != "a file":
+            self.error(where, f"{entry!r} not found in {run.source_directory!r}")
+            return
+        # a symbolic link may lead out of the folder that is snapshotted for the run
+        real_source = os.path.realpath(source)
+        if not os.path.realpath(script).startswith(real_source.rstrip(os.sep) + os.sep):
+            self.error(where, f"{entry!r} leads outside source_directory "
+                              f"{run.source_directory!r} (through a symbolic link)")
+
+    def check_env_vars(self, path: tuple[str | int, ...], run: Any) -> None:
+        for key in run.environment.env_vars:
+            if not ENV_NAME.match(key):
+                self.error((*path, "environment", "env_vars", key),
+                           f"invalid environment variable name {key!r}: letters, digits and "
+                           "'_', not starting with a digit")
 
     def check_distribution(self, path: tuple[str | int, ...], run: Any, compute: Any) -> None:
         dist = run.distribution
@@ -240,6 +279,54 @@ class _Checker:
         elif dist.type == "multi_worker" and node_count > dist.worker_count:
             self.error((*dpath, "node_count"), f"node_count ({node_count}) exceeds "
                        f"worker_count ({dist.worker_count})")
+        per_node = processes_per_node(dist)
+        if per_node > MAX_PROCESSES_PER_NODE:
+            field = "process_count_per_node" if dist.type == "mpi" else "worker_count"
+            self.error((*dpath, field), f"{per_node} processes would run on each of "
+                       f"{node_count} node(s); at most {MAX_PROCESSES_PER_NODE} per node "
+                       "(spread them over more nodes with node_count)")
+        elif compute is not None and per_node > 1:
+            size = vmsizes.lookup(compute.vm_size)
+            if size is not None and per_node > size.vcpus:
+                self.warn(dpath, f"{per_node} processes on each node of compute "
+                          f"{run.compute!r}, whose {size.name} nodes have {size.vcpus} vCPUs")
+
+
+def processes_per_node(dist: Any) -> int:
+    """Processes of a run on its busiest node."""
+    node_count = getattr(dist, "node_count", 1)
+    if dist.type == "parameter_server":
+        return -(-(dist.worker_count + dist.parameter_server_count) // node_count)
+    if dist.type == "multi_worker":
+        return -(-dist.worker_count // node_count)
+    if dist.type == "mpi":
+        return dist.process_count_per_node
+    return 1
+
+
+def path_kind(path: Path) -> str:
+    """'a file', 'folder', 'missing', or what else `path` is, without raising.
+
+    A name too long, a symlink loop or a path through a file read as 'missing' or as the
+    reason, never as an exception.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "missing"
+        reasons = {errno.ELOOP: "a symbolic link loop", errno.ENAMETOOLONG: "a name too long",
+                   errno.EACCES: "not readable"}
+        return reasons.get(err.errno or 0, err.strerror or "unreadable")
+    except ValueError:  # a NUL character; reported on its own
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "a file"
+    return "not a regular file"
 
 
 def _choices(name: str, options: list[str]) -> str:

@@ -163,7 +163,7 @@ def test_killed_at_random_moments(big_project: Path, cli: Cli) -> None:
     attempts = 0
     while sum(landed.values()) < KILLS_LANDED:
         attempts += 1
-        assert attempts <= 3 * KILLS_LANDED, f"too few kills landed: {landed}"
+        assert attempts <= 4 * KILLS_LANDED, f"too few kills landed: {landed}"
         command = "destroy" if attempts % 3 == 0 else "apply"
         _vary(big_project, attempts)
         log = big_project / f"kill-{attempts}.log"
@@ -180,8 +180,12 @@ def test_killed_at_random_moments(big_project: Path, cli: Cli) -> None:
         finished = "Apply complete" in output or "Destroy complete" in output
         if code == -sig and not finished:
             landed[sig] += 1
-        elif code != -sig:
-            assert code == 0, output  # it exited before the signal came: not counted
+            span *= 1.1  # reach later moments too
+        else:
+            if code != -sig:
+                assert code == 0, output  # it exited before the signal came: not counted
+            # the runs are shorter than measured (a loaded machine got quieter): aim earlier
+            span *= 0.7
         if attempts % 4 == 0:  # converge now and then (every kill is recovered by the next)
             _reapply_and_check(big_project, cli)
     _reapply_and_check(big_project, cli)

@@ -214,17 +214,32 @@ datastores:
     assert tolerant.missing_secrets == ["KEY"]
 
 
-@pytest.mark.parametrize("laundered", [
-    "{{ vars.key }}",
-    "prefix-{{ vars.key }}",
-    "{{ vars['key'] | upper }}",
-    "{{ vars.key | reverse | join }}",
-    "{{ vars.group.key ~ '' }}",
-    "{{ vars.group }}",
-    "{{ vars.key | length }}",
-    "{% for c in vars.key %}{{ c }}{% endfor %}",
+PLACEMENT = ("secret_env() may only be used for secret fields (account_key, sas_token, "
+             "admin_user_password, env_vars)")
+OPAQUE = "secret values are opaque to templates: they can be inserted whole"
+
+
+@pytest.mark.parametrize(("laundered", "message"), [
+    # inserted whole: the result is a secret, refused in a field that is not secret
+    ("{{ vars.key }}", PLACEMENT),
+    ("prefix-{{ vars.key }}", PLACEMENT),
+    ("{{ vars.group.key ~ '' }}", PLACEMENT),
+    ("{{ vars.group.values() | join }}", PLACEMENT),
+    # looked into: refused while rendering
+    ("{{ vars['key'] | upper }}", f"{OPAQUE} (alone, in text, joined) but not "
+                                  "read by the filter 'upper'"),
+    ("{{ vars.key | reverse | join }}", f"{OPAQUE} (alone, in text, joined) but not "
+                                        "read by the filter 'reverse'"),
+    ("{{ vars.key | length }}", f"{OPAQUE} (alone, in text, joined) but not "
+                                "read by the filter 'length'"),
+    ("{% for c in vars.key %}{{ c }}{% endfor %}", f"{OPAQUE} (alone, in text, "
+                                                   "joined) but not iterated over"),
+    # a mapping holding a secret is no tag value at all
+    ("{{ vars.group }}", "must be a string (got a mapping)"),
 ])
-def test_a_secret_cannot_be_laundered_through_vars(project: Path, laundered: str) -> None:
+def test_a_secret_cannot_be_laundered_through_vars(
+    project: Path, laundered: str, message: str
+) -> None:
     path = write(project, WORKSPACE.replace("version: 1\n", """\
 version: 1
 vars:
@@ -236,8 +251,7 @@ experiments:
     tags: {{copy: "{laundered}"}}
 """)
     assert errors_of(path, environ={"KEY": "hunter2"}) == [
-        f"{path}:13:12: experiments.mnist.tags.copy: secret_env() may only be used for secret "
-        "fields (account_key, sas_token, admin_user_password, env_vars)",
+        f"{path}:13:12: experiments.mnist.tags.copy: {message}",
     ]
 
 
@@ -303,6 +317,60 @@ def test_var_file_alias_bomb_is_refused(project: Path) -> None:
     ) + "\n")
     errors = errors_of(path, var_files=[var_file])
     assert len(errors) == 1 and "alias bomb" in errors[0]
+
+
+RUN = """\
+computes:
+  cpu: {vm_size: Standard_D2_v3, max_nodes: 1}
+experiments:
+  mnist: {}
+runs:
+  train:
+    experiment: mnist
+    compute: cpu
+    source_directory: src
+    entry_script: ENTRY
+"""
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "../outside.py"])
+def test_entry_script_may_not_lead_out_through_a_symlink(project: Path, target: str) -> None:
+    (project / "outside.py").write_text("print('not in the snapshot')\n")
+    (project / "src" / "link.py").symlink_to(target)
+    path = write(project, WORKSPACE + RUN.replace("ENTRY", "link.py"))
+    assert errors_of(path) == [
+        f"{path}:17:5: runs.train.entry_script: 'link.py' leads outside source_directory "
+        "'src' (through a symbolic link)",
+    ]
+
+
+def test_entry_script_may_be_a_symlink_inside_the_folder(project: Path) -> None:
+    (project / "src" / "main.py").symlink_to("train.py")
+    path = write(project, WORKSPACE + RUN.replace("ENTRY", "main.py"))
+    assert load_manifest(path).manifest.runs["train"].entry_script == "main.py"
+
+
+def test_a_control_character_in_a_key_is_shown_escaped(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("  location: westeurope\n",
+                                            "  location: westeurope\n  \"\\e[31mred\": x\n"))
+    assert errors_of(path) == [
+        f"{path}:8:3: workspace.\\x1b[31mred: unknown field '\\x1b[31mred'",
+    ]
+
+
+def test_a_template_error_in_a_var_file_points_into_the_var_file(project: Path) -> None:
+    path = write(project, WORKSPACE.replace("version: 1\n", "version: 1\nvars:\n  a: 1\n"))
+    var_file = project / "vars.yaml"
+    var_file.write_text("nodes: 2\nname: \"{{ nope }}\"\nsteps: \"{{ 'x'|center(2000000) }}\"\n")
+    errors = errors_of(path, var_files=[var_file])
+    assert errors == [
+        f"{var_file}:2:1: name: unknown name 'nope' in template (templates know vars.NAME, "
+        "env(name, default) and secret_env(name))",
+        f"{var_file}:3:1: steps: a centred string of 2000000 characters or items is too large "
+        "(the limit is 1048576)",
+    ]
+    # a --var of the same name wins, and is not reported in the file
+    assert len(errors_of(path, var_files=[var_file], var_overrides={"name": "plain"})) == 1
 
 
 def test_a_malformed_storage_key_fails_validation_without_showing_it(
