@@ -399,3 +399,28 @@ def test_two_runners_applying_at_once_one_proceeds(fake: FakeAzure,
     (ws,) = fake.workspaces.values()
     assert ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] == 4
     assert len(fake.calls_to("PATCH", "/computes/cpu")) == 1  # A's update only
+
+
+def test_runs_lists_every_run_of_the_stack_even_outside_the_manifest(
+        fake: FakeAzure, runner: Callable[[str], Runner], tmp_path: Path) -> None:
+    """`amlctl runs` finds runs by the stack's tag in every experiment of the workspace: a run
+    the manifest does not name (in an experiment it does not name either) is listed; a run
+    without the tag, or another stack's, is not."""
+    import dataclasses
+
+    fake.history.hold_runs = True
+    amlctl = runner("a")
+    checkout = write_project(tmp_path / "repo")
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    (ws,) = fake.workspaces.values()
+    with fake.lock:
+        (runs,) = fake.history.runs.values()
+        (ours,) = runs.values()
+        scratch = fake.history.add_experiment(ws, "scratch")
+        for run_id, tags in (("stray_run_1", {**ours.tags, "amlctl.run": "old-sweep"}),
+                             ("manual_run_1", {}),
+                             ("other_stack_1", {**ours.tags, "amlctl.stack": "other"})):
+            runs[run_id] = dataclasses.replace(ours, id=run_id, experiment=scratch, tags=tags)
+    listed = json.loads(ok(amlctl("--backend", "azure", "runs", "--json", cwd=checkout)).stdout)
+    assert sorted((r["id"], r["name"], r["experiment"]) for r in listed) == sorted([
+        (ours.id, "ps", "train"), ("stray_run_1", "old-sweep", "scratch")])
