@@ -25,6 +25,7 @@ from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.base import (
     OWNER_TAG,
     SPEC_HASH_TAG,
+    ComputeStatus,
     FileStore,
     LiveObject,
     MetricSeries,
@@ -403,5 +404,5 @@ class AzureProvider(Provider):
 
     # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         return self._computes().status(name)

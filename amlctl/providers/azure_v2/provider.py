@@ -32,6 +32,7 @@ from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import (
     OWNER_TAG,
     SPEC_HASH_TAG,
+    ComputeStatus,
     FileStore,
     LiveObject,
     Provider,
@@ -543,5 +544,5 @@ class AzureV2Provider(Provider):
 
     # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         return self._computes().status(name)

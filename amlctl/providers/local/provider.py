@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.base import (
+    ComputeStatus,
     FileStore,
     LiveObject,
     MetricSeries,
@@ -322,20 +323,19 @@ class LocalProvider(Provider):
 
     # status ----------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         ws = self._require_workspace()
         obj = self.store.get_object(ws.id, "compute", name)
         if obj is None:
             raise UsageError(f"no compute {name!r} in workspace {ws.name!r}")
         state = pool.status(self.store, ws.id, name, obj.attrs.get("min_nodes", 0),
                             obj.attrs.get("idle_seconds_before_scaledown", 1800))
-        return {"provisioningState": "Succeeded", "vmSize": obj.attrs.get("vm_size"),
-                "vmPriority": obj.attrs.get("vm_priority"),
-                "scaleSettings": {"minNodeCount": obj.attrs.get("min_nodes"),
-                                  "maxNodeCount": obj.attrs.get("max_nodes"),
-                                  "nodeIdleTimeBeforeScaleDown":
-                                      f"PT{obj.attrs.get('idle_seconds_before_scaledown')}S"},
-                **state.serialize()}
+        return ComputeStatus(
+            provisioning_state="Succeeded", allocation_state=state.allocation_state.capitalize(),
+            current_nodes=state.current_node_count, target_nodes=state.target_node_count,
+            nodes=dict(state.node_state_counts), min_nodes=obj.attrs.get("min_nodes"),
+            max_nodes=obj.attrs.get("max_nodes"), vm_size=obj.attrs.get("vm_size"),
+            vm_priority=obj.attrs.get("vm_priority"))
 
 
 def _run_info(row: RunRow) -> RunInfo:
