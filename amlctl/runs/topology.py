@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amlctl.metrics import filestore
+from amlctl.providers.logroles import task_name
 from amlctl.runs.spec import DATAREFERENCE_PREFIX, DistributionSpec, RunSpec
 
 HOST = "127.0.0.1"
@@ -46,7 +47,7 @@ class Task:
     @property
     def name(self) -> str:
         """`worker:1`: how logs and errors name the task."""
-        return f"{self.role}:{self.index}"
+        return task_name(self.role, self.index)
 
     @property
     def address(self) -> str:
