@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amlctl.providers.local.runs import status, topology
+from amlctl.providers.local.runs.spec import RunSpec
 from amlctl.providers.local.store import Store
 from amlctl.providers.logroles import choices, selects
-from amlctl.runs import status, topology
 from amlctl.runs.errors import RunError
-from amlctl.runs.spec import RunSpec
 
 FOLLOW_POLL_SECONDS = 0.2
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amlctl.metrics import filestore
+from amlctl.providers.local.runs.spec import DATAREFERENCE_PREFIX, DistributionSpec, RunSpec
 from amlctl.providers.logroles import task_name
-from amlctl.runs.spec import DATAREFERENCE_PREFIX, DistributionSpec, RunSpec
 
 HOST = "127.0.0.1"
 PS, WORKER = "ps", "worker"
