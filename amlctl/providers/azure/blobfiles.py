@@ -5,14 +5,21 @@ request that makes the blob visible, so a listing alone tells what is there. Con
 substitute: the service keeps one only for single-request uploads. Files up to
 `single_put_bytes` go in one request; larger ones as blocks committed with one block list, read
 and hashed as they stream (memory stays at one block).
+
+The listing is read straight from the service's XML pages (one request per 5,000 blobs,
+through the client's own pipeline: same auth and transport): the SDK's model deserializer
+took ~0.2 ms per blob, most of a no-op re-sync's time.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 from amlctl.providers.azure.records import PREFIX as RECORDS_PREFIX
 from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
@@ -45,16 +52,44 @@ class BlobFileStore:
 
         def listing() -> dict[str, RemoteFile]:
             out = {}
-            for blob in self.container.list_blobs(name_starts_with=start or None,
-                                                  include=["metadata"]):
+            for name, size, sha in self._blobs(start):
                 # amlctl's own records and state share the default container: never files
-                if blob.name.startswith((RECORDS_PREFIX, STATE_PREFIX)) or blob.name.endswith("/"):
+                if name.startswith((RECORDS_PREFIX, STATE_PREFIX)) or name.endswith("/"):
                     continue
-                out[blob.name[len(start):]] = RemoteFile(int(blob.size),
-                                                         (blob.metadata or {}).get(SHA_KEY))
+                out[name[len(start):]] = RemoteFile(size, sha)
             return out
 
         return call(f"listing {self.container.container_name}/{start}", listing, self.policy)
+
+    def _blobs(self, start: str) -> Iterator[tuple[str, int, str | None]]:
+        """(name, size, sha256 or None) of each blob under start, page by page."""
+        # both blob clients (azureml-core's vendored one and azure-storage-blob) keep their
+        # configured pipeline here; going through it keeps the credential and transport
+        pipeline = self.container._pipeline
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.pipeline.transport import HttpRequest
+
+        scheme, host, path, query, _ = urlsplit(self.container.url)
+        marker = ""
+        while True:
+            params = [*parse_qsl(query), ("restype", "container"), ("comp", "list"),
+                      ("include", "metadata"), ("maxresults", "5000")]
+            params += [("prefix", start)] if start else []
+            params += [("marker", marker)] if marker else []
+            # %20, not "+", for spaces: the shared-key signature reads the query decoded
+            url = urlunsplit((scheme, host, path, urlencode(params, quote_via=quote), ""))
+            request = HttpRequest("GET", url,
+                                  headers={"x-ms-version": self.container.api_version,
+                                           "Accept": "application/xml"})
+            response = pipeline.run(request, stream=False).http_response
+            if response.status_code != 200:
+                raise HttpResponseError(response=response)
+            page = ElementTree.fromstring(response.body())
+            for blob in page.iterfind("Blobs/Blob"):
+                yield _blob_entry(blob)
+            marker = page.findtext("NextMarker") or ""
+            if not marker:
+                return
 
     def put_file(self, src: Path, relpath: str) -> RemoteFile:
         """Upload src as relpath; the blob appears whole, with its sha256, or not at all."""
@@ -102,3 +137,19 @@ class BlobFileStore:
         except AzureCallError as e:
             if e.status != 404:
                 raise
+
+
+def _blob_entry(blob: ElementTree.Element) -> tuple[str, int, str | None]:
+    """Name, size and amlctl's sha256 of one <Blob> of a listing page."""
+    name_el = blob.find("Name")
+    name = name_el.text or "" if name_el is not None else ""
+    if name_el is not None and name_el.get("Encoded") == "true":  # names with XML-invalid chars
+        name = unquote(name)
+    size = int(blob.findtext("Properties/Content-Length") or 0)
+    sha = None
+    metadata = blob.find("Metadata")
+    if metadata is not None:
+        for item in metadata:  # metadata keys compare case-insensitively on the service
+            if item.tag.lower() == SHA_KEY:
+                sha = item.text
+    return name, size, sha
