@@ -150,10 +150,11 @@ def seed_datastore(url: str) -> Any:
 def make_tree(src: Path, small: int, large: int, large_mib: int) -> None:
     """Small files of random sizes in folders of 100, then `large` files of large_mib MiB."""
     rng = random.Random(11)
+    src.mkdir(parents=True)
     for index in range(small):
         folder = src / f"part{index // 100:04d}"
         if index % 100 == 0:
-            folder.mkdir(parents=True)
+            folder.mkdir()
         (folder / f"item{index:06d}.bin").write_bytes(rng.randbytes(rng.randint(256, 8192)))
     block = rng.randbytes(MiB)
     for index in range(large):

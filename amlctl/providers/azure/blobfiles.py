@@ -3,8 +3,10 @@
 Each blob carries the sha256 of its bytes in metadata (`amlctl_sha256`), written in the same
 request that makes the blob visible, so a listing alone tells what is there. Content-MD5 is no
 substitute: the service keeps one only for single-request uploads. Files up to
-`single_put_bytes` go in one request; larger ones as blocks committed with one block list, read
-and hashed as they stream (memory stays at one block).
+`single_put_bytes` (64 MiB, the SDK's own single-put limit) go in one request; larger ones as
+blocks committed with one block list, read and hashed as they stream (memory stays at one
+block). One request, not blocks, up to 64 MiB: Azurite takes about 3x as long to stage the
+same bytes as blocks, and blocks staged side by side do not go faster there.
 
 The listing is read straight from the service's XML pages (one request per 5,000 blobs,
 through the client's own pipeline: same auth and transport): the SDK's model deserializer
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ class BlobFileStore:
     """Files under `prefix` in a container (see amlctl.uploads.store for the contract)."""
 
     def __init__(self, container: Any, prefix: str, policy: RetryPolicy = DEFAULT_POLICY,
-                 single_put_bytes: int = 32 * 1024 * 1024,
+                 single_put_bytes: int = 64 * 1024 * 1024,
                  block_bytes: int = 8 * 1024 * 1024) -> None:
         self.container = container
         self.prefix = prefix.strip("/")
@@ -96,9 +99,13 @@ class BlobFileStore:
         name = self._name(relpath)
         blob = self.container.get_blob_client(name)
         with open(src, "rb") as f:
-            first = f.read(self.single_put_bytes + 1)
+            # a file known to be large never buffers more than a block; one that grew since
+            # its stat, past the single-put size, goes on as blocks from what was read
+            limit = (self.single_put_bytes + 1 if os.fstat(f.fileno()).st_size
+                     <= self.single_put_bytes else self.block_bytes)
+            first = f.read(limit)
             digest = hashlib.sha256(first)
-            if len(first) <= self.single_put_bytes:
+            if len(first) <= self.single_put_bytes and limit > self.single_put_bytes:
                 meta = {SHA_KEY: digest.hexdigest()}
                 call(f"uploading {name}", lambda: blob.upload_blob(
                     first, overwrite=True, metadata=meta), self.policy)
