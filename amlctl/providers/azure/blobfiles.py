@@ -38,7 +38,7 @@ class BlobFileStore:
 
     def __init__(self, container: Any, prefix: str, policy: RetryPolicy = DEFAULT_POLICY,
                  single_put_bytes: int = 64 * 1024 * 1024,
-                 block_bytes: int = 8 * 1024 * 1024) -> None:
+                 block_bytes: int = 4 * 1024 * 1024) -> None:
         self.container = container
         self.prefix = prefix.strip("/")
         self.policy = policy
@@ -107,16 +107,18 @@ class BlobFileStore:
             digest = hashlib.sha256(first)
             if len(first) <= self.single_put_bytes and limit > self.single_put_bytes:
                 meta = {SHA_KEY: digest.hexdigest()}
-                call(f"uploading {name}", lambda: blob.upload_blob(
-                    first, overwrite=True, metadata=meta), self.policy)
+                call(f"uploading {name}", lambda data=first: blob.upload_blob(
+                    data, overwrite=True, metadata=meta), self.policy)
                 return RemoteFile(len(first), meta[SHA_KEY])
-            return self._put_blocks(blob, name, f, first, digest)
+            held = [first]
+            del first  # the blocks hold one buffer at a time: this frame must not keep one
+            return self._put_blocks(blob, name, f, held, digest)
 
-    def _put_blocks(self, blob: Any, name: str, f: Any, first: bytes,
+    def _put_blocks(self, blob: Any, name: str, f: Any, held: list[bytes],
                     digest: Any) -> RemoteFile:
         ids: list[str] = []
         size = 0
-        pending = first
+        pending = held.pop()
         while True:
             for offset in range(0, len(pending), self.block_bytes):
                 chunk = pending[offset:offset + self.block_bytes]
