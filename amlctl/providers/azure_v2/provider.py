@@ -32,12 +32,14 @@ from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import (
     OWNER_TAG,
     SPEC_HASH_TAG,
+    ComputeStatus,
     FileStore,
     LiveObject,
     Provider,
     RunInfo,
     RunRequest,
 )
+from amlctl.providers.logroles import FOLLOW_ONE_ROLE, only_role, role_of_log
 
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
@@ -490,13 +492,13 @@ class AzureV2Provider(Provider):
 
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
+        if follow and role is not None:
+            raise UsageError(FOLLOW_ONE_ROLE)
         lines = self._follow(run_id) if follow else self._downloaded_logs(run_id)
-        for line in lines:
-            if role is None or line.startswith(f"[{role}"):
-                yield line
+        yield from only_role(lines, role, run_id)
 
     def _downloaded_logs(self, run_id: str) -> Iterator[str]:
-        """The job's log artifacts (`jobs.download`), each line prefixed by its file stem."""
+        """The job's log artifacts (`jobs.download`), each line prefixed by its task."""
         info = self.get_run(run_id)
         if info is None:
             raise ProviderError(f"no run {run_id!r}")
@@ -510,7 +512,7 @@ class AzureV2Provider(Provider):
             for path in sorted(Path(folder).rglob("*.txt")):
                 with open(path, encoding="utf-8", errors="replace") as f:
                     for line in f:
-                        yield f"[{path.stem}] {line.rstrip()}"
+                        yield f"[{role_of_log(path.stem)}] {line.rstrip()}"
 
     def _follow(self, run_id: str) -> Iterator[str]:
         """What `jobs.stream` prints, line by line, while the job runs."""
@@ -543,5 +545,5 @@ class AzureV2Provider(Provider):
 
     # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         return self._computes().status(name)
