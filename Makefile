@@ -60,6 +60,7 @@ bench: $(AZURE) $(AZURITE) ## startup, plan scale, upload, Azure request and run
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/uploads.py --quick
 	$(BIN)/python bench/azure_requests.py
+	$(BIN)/python bench/azure_uploads.py --quick
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/template_budget.py

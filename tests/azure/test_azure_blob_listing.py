@@ -33,3 +33,21 @@ def test_listing_follows_pages_past_5000_blobs(workspace: Any, fake: FakeAzure) 
     assert len(listing) == COUNT
     assert sorted(listing) == sorted(n.removeprefix("many/") for n in names)
     assert {(f.size, f.sha256) for f in listing.values()} == {(1, digest)}
+
+
+def test_listing_reads_names_sizes_and_hashes_as_written(workspace: Any, fake: FakeAzure) -> None:
+    """The listing is parsed from the service's XML: odd names (spaces, %, &, <, unicode)
+    and the prefix come back exactly; blobs without amlctl's hash list with None."""
+    ds = workspace.get_default_datastore()
+    container = ds.blob_service.get_container_client(ds.container_name)
+    odd = {"a b/c%20d.txt": b"1", "x&y<z>.bin": b"22", "dir/\u00e9t\u00e9 \u2603.txt": b"333"}
+    for name, data in odd.items():
+        container.upload_blob(f"odd dir/{name}", data,
+                              metadata={SHA_KEY: hashlib.sha256(data).hexdigest()})
+    container.upload_blob("odd dir/foreign.txt", b"4444")  # not written by amlctl
+    container.upload_blob("odd dirx/next.txt", b"5")  # shares the prefix's letters only
+    listing = BlobFileStore(container, "odd dir").list_files()
+    assert {p: (f.size, f.sha256) for p, f in listing.items()} == {
+        **{n: (len(d), hashlib.sha256(d).hexdigest()) for n, d in odd.items()},
+        "foreign.txt": (4, None),
+    }
