@@ -286,3 +286,25 @@ def test_metrics_with_their_steps(provider: AzureV2Provider, fake: FakeV2Azure,
     assert fake.calls_to("POST", f"/runs/{info.id}/full")
     with pytest.raises(ProviderError, match="no run 'nope'"):
         provider.run_metrics("nope")
+
+
+def test_the_sdks_own_stream_reads_the_fakes_run_history(provider: AzureV2Provider,
+                                                         fake: FakeV2Azure, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """`jobs.stream` itself, against the routes amlctl's own reading uses: the fake's run
+    history answers it as the service does (rank 0's logs, then the summary)."""
+    from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
+
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MIN", 0)
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MAX", 0)
+    fake.job_script = ["Running", "Completed"]
+    info = provider.submit_run(request(tmp_path))
+    capsys.readouterr()
+    provider.client().jobs.stream(info.id)
+    out = capsys.readouterr().out
+    assert "Streaming user_logs/std_log_ps_0.txt" in out
+    assert "Streaming user_logs/std_log_worker_0.txt" in out
+    assert "std_log_worker_1" not in out  # the SDK streams rank 0 only
+    assert f"worker_0: run {info.id} ended Completed" in out and "Execution Summary" in out
