@@ -235,6 +235,8 @@ def test_a_finished_jobs_logs_per_role(provider: AzureV2Provider, fake: FakeV2Az
     assert f"[worker:1] worker_1: run {info.id} ended Completed" in lines
     only = list(provider.run_logs(info.id, role="ps:0"))
     assert only and all(line.startswith("[ps:0] ") for line in only)
+    workers = list(provider.run_logs(info.id, role="worker"))  # a role: all its processes
+    assert roles(workers) == {"[worker:0]", "[worker:1]"}
     assert fake.calls_to("GET", f"/history/v1.0/subscriptions/{fake.subscription_id}")
 
 

@@ -39,6 +39,12 @@ def role_of(log_name: str) -> str:
     return log_role(PurePosixPath(log_name).stem)
 
 
+def has_role(line: str, role: str) -> bool:
+    """Whether a prefixed log line is of `role`: a role (`worker`: every worker) or one
+    process (`worker:1`), as the local backend's filter reads it."""
+    return line.startswith((f"[{role}]", f"[{role}:"))
+
+
 class JobHistory:
     """The run history side of one workspace's jobs, through an MLClient."""
 

@@ -537,9 +537,11 @@ class AzureV2Provider(Provider):
         `follow` keeps reading until the job ends."""
         if self._get_job(run_id) is None:
             raise ProviderError(f"no run {run_id!r}")
+        from amlctl.providers.azure_v2.history import has_role
+
         history = self._history()
         for line in history.follow(run_id) if follow else history.logs(run_id):
-            if role is None or line.startswith(f"[{role}]"):
+            if role is None or has_role(line, role):
                 yield line
 
     def run_metrics(self, run_id: str) -> list[MetricSeries]:
