@@ -81,6 +81,7 @@ def test_requests_per_plan_do_not_grow_with_runs(fake: FakeV2Azure,
                         computes=3, datastores=2, uploads=2, runs=4)
     jobs = [k for k in big if k.startswith("GET /WS/jobs")]
     assert [big[k] for k in jobs] == [1], big  # the workspace's jobs, listed once per plan
+    assert big["GET /WS"] == 1, "opening the state and reading the workspace share one GET"
     # Inherent, one per resource: a listing of each upload's target folder, and each
     # datastore's secrets (ARM lists datastores without them; SDK v2 then asks each one's
     # `listSecrets`, which the plan needs to see a rotated key). Nothing else grows.

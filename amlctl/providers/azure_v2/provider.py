@@ -68,6 +68,7 @@ class AzureV2Provider(Provider):
     def _forget(self) -> None:
         """Drop what one command keeps of what it read (a plan lists the jobs once)."""
         self._listed_jobs: dict[str | None, list[RunRecord]] = {}  # tag key (None: all)
+        self._opened: Any = None  # the workspace `_open` read, for the next read_all
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -100,7 +101,8 @@ class AzureV2Provider(Provider):
 
     def _open(self) -> bool:
         if self._exists is None:
-            self._exists = self._workspace() is not None
+            self._opened = self._workspace()
+            self._exists = self._opened is not None
         return self._exists
 
     def _require(self) -> Any:
@@ -193,7 +195,8 @@ class AzureV2Provider(Provider):
     # objects -----------------------------------------------------------------------------------
 
     def read_all(self) -> dict[str, LiveObject]:
-        ws = self._workspace()
+        # the workspace opening the state just read, else a fresh read
+        ws, self._opened = self._opened or self._workspace(), None
         self._exists = ws is not None
         if ws is None:
             return {}
@@ -291,6 +294,7 @@ class AzureV2Provider(Provider):
         call(f"creating resource group {name}", ensure, self.policy)
 
     def _set_workspace_tags(self, tags: dict[str, str], owner: str | None) -> None:
+        self._opened = None  # changed below: read it again next time
         ws = self._workspace()
         if ws is None:
             raise ProviderError(f"workspace {self.workspace['name']!r} does not exist")
