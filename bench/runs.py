@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from amlctl.providers.local.runs import status
+from amlctl.providers.local.runs.spec import build_spec
+from amlctl.providers.local.runs.submit import submit, wait_for
 from amlctl.providers.local.store import Store
-from amlctl.runs import status
-from amlctl.runs.spec import build_spec
-from amlctl.runs.submit import submit, wait_for
 
 TARGET_OVERHEAD_SECONDS = 1.0
 STAMP = ("import os, time, pathlib; pathlib.Path(os.environ.get('STAMP_DIR', 'outputs'), "

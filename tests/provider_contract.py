@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amlctl.providers.base import Provider
+from amlctl.providers.base import ComputeStatus, Provider
 
 STACK = "contract"
 COMPUTE: dict[str, Any] = {
@@ -70,14 +70,17 @@ class ProviderContract:
         provider.delete("compute.cpu")
         assert "compute.cpu" not in provider.read_all()
 
-    def test_status_shaped_like_get_status(self, provider: Provider) -> None:
+    def test_status_is_a_typed_compute_status(self, provider: Provider) -> None:
         """An idle cluster settles at min_nodes nodes, all idle (AmlCompute keeps that floor)."""
         provider.create("compute.cpu", {**COMPUTE, "min_nodes": 2}, {})
         status = provider.compute_status("cpu")
-        assert status["currentNodeCount"] == 2
-        counts = status["nodeStateCounts"]
-        assert (counts["idleNodeCount"], counts["runningNodeCount"]) == (2, 0)
-        assert status["allocationState"] == "Steady"
+        assert isinstance(status, ComputeStatus)
+        assert (status.current_nodes, status.target_nodes) == (2, 2)
+        assert status.nodes == {"idle": 2, "running": 0, "preparing": 0, "leaving": 0,
+                                "preempted": 0, "unusable": 0}
+        assert (status.allocation_state, status.provisioning_state) == ("Steady", "Succeeded")
+        assert (status.min_nodes, status.max_nodes) == (2, COMPUTE["max_nodes"])
+        assert status.errors == ()
 
     def test_no_runs_before_any_submission(self, provider: Provider) -> None:
         assert provider.list_runs() == []

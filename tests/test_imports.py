@@ -96,3 +96,19 @@ def test_other_templates_load_jinja2(tmp_path: Path) -> None:
     (tmp_path / "amlctl.yaml").write_text(PLAIN.replace("name: plain\n",
                                                         "name: \"{{ 'plain' | upper }}\"\n"))
     assert "jinja2" in modules_of(tmp_path, "validate")
+
+
+def test_the_shared_runs_package_imports_no_backend() -> None:
+    """amlctl.runs holds what every backend shares; the local backend's run machinery lives
+    in amlctl.providers.local.runs, so nothing in amlctl.runs may import a provider (that
+    was a package cycle: runs -> providers.local -> runs)."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "amlctl" / "runs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.startswith("amlctl.providers")]
+    assert offenders == []

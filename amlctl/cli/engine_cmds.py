@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from amlctl.engine.executor import ApplyResult
     from amlctl.engine.plan import Plan
     from amlctl.engine.planner import Context
+    from amlctl.providers.base import ComputeStatus
 
 TargetOption = Annotated[
     list[str] | None,
@@ -356,7 +357,7 @@ def status(
 
     if json_output:
         typer.echo(json.dumps({
-            "computes": computes,
+            "computes": {name: state.to_json() for name, state in computes.items()},
             "runs": [{"id": r.id, "name": r.name, "experiment": r.experiment,
                       "status": r.status, "error": r.error,
                       "metrics": latest_values(metrics[r.id])} for r in runs],
@@ -378,18 +379,18 @@ def status(
         typer.echo("  (none)")
 
 
-def _compute_line(state: dict[str, Any]) -> str:
+def _compute_line(state: ComputeStatus) -> str:
     """One cluster's status; a cluster still provisioning has no node counts yet."""
-    if "currentNodeCount" not in state:
-        return f"provisioning state {state.get('provisioningState', 'unknown')}"
-    counts = state.get("nodeStateCounts") or {}
-    nodes = ", ".join(f"{label} {counts.get(key + 'NodeCount', 0)}" for key, label in (
-        ("idle", "idle"), ("running", "running"), ("preparing", "preparing"),
-        ("leaving", "leaving"), ("preempted", "preempted"), ("unusable", "unusable")))
-    scale = state.get("scaleSettings") or {}
-    line = (f"{state.get('allocationState', '?')}, {state['currentNodeCount']} nodes ({nodes}), "
-            f"min {scale.get('minNodeCount', '?')} max {scale.get('maxNodeCount', '?')}")
-    return line + (f", errors: {state['errors']}" if state.get("errors") else "")
+    from amlctl.providers.base import NODE_STATES
+
+    if not state.provisioned:
+        return f"provisioning state {state.provisioning_state}"
+    nodes = ", ".join(f"{name} {state.nodes.get(name, 0)}" for name in NODE_STATES)
+    bound = ("?" if state.min_nodes is None else state.min_nodes,
+             "?" if state.max_nodes is None else state.max_nodes)
+    line = (f"{state.allocation_state or '?'}, {state.current_nodes} nodes ({nodes}), "
+            f"min {bound[0]} max {bound[1]}")
+    return line + (f", errors: {'; '.join(state.errors)}" if state.errors else "")
 
 
 def import_(

@@ -85,7 +85,8 @@ def logs(
     file: ManifestOption = None,
     follow: Annotated[bool, typer.Option("--follow", "-F", help="Keep streaming until the run "
                                           "ends.")] = False,
-    role: Annotated[str | None, typer.Option(help="Only this process, e.g. worker:1 or ps:0."
+    role: Annotated[str | None, typer.Option(help="Only this process (worker:1, ps:0) or role "
+                                             "(worker); the same names on every backend."
                                              )] = None,
 ) -> None:
     """Print a run's logs (one stream per role, lines prefixed by role)."""

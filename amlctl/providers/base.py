@@ -116,6 +116,51 @@ class RoleStatus:
     exit_code: int | None = None
 
 
+# The node states AmlCompute counts a cluster's nodes in; every backend reports all six.
+NODE_STATES = ("idle", "running", "preparing", "leaving", "preempted", "unusable")
+
+
+@dataclass(frozen=True)
+class ComputeStatus:
+    """A cluster's live state, the same shape on every backend (`amlctl status` renders it;
+    `status --json` prints `to_json()`, documented in docs/status-json.md).
+
+    Node counts are None while the service cannot tell yet (a cluster still provisioning).
+    """
+
+    provisioning_state: str  # Succeeded, Creating, Failed, ... ("Unknown" when not reported)
+    allocation_state: str | None  # Steady or Resizing
+    current_nodes: int | None
+    target_nodes: int | None
+    nodes: dict[str, int]  # node state (NODE_STATES) -> count; empty while provisioning
+    min_nodes: int | None
+    max_nodes: int | None
+    errors: tuple[str, ...] = ()  # one line per error the service reports
+    vm_size: str | None = None
+    vm_priority: str | None = None  # dedicated | lowpriority
+
+    @property
+    def provisioned(self) -> bool:
+        """Whether node counts are known (they are not while a cluster is being created)."""
+        return self.current_nodes is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable `status --json` shape: snake_case keys, every node state present."""
+        return {
+            "provisioning_state": self.provisioning_state,
+            "allocation_state": self.allocation_state,
+            "current_nodes": self.current_nodes,
+            "target_nodes": self.target_nodes,
+            "nodes": {state: self.nodes.get(state, 0) for state in NODE_STATES}
+            if self.provisioned else {},
+            "min_nodes": self.min_nodes,
+            "max_nodes": self.max_nodes,
+            "errors": list(self.errors),
+            "vm_size": self.vm_size,
+            "vm_priority": self.vm_priority,
+        }
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """What the engine hands a provider to submit a run."""
@@ -252,8 +297,8 @@ class Provider(ABC):
     # status ----------------------------------------------------------------------------------
 
     @abstractmethod
-    def compute_status(self, name: str) -> dict[str, Any]:
-        """A cluster's state, shaped like the SDK's get_status().serialize()."""
+    def compute_status(self, name: str) -> ComputeStatus:
+        """A cluster's live state: nodes by state, allocation, scale bounds, errors."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

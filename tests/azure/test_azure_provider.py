@@ -84,7 +84,7 @@ def test_compute_scale_settings_update_in_place(provider: AzureProvider,
     assert differences(want, provider.read_all()["compute.cpu"].attrs) == {}
     assert len(fake.calls_to("PATCH", "/computes/cpu")) == 1
     assert len(fake.calls_to("PUT", "/computes/cpu")) == 1
-    assert provider.compute_status("cpu")["currentNodeCount"] == 1
+    assert provider.compute_status("cpu").current_nodes == 1
     with pytest.raises(ProviderError, match="vm_size cannot change in place"):
         provider.update("compute.cpu", {**want, "vm_size": "STANDARD_NC6"}, ["vm_size"], {})
 

@@ -16,7 +16,7 @@ import pytest
 from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
 from fake_service import FakeAzure
 
-from amlctl.errors import ProviderError
+from amlctl.errors import ProviderError, UsageError
 from amlctl.manifest.models import Run
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
@@ -136,6 +136,13 @@ def test_cancel_and_logs_per_role(fake: FakeAzure, provider: AzureProvider,
     worker1 = list(provider.run_logs(info.id, role="worker:1"))
     assert worker1 and all(line.startswith("[worker:1] ") for line in worker1)
     assert any("ended Canceled" in line for line in worker1)
+    workers = {line.split("]")[0] for line in provider.run_logs(info.id, role="worker")}
+    assert workers == {"[worker:0", "[worker:1"}  # a role picks all its tasks
+    with pytest.raises(ProviderError, match=r"no process 'chief' .* choose one of: ps, "
+                                            r"worker, ps:0, worker:0, worker:1"):
+        list(provider.run_logs(info.id, role="chief"))
+    with pytest.raises(UsageError, match="--role cannot be combined with --follow"):
+        list(provider.run_logs(info.id, role="worker:1", follow=True))
     # canceling a finished run sends nothing
     assert provider.cancel_run(info.id).status == "Canceled"
     assert len(fake.calls_to("POST", "/cancel")) == 1

@@ -79,6 +79,9 @@ def test_logs_follow_and_metrics_of_a_run(fake: FakeV2Azure, azure_v2_edge: Any,
     amlctl("apply", "--auto-approve")
     [job] = fake.job_bodies(RG, WS)
     followed = amlctl("logs", "run.ps", "--follow").splitlines()
+    # (each details read moves the job on: the role-picked follow below reads it ended)
+    assert amlctl("logs", "run.ps", "--follow", "--role", "ps").splitlines() == [
+        line for line in followed if line.startswith("[ps:0] ")]
     assert fake.job_bodies(RG, WS)[job]["properties"]["status"] == "Completed"
     for role, proc in (("ps:0", "ps_0"), ("worker:0", "worker_0"), ("worker:1", "worker_1")):
         mine = [line for line in followed if line.startswith(f"[{role}] ")]

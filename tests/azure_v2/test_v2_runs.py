@@ -237,6 +237,8 @@ def test_a_finished_jobs_logs_per_role(provider: AzureV2Provider, fake: FakeV2Az
     assert only and all(line.startswith("[ps:0] ") for line in only)
     workers = list(provider.run_logs(info.id, role="worker"))  # a role: all its processes
     assert roles(workers) == {"[worker:0]", "[worker:1]"}
+    with pytest.raises(ProviderError, match=r"no process 'chief:0'.*choose one of: ps, worker"):
+        list(provider.run_logs(info.id, role="chief:0"))
     assert fake.calls_to("GET", f"/history/v1.0/subscriptions/{fake.subscription_id}")
 
 

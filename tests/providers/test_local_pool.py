@@ -112,12 +112,10 @@ def test_clusters_are_independent(store: Store, ws: WorkspaceRow) -> None:
     assert nodes(store, ws, compute="cpu") == (4, 4, 0)
 
 
-def test_serialized_status_is_shaped_like_the_sdk(store: Store, ws: WorkspaceRow) -> None:
+def test_status_counts_busy_nodes_as_running(store: Store, ws: WorkspaceRow) -> None:
     assert pool.acquire(store, ws.id, "cpu", "run-1", 2, max_nodes=4)
-    body = pool.status(store, ws.id, "cpu", 1, IDLE).serialize()
-    assert body["currentNodeCount"] == 2 and body["targetNodeCount"] == 2
-    assert body["allocationState"] == "Steady"
-    assert body["nodeStateCounts"] == {
-        "idleNodeCount": 0, "runningNodeCount": 2, "preparingNodeCount": 0,
-        "leavingNodeCount": 0, "preemptedNodeCount": 0, "unusableNodeCount": 0}
-    assert body["errors"] == []
+    state = pool.status(store, ws.id, "cpu", 1, IDLE)
+    assert (state.current_node_count, state.target_node_count) == (2, 2)
+    assert state.allocation_state == "steady"
+    assert state.node_state_counts == {"idle": 0, "running": 2, "preparing": 0,
+                                       "leaving": 0, "preempted": 0, "unusable": 0}

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from amlctl.providers.local.runs import status
+from amlctl.providers.local.runs.spec import build_spec
+from amlctl.providers.local.runs.submit import cancel, submit, wait_for
 from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
-from amlctl.runs import status
-from amlctl.runs.spec import build_spec
-from amlctl.runs.submit import cancel, submit, wait_for
 
 # Every task prints --lines lines, records who it is and what it was given in
 # outputs/<role>_<index>.json, then behaves as its arguments say. A parameter server serves

@@ -9,8 +9,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from amlctl.runs import status
-from amlctl.runs.envs import MARKER, ensure_env, env_hash
+from amlctl.providers.local.runs import status
+from amlctl.providers.local.runs.envs import MARKER, ensure_env, env_hash
 from tests.runs.conftest import RunEnv
 
 

@@ -15,12 +15,12 @@ import pytest
 from waiting import wait_until
 
 from amlctl.providers.local import pool
+from amlctl.providers.local.runs import procs, status
+from amlctl.providers.local.runs.spec import build_spec
+from amlctl.providers.local.runs.submit import cancel, submit, task_pids, wait_for
+from amlctl.providers.local.runs.supervisor import STOP_GRACE_SECONDS
 from amlctl.providers.local.store import Store
-from amlctl.runs import procs, status
 from amlctl.runs.errors import RunError
-from amlctl.runs.spec import build_spec
-from amlctl.runs.submit import cancel, submit, task_pids, wait_for
-from amlctl.runs.supervisor import STOP_GRACE_SECONDS
 from tests.runs.conftest import RunEnv
 
 PS_1_WORKERS_2 = {"type": "parameter_server", "node_count": 2, "worker_count": 2,
@@ -139,8 +139,8 @@ def test_the_run_goes_on_after_the_submitting_process_is_killed(env: RunEnv) -> 
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
         from amlctl.providers.local.store import Store
-        from amlctl.runs.spec import build_spec
-        from amlctl.runs.submit import submit
+        from amlctl.providers.local.runs.spec import build_spec
+        from amlctl.providers.local.runs.submit import submit
         store = Store(Path({str(env.home / 'state.db')!r}))
         ws = store.get_workspace("sub-1", "rg-1", "ws-1")
         run = {{"experiment": "exp", "compute": "cpu", "source_directory": "src",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from amlctl.runs import status
+from amlctl.providers.local.runs import status
+from amlctl.providers.local.runs.logs import run_logs
 from amlctl.runs.errors import RunError
-from amlctl.runs.logs import run_logs
 from tests.runs.conftest import RunEnv
 
 TWO_WORKERS = {"type": "multi_worker", "node_count": 1, "worker_count": 2}

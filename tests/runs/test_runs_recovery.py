@@ -10,9 +10,14 @@ from pathlib import Path
 from waiting import wait_until
 
 from amlctl.providers.local.provider import LocalProvider
-from amlctl.runs import procs, status
-from amlctl.runs.submit import cancel, ensure_supervised, reconcile, spawn_supervisor
-from amlctl.runs.supervisor import MODULE
+from amlctl.providers.local.runs import procs, status
+from amlctl.providers.local.runs.submit import (
+    cancel,
+    ensure_supervised,
+    reconcile,
+    spawn_supervisor,
+)
+from amlctl.providers.local.runs.supervisor import MODULE
 from tests.runs.conftest import RunEnv
 
 

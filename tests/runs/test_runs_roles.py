@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from amlctl.providers.base import RoleStatus
+from amlctl.providers.local.runs import status
+from amlctl.providers.local.runs.roles import role_states
+from amlctl.providers.local.runs.submit import cancel
 from amlctl.providers.local.store import RunRow
-from amlctl.runs import status
-from amlctl.runs.roles import role_states
-from amlctl.runs.submit import cancel
 from tests.runs.conftest import RunEnv
 
 PS_1_WORKERS_2 = {"type": "parameter_server", "node_count": 2, "worker_count": 2,
@@ -82,7 +82,7 @@ def test_canceled_run(env: RunEnv) -> None:
 
 
 def test_last_line_reads_only_the_end(tmp_path: Path) -> None:
-    from amlctl.runs.roles import last_line
+    from amlctl.providers.local.runs.roles import last_line
 
     log = tmp_path / "worker_0.log"
     assert last_line(log) is None

@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from amlctl.manifest.models import Run
+from amlctl.providers.local.runs.spec import RunSpec, build_spec
 from amlctl.providers.local.store import WorkspaceRow
 from amlctl.runs.errors import RunError
-from amlctl.runs.spec import RunSpec, build_spec
 
 WS = WorkspaceRow(7, "sub", "rg", "ws", "westeurope", {}, None)
 DIRS = {"default": Path("/data/default"), "images": Path("/data/images")}

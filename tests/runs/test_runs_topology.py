@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from amlctl.runs import status
-from amlctl.runs.spec import DistributionSpec
-from amlctl.runs.topology import expand, layout
+from amlctl.providers.local.runs import status
+from amlctl.providers.local.runs.spec import DistributionSpec
+from amlctl.providers.local.runs.topology import expand, layout
 from tests.runs.conftest import RunEnv
 
 PS_STARTED = "outputs/ps_0.json"  # workers wait for it: the ps must not be stopped unseen

@@ -19,7 +19,7 @@ from typing import Any
 from amlctl.errors import ProviderError
 from amlctl.providers.azure import sdk
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call, first_line
-from amlctl.providers.base import OWNER_TAG
+from amlctl.providers.base import NODE_STATES, OWNER_TAG, ComputeStatus
 
 log = logging.getLogger("amlctl.azure.computes")
 
@@ -284,17 +284,18 @@ class Computes:
                 "Wait a few minutes, then run apply again (it will replace the cluster once "
                 "more), or give the cluster a new name.")
 
-    def status(self, name: str) -> dict[str, Any]:
-        """`get_status().serialize()` plus the provisioning state (also when it is None)."""
+    def status(self, name: str) -> ComputeStatus:
+        """`get_status()` read into a ComputeStatus, with the provisioning state (also while
+        get_status() is None: the cluster is Creating or Failed)."""
         target = self.get(name)
         if target is None:
             raise ProviderError(f"no compute {name!r} in workspace {self.ws.name!r}")
         with sdk.captured_output():
             status = call(f"reading status of compute {name}", target.get_status, self.policy)
-        out = status.serialize() if status is not None else {}
-        if not out.get("provisioningState"):  # get_status() is None while Creating or Failed
-            out["provisioningState"] = target.provisioning_state
-        return out
+        body = status.serialize() if status is not None else {}
+        if not body.get("provisioningState"):
+            body["provisioningState"] = target.provisioning_state
+        return status_from_aml(body)
 
     def preflight(self, attrs: dict[str, Any], location: str | None = None) -> list[str]:
         """Problems AML would only report at create time: the VM size is not offered in the
@@ -328,3 +329,42 @@ class Computes:
                             f"{region}; {free} of {usage['limit']} are free. Request more quota "
                             "or lower max_nodes"]
         return []
+
+
+def status_from_aml(body: dict[str, Any]) -> ComputeStatus:
+    """AmlCompute's camelCase status body (v1's get_status().serialize(), also the ARM
+    properties v2 reads) as a ComputeStatus. Node counts stay None until AML reports them."""
+    counts = body.get("nodeStateCounts") or {}
+    scale = body.get("scaleSettings") or {}
+    current = body.get("currentNodeCount")
+    return ComputeStatus(
+        provisioning_state=_text(body.get("provisioningState")) or "Unknown",
+        allocation_state=_text(body.get("allocationState")),
+        current_nodes=None if current is None else int(current),
+        target_nodes=None if body.get("targetNodeCount") is None
+        else int(body["targetNodeCount"]),
+        nodes={s: int(counts.get(f"{s}NodeCount") or 0) for s in NODE_STATES}
+        if current is not None else {},
+        min_nodes=scale.get("minNodeCount"), max_nodes=scale.get("maxNodeCount"),
+        errors=tuple(_error_line(e) for e in body.get("errors") or ()),
+        vm_size=body.get("vmSize"),
+        vm_priority=PRIORITY_FROM_SERVICE.get(str(body.get("vmPriority") or "").lower()),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A state as its service string: SDK models hand out str enums whose str() is the
+    member name (ProvisioningState.SUCCEEDED), not the value."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _error_line(error: Any) -> str:
+    """One line for an AML error entry ({"error": {"code", "message"}} or flatter)."""
+    if isinstance(error, dict):
+        inner = error.get("error") if isinstance(error.get("error"), dict) else error
+        code, message = inner.get("code"), inner.get("message")
+        if code or message:
+            return ": ".join(str(p) for p in (code, message) if p)
+    return str(error).splitlines()[0] if str(error) else "unknown error"

@@ -25,6 +25,7 @@ from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.base import (
     OWNER_TAG,
     SPEC_HASH_TAG,
+    ComputeStatus,
     FileStore,
     LiveObject,
     MetricSeries,
@@ -32,6 +33,7 @@ from amlctl.providers.base import (
     RunInfo,
     RunRequest,
 )
+from amlctl.providers.logroles import FOLLOW_ONE_ROLE, only_role
 
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
@@ -392,9 +394,9 @@ class AzureProvider(Provider):
 
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
-        for line in self.runs().logs(run_id, follow):
-            if role is None or line.startswith(f"[{role}"):
-                yield line
+        if follow and role is not None:
+            raise UsageError(FOLLOW_ONE_ROLE)
+        yield from only_role(self.runs().logs(run_id, follow), role, run_id)
 
     def run_metrics(self, run_id: str) -> list[MetricSeries]:
         from amlctl.providers.azure.metrics import read_run_metrics
@@ -403,5 +405,5 @@ class AzureProvider(Provider):
 
     # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         return self._computes().status(name)

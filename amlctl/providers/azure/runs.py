@@ -43,6 +43,7 @@ from amlctl.providers.azure.retry import (
     is_transient,
 )
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+from amlctl.providers.logroles import role_of_log
 from amlctl.runs.arguments import render_arguments as shared_render_arguments
 
 log = logging.getLogger("amlctl.azure.runs")
@@ -338,16 +339,6 @@ def record_of(run: Any) -> RunRecord:
         error=error, target=dto.get("target"))
 
 
-_ROLE_IN_NAME = re.compile(r"(ps|worker|chief|master|rank)_(\d+)$")
-
-
-def log_role(stem: str) -> str:
-    """A log file's process in the vocabulary the local backend uses (`worker:0`, `ps:1`);
-    other files keep their name (`std_log`, `execution-wrapper`)."""
-    m = _ROLE_IN_NAME.search(stem)
-    return f"{m.group(1)}:{int(m.group(2))}" if m else stem
-
-
 class SdkRunService:
     """RunService over azureml-core (Experiment, Run)."""
 
@@ -456,7 +447,7 @@ class SdkRunService:
             files = call(f"downloading logs of {run_id}",
                          lambda: run.get_all_logs(destination=folder), self.policy)
             for path in sorted(files):
-                role = log_role(Path(path).stem)
+                role = role_of_log(Path(path).stem)
                 with open(path, encoding="utf-8", errors="replace") as f:
                     for line in f:
                         yield f"[{role}] {line.rstrip()}"

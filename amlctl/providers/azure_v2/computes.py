@@ -22,11 +22,12 @@ from amlctl.providers.azure.computes import (
     Computes,
     ComputeSettings,
     quota_family,
+    status_from_aml,
     user_tags,
 )
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call, first_line
 from amlctl.providers.azure_v2 import sdk
-from amlctl.providers.base import OWNER_TAG
+from amlctl.providers.base import OWNER_TAG, ComputeStatus
 
 __all__ = ["UPDATABLE", "V2Computes", "normalise", "subnet_id"]
 
@@ -204,9 +205,9 @@ class V2Computes:
 
         return call(f"reading compute {name}", fetch, self.policy)
 
-    def status(self, name: str) -> dict[str, Any]:
-        """The cluster's state in the camelCase shape of v1's get_status().serialize(): the
-        ARM properties the SDK v2 entity leaves out (node counts, allocation state)."""
+    def status(self, name: str) -> ComputeStatus:
+        """The cluster's state from the ARM properties the SDK v2 entity leaves out (node
+        counts, allocation state): the same camelCase body v1's get_status() reads."""
         ops = self.client.compute._operation  # the entity drops node counts; the REST body has them
         scope = self.client.compute._operation_scope
         try:
@@ -228,7 +229,7 @@ class V2Computes:
         out["vmSize"] = inner.get("vmSize")
         out["vmPriority"] = inner.get("vmPriority")
         out["scaleSettings"] = dict(inner.get("scaleSettings") or {})
-        return out
+        return status_from_aml(out)
 
     def preflight(self, attrs: dict[str, Any]) -> list[str]:
         """What Azure ML would only report at create time (the v1 backend's checks): the VM

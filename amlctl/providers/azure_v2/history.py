@@ -23,8 +23,8 @@ from typing import Any
 
 from amlctl.providers.azure.metrics import _number
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
-from amlctl.providers.azure.runs import log_role
 from amlctl.providers.base import MetricSeries
+from amlctl.providers.logroles import role_of_log
 
 ENDED = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
 # what the common runtime writes per process (the SDK's JobLogPattern); older runtimes' logs
@@ -36,13 +36,7 @@ FIRST_POLL_S, MAX_POLL_S = 1.0, 10.0
 def role_of(log_name: str) -> str:
     """The role a log file belongs to (`user_logs/std_log_worker_0.txt` -> `worker:0`), named
     as on the other backends; other files keep their stem."""
-    return log_role(PurePosixPath(log_name).stem)
-
-
-def has_role(line: str, role: str) -> bool:
-    """Whether a prefixed log line is of `role`: a role (`worker`: every worker) or one
-    process (`worker:1`), as the local backend's filter reads it."""
-    return line.startswith((f"[{role}]", f"[{role}:"))
+    return role_of_log(PurePosixPath(log_name).stem)
 
 
 class JobHistory:

@@ -29,6 +29,7 @@ from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import (
     OWNER_TAG,
     SPEC_HASH_TAG,
+    ComputeStatus,
     FileStore,
     LiveObject,
     MetricSeries,
@@ -36,6 +37,7 @@ from amlctl.providers.base import (
     RunInfo,
     RunRequest,
 )
+from amlctl.providers.logroles import only_role
 
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
@@ -537,16 +539,15 @@ class AzureV2Provider(Provider):
 
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
-        """Each process's log from run history, lines prefixed by role (`[worker:0] ...`);
-        `follow` keeps reading until the job ends."""
+        """Each process's log from run history, lines prefixed by task (`[worker:0] ...`);
+        `follow` keeps reading until the job ends. Every process's log is read, so `--role`
+        picks one also while following (SDK v2's own stream shows rank 0 only)."""
         if self._get_job(run_id) is None:
             raise ProviderError(f"no run {run_id!r}")
-        from amlctl.providers.azure_v2.history import has_role
 
         history = self._history()
-        for line in history.follow(run_id) if follow else history.logs(run_id):
-            if role is None or has_role(line, role):
-                yield line
+        yield from only_role(history.follow(run_id) if follow else history.logs(run_id),
+                             role, run_id)
 
     def run_metrics(self, run_id: str) -> list[MetricSeries]:
         """The job's metrics from run history (where `mlflow.log_metric` values land)."""
@@ -556,5 +557,5 @@ class AzureV2Provider(Provider):
 
     # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         return self._computes().status(name)

@@ -19,30 +19,13 @@ DEFAULT_IDLE_SECONDS = 1800
 
 @dataclass(frozen=True)
 class PoolStatus:
-    """A cluster's nodes, shaped like AmlCompute's get_status()."""
+    """A cluster's nodes at one moment (the provider turns it into a ComputeStatus)."""
 
     current_node_count: int
     target_node_count: int
     busy_nodes: int
     allocation_state: str  # steady | resizing
     node_state_counts: dict[str, int]
-
-    def serialize(self) -> dict[str, object]:
-        """The SDK's camelCase shape of get_status().serialize()."""
-        return {
-            "currentNodeCount": self.current_node_count,
-            "targetNodeCount": self.target_node_count,
-            "allocationState": self.allocation_state.capitalize(),
-            "nodeStateCounts": {
-                "idleNodeCount": self.node_state_counts["idle"],
-                "runningNodeCount": self.node_state_counts["running"],
-                "preparingNodeCount": self.node_state_counts["preparing"],
-                "leavingNodeCount": self.node_state_counts["leaving"],
-                "preemptedNodeCount": self.node_state_counts["preempted"],
-                "unusableNodeCount": self.node_state_counts["unusable"],
-            },
-            "errors": [],
-        }
 
 
 def status(store: Store, workspace_id: int, compute: str, min_nodes: int,

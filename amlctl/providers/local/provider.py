@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.base import (
+    ComputeStatus,
     FileStore,
     LiveObject,
     MetricSeries,
@@ -239,7 +240,7 @@ class LocalProvider(Provider):
 
     def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
                   name: str | None = None) -> list[RunInfo]:
-        from amlctl.runs.submit import reconcile
+        from amlctl.providers.local.runs.submit import reconcile
 
         ws = self._workspace()
         if ws is None:
@@ -249,14 +250,14 @@ class LocalProvider(Provider):
         return [_run_info(reconcile(self.store, r)) for r in rows]
 
     def get_run(self, run_id: str) -> RunInfo | None:
-        from amlctl.runs.submit import reconcile
+        from amlctl.providers.local.runs.submit import reconcile
 
         row = self.store.get_run(run_id)
         return _run_info(reconcile(self.store, row)) if row else None
 
     def submit_run(self, request: RunRequest) -> RunInfo:
-        from amlctl.runs.spec import build_spec
-        from amlctl.runs.submit import submit
+        from amlctl.providers.local.runs.spec import build_spec
+        from amlctl.providers.local.runs.submit import submit
 
         ws = self._require_workspace()
         datastores = {DEFAULT_DATASTORE: self.datastore_dir(DEFAULT_DATASTORE, ws)}
@@ -270,7 +271,7 @@ class LocalProvider(Provider):
         return _run_info(row)
 
     def cancel_run(self, run_id: str) -> RunInfo:
-        from amlctl.runs.submit import cancel
+        from amlctl.providers.local.runs.submit import cancel
 
         if self.store.get_run(run_id) is None:
             raise UsageError(f"no run {run_id!r}")
@@ -278,7 +279,7 @@ class LocalProvider(Provider):
 
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
-        from amlctl.runs.logs import run_logs
+        from amlctl.providers.local.runs.logs import run_logs
 
         if self.store.get_run(run_id) is None:
             raise UsageError(f"no run {run_id!r}")
@@ -298,7 +299,7 @@ class LocalProvider(Provider):
                 for key, points in found.items()]
 
     def run_roles(self, run_id: str) -> list[RoleStatus]:
-        from amlctl.runs.roles import role_states
+        from amlctl.providers.local.runs.roles import role_states
 
         row = self.store.get_run(run_id)
         if row is None:
@@ -312,7 +313,7 @@ class LocalProvider(Provider):
         repaired = []
         for run in self.store.list_runs(ws.id):
             if run.status in ("NotStarted", "Queued", "Preparing", "Running", "Canceling"):
-                from amlctl.runs.submit import ensure_supervised
+                from amlctl.providers.local.runs.submit import ensure_supervised
 
                 after = ensure_supervised(self.store, run.id)
                 if (after.status, after.supervisor_pid) != (run.status, run.supervisor_pid):
@@ -322,20 +323,19 @@ class LocalProvider(Provider):
 
     # status ----------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> dict[str, Any]:
+    def compute_status(self, name: str) -> ComputeStatus:
         ws = self._require_workspace()
         obj = self.store.get_object(ws.id, "compute", name)
         if obj is None:
             raise UsageError(f"no compute {name!r} in workspace {ws.name!r}")
         state = pool.status(self.store, ws.id, name, obj.attrs.get("min_nodes", 0),
                             obj.attrs.get("idle_seconds_before_scaledown", 1800))
-        return {"provisioningState": "Succeeded", "vmSize": obj.attrs.get("vm_size"),
-                "vmPriority": obj.attrs.get("vm_priority"),
-                "scaleSettings": {"minNodeCount": obj.attrs.get("min_nodes"),
-                                  "maxNodeCount": obj.attrs.get("max_nodes"),
-                                  "nodeIdleTimeBeforeScaleDown":
-                                      f"PT{obj.attrs.get('idle_seconds_before_scaledown')}S"},
-                **state.serialize()}
+        return ComputeStatus(
+            provisioning_state="Succeeded", allocation_state=state.allocation_state.capitalize(),
+            current_nodes=state.current_node_count, target_nodes=state.target_node_count,
+            nodes=dict(state.node_state_counts), min_nodes=obj.attrs.get("min_nodes"),
+            max_nodes=obj.attrs.get("max_nodes"), vm_size=obj.attrs.get("vm_size"),
+            vm_priority=obj.attrs.get("vm_priority"))
 
 
 def _run_info(row: RunRow) -> RunInfo:

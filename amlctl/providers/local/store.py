@@ -2,7 +2,7 @@
 experiments and runs. One short transaction per operation; WAL so readers never block.
 
 The store is plain data access. Node-pool arithmetic lives in `pool.py`, processes in
-`amlctl.runs`. Every object row carries `owner`, the stack tag (amlctl.stack), or NULL when
+`runs/`. Every object row carries `owner`, the stack tag (amlctl.stack), or NULL when
 amlctl did not create it.
 """
 

@@ -1,6 +1,6 @@
 """The process that carries one local run from NotStarted to a terminal status.
 
-    python -m amlctl.runs.supervisor STATE_DB RUN_ID
+    python -m amlctl.providers.local.runs.supervisor STATE_DB RUN_ID
 
 Started detached by `submit` (own session, output to `<run_dir>/system/supervisor.log`), so
 the run goes on whatever happens to the CLI. Its life, as Azure ML's statuses:
@@ -38,12 +38,16 @@ from pathlib import Path
 
 from amlctl.metrics import filestore
 from amlctl.providers.local import pool
+from amlctl.providers.local.runs import envs, procs, status, topology
+from amlctl.providers.local.runs.spec import RunSpec
+from amlctl.providers.local.runs.topology import WORKER, Task
 from amlctl.providers.local.store import Store
-from amlctl.runs import envs, procs, status, topology
-from amlctl.runs.spec import RunSpec
-from amlctl.runs.topology import WORKER, Task
 
-MODULE = "amlctl.runs.supervisor"  # also how a live supervisor is recognised in /proc
+MODULE = "amlctl.providers.local.runs.supervisor"
+# How a live supervisor is recognised in /proc: a part of the command line shared with the
+# module's former name (amlctl.runs.supervisor), so a run supervised by a process started
+# before an upgrade is not taken for orphaned and given a second supervisor.
+MARKER = "runs.supervisor"
 QUEUE_POLL_SECONDS = 0.2
 TASK_POLL_SECONDS = 0.05
 STATUS_POLL_SECONDS = 0.2
@@ -409,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if store.get_run(run_id) is None:
         print(f"no run {run_id} in {db_path}", file=sys.stderr)
         return 2
-    if not status.claim(store, run_id, os.getpid(), marker=MODULE):
+    if not status.claim(store, run_id, os.getpid(), marker=MARKER):
         print(f"run {run_id} already has a live supervisor", flush=True)
         return 0
     supervisor = Supervisor(store, run_id)

@@ -2,8 +2,9 @@
 
 When more than one stream is shown, each line is prefixed with its task, `[worker:1] `, so
 interleaved output stays readable. A role filter is a role (`worker`: all workers) or one task
-(`worker:1`). Following reads what the tasks write as they write it, and stops once the run
-has ended and everything it wrote has been shown.
+(`worker:1`), in the vocabulary every backend shares (amlctl.providers.logroles). Following
+reads what the tasks write as they write it, and stops once the run has ended and everything
+it wrote has been shown.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amlctl.providers.local.runs import status, topology
+from amlctl.providers.local.runs.spec import RunSpec
 from amlctl.providers.local.store import Store
-from amlctl.runs import status, topology
+from amlctl.providers.logroles import choices, selects
 from amlctl.runs.errors import RunError
-from amlctl.runs.spec import RunSpec
 
 FOLLOW_POLL_SECONDS = 0.2
 
@@ -32,11 +34,10 @@ class LogStream:
 def streams(run_dir: Path, spec: RunSpec, role: str | None = None) -> list[LogStream]:
     """The run's log streams in task order (ps first), optionally filtered by `role`."""
     tasks = topology.layout(spec.distribution)
-    chosen = [t for t in tasks if role is None or role in (t.role, t.name)]
+    chosen = [t for t in tasks if role is None or selects(role, t.name)]
     if not chosen:
-        known = sorted({t.role for t in tasks}) + [t.name for t in tasks]
         raise RunError(f"no task {role!r} in run {spec.run_id}; choose one of: "
-                       + ", ".join(known))
+                       + choices(t.name for t in tasks))
     return [LogStream(t.name, run_dir / "logs" / t.log_name) for t in chosen]
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from amlctl.providers.local.runs import procs
 from amlctl.providers.local.store import Store
-from amlctl.runs import procs
 
 NOT_STARTED = "NotStarted"
 QUEUED = "Queued"

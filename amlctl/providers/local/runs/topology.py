@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from amlctl.metrics import filestore
-from amlctl.runs.spec import DATAREFERENCE_PREFIX, DistributionSpec, RunSpec
+from amlctl.providers.local.runs.spec import DATAREFERENCE_PREFIX, DistributionSpec, RunSpec
+from amlctl.providers.logroles import task_name
 
 HOST = "127.0.0.1"
 PS, WORKER = "ps", "worker"
@@ -46,7 +47,7 @@ class Task:
     @property
     def name(self) -> str:
         """`worker:1`: how logs and errors name the task."""
-        return f"{self.role}:{self.index}"
+        return task_name(self.role, self.index)
 
     @property
     def address(self) -> str:

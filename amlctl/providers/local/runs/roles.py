@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from amlctl.providers.base import RoleStatus
+from amlctl.providers.local.runs import status, topology
+from amlctl.providers.local.runs.spec import RunSpec
+from amlctl.providers.local.runs.supervisor import TASKS_FILE
 from amlctl.providers.local.store import RunRow
-from amlctl.runs import status, topology
-from amlctl.runs.spec import RunSpec
-from amlctl.runs.supervisor import TASKS_FILE
 
 _TAIL_BYTES = 8192
 

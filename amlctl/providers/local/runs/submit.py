@@ -31,12 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from amlctl.providers.local import pool
+from amlctl.providers.local.runs import procs, status
+from amlctl.providers.local.runs.spec import RunSpec
+from amlctl.providers.local.runs.supervisor import MARKER, MODULE, SECRETS_FILE, TASKS_FILE
 from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
-from amlctl.runs import procs, status
 from amlctl.runs.errors import RunError
 from amlctl.runs.snapshot import copy_snapshot
-from amlctl.runs.spec import RunSpec
-from amlctl.runs.supervisor import MODULE, SECRETS_FILE, TASKS_FILE
 
 WAIT_POLL_SECONDS = 0.1
 ORPHAN_STOP_GRACE_SECONDS = 5.0
@@ -116,7 +116,7 @@ def spawn_supervisor(store: Store, run_id: str) -> int:
             cwd=run_dir,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
-    status.claim(store, run_id, process.pid, marker=MODULE)
+    status.claim(store, run_id, process.pid, marker=MARKER)
     # Reap it when it ends, so it never lingers as a zombie of a long-lived caller.
     threading.Thread(target=process.wait, daemon=True).start()
     return process.pid
@@ -167,7 +167,7 @@ def reconcile(store: Store, row: RunRow) -> RunRow:
 
 
 def _supervised(row: RunRow) -> bool:
-    return status.supervisor_alive(row.supervisor_pid, row.id, MODULE, row.supervisor_started)
+    return status.supervisor_alive(row.supervisor_pid, row.id, MARKER, row.supervisor_started)
 
 
 def cancel(store: Store, run_id: str) -> RunRow:
