@@ -111,6 +111,14 @@ def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
                    {k.rsplit(".", 1)[1]: v for k, v in env_secrets.items()}, model=run)
 
 
+def secret_env_fingerprints(secrets: dict[str, str], key: bytes | None) -> dict[str, str]:
+    """Keyed fingerprints of a run's secret environment variables: what the state records of
+    a submission's secrets, so a rotation shows in the plan without storing a secret."""
+    from amlctl.providers.base import fingerprint
+
+    return {name: fingerprint(value, key) for name, value in sorted(secrets.items())}
+
+
 def _run_datastores(run: Any) -> set[str]:
     from amlctl.manifest.models import DataInput
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amlctl.engine.address import kind_of
-from amlctl.engine.desired import Desired
+from amlctl.engine.desired import Desired, secret_env_fingerprints
 from amlctl.engine.differ import secret_fields
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
@@ -259,6 +259,7 @@ class _Runner:
             run_ids = change.detail.get("run_ids") or [change.detail["run_id"]]
             for run_id in run_ids:
                 self._journal(change, "cancel", lambda r=run_id: provider.cancel_run(r))
+            self.ctx.state.record_applied(change.address, None)
             return f" (canceled {', '.join(run_ids)})"
         assert want is not None
         compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
@@ -270,4 +271,7 @@ class _Runner:
         )
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
         self.result.runs.append(info)
+        # what this submission's secrets were, fingerprinted: the plan notes a rotation later
+        self.ctx.state.record_applied(change.address, {"env_secrets": secret_env_fingerprints(
+            want.secrets, self.ctx.state.fingerprint_key)} if want.secrets else None)
         return f" (run {info.id}, {info.status})"

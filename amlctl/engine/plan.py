@@ -81,6 +81,9 @@ class Plan:
     include_data: bool = False
     # Dependencies between the plan's addresses, (first, then): for drawing only.
     edges: tuple[tuple[str, str], ...] = ()
+    # Changes that need no action, e.g. a rotated run secret (used from the next submission):
+    # shown, never counted as changes to apply.
+    notes: tuple[str, ...] = ()
 
     @property
     def actionable(self) -> tuple[Change, ...]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from amlctl.engine import address as addr
-from amlctl.engine.desired import Desired, desired_state
+from amlctl.engine.desired import Desired, desired_state, secret_env_fingerprints
 from amlctl.engine.differ import DiffInput, diff, secret_fields
 from amlctl.engine.graph import dependency_graph
 from amlctl.engine.plan import Action, Change, Plan
@@ -137,6 +137,7 @@ def make_plan(
         live_fingerprint=_live_fingerprint(live, runs, uploads),
         desired_fingerprint=_desired_fingerprint(desired),
         include_data=include_data,
+        notes=_rotated_run_secrets(ctx, desired, applied, changes),
     )
 
 
@@ -257,6 +258,25 @@ def _plan_uploads(ctx: Context, uploads: list[Desired], resend: frozenset[str] =
     with HashCache(hash_cache_path(ctx)) as cache:
         return {want.address: plan_upload(ctx, want, cache, resend_all=want.address in resend)
                 for want in uploads}
+
+
+def _rotated_run_secrets(ctx: Context, desired: dict[str, Desired],
+                         applied: dict[str, Any], changes: list[Change]) -> tuple[str, ...]:
+    """Secret env vars of runs that stay as they are whose value differs from the last
+    submission's (keyed fingerprints in the state): nothing to apply, the next submission
+    uses the new value. A run submitted before amlctl recorded them shows nothing."""
+    acting = {c.address for c in changes if c.action is not Action.NOOP}
+    notes = []
+    for address, want in desired.items():
+        recorded = (applied.get(address) or {}).get("env_secrets")
+        if want.kind != "run" or address in acting or not isinstance(recorded, dict):
+            continue
+        now = secret_env_fingerprints(want.secrets, ctx.state.fingerprint_key)
+        for name in sorted(set(now) | set(recorded)):
+            if now.get(name) != recorded.get(name):
+                notes.append(f"{address}: secret env var {name} changed (sensitive): takes "
+                             "effect on the next submission")
+    return tuple(notes)
 
 
 def _with_notes(ctx: Context, change: Change) -> Change:

@@ -34,6 +34,10 @@ def render_plan(plan: Plan, style: Style = plain) -> str:
                 lines.append(f"      ~ {f.name}: {show(f.before, f.sensitive)} -> "
                              f"{show(f.after, f.sensitive)}")
         lines.append("")
+    # sensitive changes that need no action (a rotated run secret): named, never shown
+    lines.extend(f"Note: {note}" for note in plan.notes)
+    if plan.notes:
+        lines.append("")
     actionable = plan.actionable
     if not actionable:
         lines.append("No changes. The workspace matches the manifest.")

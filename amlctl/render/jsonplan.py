@@ -26,6 +26,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                         for f in d.fields]}
             for d in plan.drift
         ],
+        "notes": list(plan.notes),
         "summary": plan.counts(),
         "has_changes": plan.has_changes,
     }

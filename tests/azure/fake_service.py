@@ -221,6 +221,16 @@ class ServiceError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+@dataclass
+class Hold:
+    """A request kept waiting by `FakeAzure.hold_next`."""
+
+    method: str
+    path_fragment: str
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
 class FakeAzure:
     """In-memory Azure: ARM, the AML workspace services and blob storage of one subscription."""
 
@@ -239,6 +249,7 @@ class FakeAzure:
         self.service_principals: dict[str, str] = {}  # client id -> secret
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
+        self.holds: list[Hold] = []
         # knobs
         self.operation_polls = 0  # status reads an operation stays InProgress
         self.reuse_keeps_old_size = False
@@ -287,6 +298,9 @@ class FakeAzure:
             self.service_principals.clear()
             self.calls.clear()
             self.failures.clear()
+            for hold in self.holds:
+                hold.release.set()
+            self.holds.clear()
             self.operation_polls = 0
             self.reuse_keeps_old_size = False
             self.vcpu_quota.clear()
@@ -352,6 +366,14 @@ class FakeAzure:
             self.failures.append(Failure(method.upper(), path_fragment, status, times,
                                          reset_connection, after))
 
+    def hold_next(self, method: str, path_fragment: str) -> Hold:
+        """Keep the next matching request waiting (before it is served) until the test sets
+        `hold.release`; `hold.reached` is set once it arrives."""
+        with self.lock:
+            hold = Hold(method.upper(), path_fragment)
+            self.holds.append(hold)
+            return hold
+
     def compute(self, resource_group: str, workspace: str, name: str) -> dict[str, Any] | None:
         """The stored compute record, as the service would serve it."""
         with self.lock:
@@ -368,6 +390,13 @@ class FakeAzure:
 
     def handle(self, call: Call) -> tuple[int, dict[str, str], bytes]:
         """Route one request; returns status, headers and body."""
+        with self.lock:
+            held = next((h for h in self.holds if not h.reached.is_set()
+                         and h.method == call.method and h.path_fragment in call.path), None)
+            if held is not None:
+                held.reached.set()
+        if held is not None:  # waits outside the lock: other requests go on
+            held.release.wait(timeout=120)
         with self.lock:
             self.calls.append(call)
             scripted = self._scripted_failure(call)

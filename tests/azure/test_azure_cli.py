@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,46 @@ class Done:
                 f"--- stderr\n{self.stderr}")
 
 
-Runner = Callable[..., Done]
+class Runner:
+    """A CI runner: its own HOME and environment; calling it runs amlctl there to the end,
+    `start` launches amlctl in the background (`finish` collects it)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def _command(self, args: tuple[str, ...], cwd: Path,
+                 extra_env: dict[str, str] | None) -> dict[str, Any]:
+        return {"args": [sys.executable, "-m", "amlctl", *args], "cwd": cwd,
+                "env": {**self.env, **(extra_env or {})}, "stdin": subprocess.DEVNULL,
+                "text": True}
+
+    def __call__(self, *args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> Done:
+        proc = subprocess.run(**self._command(args, cwd, extra_env), capture_output=True,
+                              timeout=TIMEOUT_S)
+        return Done(args, proc.returncode, proc.stdout, proc.stderr)
+
+    def start(self, *args: str, cwd: Path,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(**self._command(args, cwd, extra_env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen[str]) -> Done:
+    """Wait for a process `Runner.start` launched."""
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+    return Done(tuple(proc.args[3:]), proc.returncode, stdout, stderr)  # type: ignore[index]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def write_project(folder: Path, vm_size: str = "Standard_D2_v2", max_nodes: int = 2) -> Path:
@@ -111,13 +151,7 @@ def runner(fake: FakeAzure, azure_edge: Any, tmp_path: Path) -> Callable[[str], 
             "AZURE_CLIENT_SECRET": "ci-secret", "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
         }
 
-        def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> Done:
-            proc = subprocess.run([sys.executable, "-m", "amlctl", *args], cwd=cwd,
-                                  env={**env, **(extra_env or {})}, capture_output=True,
-                                  text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-            return Done(args, proc.returncode, proc.stdout, proc.stderr)
-
-        return run
+        return Runner(env)
 
     yield make
     assert not refused.exists(), f"a child process tried to leave loopback: " \
@@ -303,3 +337,90 @@ def test_another_runner_in_another_checkout_sees_no_changes(fake: FakeAzure,
     assert "No changes." in planned.stdout
     ok(other("--backend", "azure", "apply", "--auto-approve", cwd=second))
     assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+
+
+def test_a_cluster_changed_behind_our_back_shows_as_drift_on_another_runner(
+        fake: FakeAzure, runner: Callable[[str], Runner], tmp_path: Path) -> None:
+    """Runner A applies; someone scales the cluster in the portal; runner B (own HOME, own
+    checkout path, no local state) reports it as changed outside amlctl and plans it back."""
+    first = write_project(tmp_path / "a" / "repo")
+    ok(runner("a")("--backend", "azure", "apply", "--auto-approve", cwd=first))
+    second = tmp_path / "b" / "build" / "repo"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".amlctl"))
+    (ws,) = fake.workspaces.values()
+    with fake.lock:  # the portal's edit
+        ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] = 5
+    planned = ok(runner("b")("--backend", "azure", "plan", "--detailed-exitcode", cwd=second),
+                 code=2).stdout
+    assert "objects changed outside amlctl since it last applied them" in planned
+    drift = planned.split("changed outside amlctl", 1)[1].split("\n\n", 2)[1]
+    assert "~ compute.cpu" in drift and "5" in drift, planned
+    assert "~ compute.cpu" in planned.split("changed outside amlctl", 1)[1].split("\n\n", 2)[2]
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in planned
+
+
+def test_two_runners_applying_at_once_one_proceeds(fake: FakeAzure,
+                                                   runner: Callable[[str], Runner],
+                                                   tmp_path: Path) -> None:
+    """A and B apply the same commit at once: while A is inside its apply (its cluster
+    update held by the fake), B fails naming A's lock; B with --lock-timeout waits for A and
+    then has nothing left to do."""
+    first = write_project(tmp_path / "a" / "repo")
+    a, b = runner("a"), runner("b")
+    ok(a("--backend", "azure", "apply", "--auto-approve", cwd=first))
+    write_project(first, max_nodes=4)  # the new commit
+    second = tmp_path / "b" / "build" / "repo"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".amlctl"))
+
+    held = fake.hold_next("PATCH", "/computes/cpu")  # the scale update
+    applying = a.start("--backend", "azure", "apply", "--auto-approve", cwd=first)
+    try:
+        assert held.reached.wait(TIMEOUT_S), "A never reached its cluster update"
+        refused = b("--backend", "azure", "apply", "--auto-approve", cwd=second)
+        assert refused.code == 1 and "Traceback" not in refused.stderr, str(refused)
+        assert "the stack is locked: lock " in refused.stderr
+        assert "held by amlctl apply (pid " in refused.stderr, str(refused)
+        assert f"(pid {applying.pid} " in refused.stderr, str(refused)
+
+        trace = tmp_path / "b-trace.txt"
+        waiting = b.start("--backend", "azure", "apply", "--auto-approve", "--lock-timeout",
+                          "100", cwd=second, extra_env={"FAKE_AZURE_TRACE": str(trace)})
+        # B's first refused lease request: it is waiting on A now
+        wait_for(lambda: trace.exists() and any(
+            "comp=lease" in line and line.endswith("-> 409")
+            for line in trace.read_text().splitlines()), "B to find the stack locked")
+        assert waiting.poll() is None
+    finally:
+        held.release.set()
+    done_a = ok(finish(applying))
+    assert "Apply complete. Resources: 0 added, 1 changed, 0 destroyed." in done_a.stdout
+    done_b = ok(finish(waiting))
+    assert "No changes." in done_b.stdout and "Nothing to do" in done_b.stdout, str(done_b)
+    (ws,) = fake.workspaces.values()
+    assert ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] == 4
+    assert len(fake.calls_to("PATCH", "/computes/cpu")) == 1  # A's update only
+
+
+def test_runs_lists_every_run_of_the_stack_even_outside_the_manifest(
+        fake: FakeAzure, runner: Callable[[str], Runner], tmp_path: Path) -> None:
+    """`amlctl runs` finds runs by the stack's tag in every experiment of the workspace: a run
+    the manifest does not name (in an experiment it does not name either) is listed; a run
+    without the tag, or another stack's, is not."""
+    import dataclasses
+
+    fake.history.hold_runs = True
+    amlctl = runner("a")
+    checkout = write_project(tmp_path / "repo")
+    ok(amlctl("--backend", "azure", "apply", "--auto-approve", cwd=checkout))
+    (ws,) = fake.workspaces.values()
+    with fake.lock:
+        (runs,) = fake.history.runs.values()
+        (ours,) = runs.values()
+        scratch = fake.history.add_experiment(ws, "scratch")
+        for run_id, tags in (("stray_run_1", {**ours.tags, "amlctl.run": "old-sweep"}),
+                             ("manual_run_1", {}),
+                             ("other_stack_1", {**ours.tags, "amlctl.stack": "other"})):
+            runs[run_id] = dataclasses.replace(ours, id=run_id, experiment=scratch, tags=tags)
+    listed = json.loads(ok(amlctl("--backend", "azure", "runs", "--json", cwd=checkout)).stdout)
+    assert sorted((r["id"], r["name"], r["experiment"]) for r in listed) == sorted([
+        (ours.id, "ps", "train"), ("stray_run_1", "old-sweep", "scratch")])

@@ -107,6 +107,16 @@ def test_a_rotated_run_secret_does_not_submit_again(context: Any, fake: FakeAzur
     plan = make_plan(context)
     assert {c.address: c.action for c in plan.changes}["run.tf-mnist"] is Action.NOOP
     assert len(fake.calls_to("POST", "/snapshotrun")) == 1
+    # shown as a sensitive change needing no action, from keyed fingerprints in the state blob
+    assert plan.notes == ("run.tf-mnist: secret env var TOKEN changed (sensitive): takes "
+                          "effect on the next submission",)
+    assert not plan.has_changes
+    default = context.provider._datastores().default()
+    state = default.blob_service.get_container_client(default.container_name).download_blob(
+        "amlctl-state/mnist.json").readall()
+    assert b"first-Token" not in state and b"second-Token" not in state
+    recorded = json.loads(state)["applied"]["run.tf-mnist"]["attrs"]["env_secrets"]
+    assert recorded["TOKEN"].startswith("sha256:")
 
 
 def test_runs_of_this_stack_outside_its_records_are_listed_and_canceled(

@@ -263,3 +263,61 @@ def test_a_state_block_with_an_account_key(fake: FakeAzure, token_auth: Any, tmp
     provider.state_config = {**provider.state_config, "container": "no-such-container"}
     with pytest.raises(StateError, match="the container does not exist"):
         provider.state_store().applied()
+
+
+def test_a_retried_state_write_whose_answer_was_lost_is_accepted(container: Any,
+                                                                 tmp_path: Path) -> None:
+    """The state blob's retry policy resends a conditional write whose answer was lost on the
+    way back (the transport drops it after Azurite applied the write): the retry gets 412,
+    and the state recognises its own write instead of reporting another runner. A write
+    another runner made in between is still refused."""
+    from azure.core.exceptions import ServiceResponseError
+    from azure.core.pipeline.transport import RequestsTransport
+    from azureml._vendor.azure_storage.blob import BlobServiceClient
+    from azurite import STATE_ACCOUNT, STATE_ACCOUNT_KEY
+
+    from amlctl.providers.azure.sdk import state_blob_retry
+
+    class LosesAnAnswer(RequestsTransport):
+        """Delivers every request; loses the answer of the armed conditional state write."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.armed = False
+            self.answers: list[int] = []  # statuses of conditional writes of the state blob
+
+        def send(self, request: Any, **kwargs: Any) -> Any:
+            response = super().send(request, **kwargs)
+            if (request.method == "PUT" and "amlctl-state/" in request.url
+                    and "comp=" not in request.url
+                    and {"if-match", "if-none-match"} & {h.lower() for h in request.headers}):
+                self.answers.append(response.status_code)
+                if self.armed:
+                    self.armed = False
+                    raise ServiceResponseError("connection dropped before the answer")
+            return response
+
+    transport = LosesAnAnswer()
+    lossy = BlobServiceClient(
+        f"https://{STATE_ACCOUNT}.blob.core.windows.net", transport=transport,
+        credential={"account_name": STATE_ACCOUNT, "account_key": STATE_ACCOUNT_KEY},
+        retry_policy=state_blob_retry()).get_container_client(container.container_name)
+    a = _store(lossy, tmp_path / "a")
+    a.bind({"manifest": "amlctl.yaml"})
+    transport.armed = True
+    a.record_applied("compute.cpu", {"max_nodes": 2})  # creates the blob (If-None-Match: *)
+    assert transport.answers == [201, 409]  # landed, then the retry found it existing
+    assert _stored(container)["applied"]["compute.cpu"]["attrs"] == {"max_nodes": 2}
+    transport.armed = True
+    a.record_applied("compute.cpu", {"max_nodes": 3})  # If-Match: the ETag it read back
+    assert transport.answers[2:] == [201, 412]  # landed, then the retry's ETag was stale
+    assert _stored(container)["applied"]["compute.cpu"]["attrs"] == {"max_nodes": 3}
+    a.record_applied("compute.cpu", {"max_nodes": 4})  # and it goes on from the blob's ETag
+    assert _stored(container)["applied"]["compute.cpu"]["attrs"] == {"max_nodes": 4}
+
+    b = _store(container, tmp_path / "b")
+    b.record_applied("compute.gpu", {"max_nodes": 1})  # another runner writes meanwhile
+    transport.armed = True
+    with pytest.raises(StateError, match="changed since amlctl read it"):
+        a.record_applied("compute.cpu", {"max_nodes": 5})
+    assert "compute.gpu" in _stored(container)["applied"]

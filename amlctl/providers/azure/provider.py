@@ -136,8 +136,7 @@ class AzureProvider(Provider):
         """The default datastore's container; None while the workspace does not exist."""
         if self._open() is None:
             return None
-        default = self._default()
-        return default.blob_service.get_container_client(default.container_name)
+        return sdk.container_client(self._default(), retry_policy=sdk.state_blob_retry())
 
     def _state_container(self, account_url: str, container: str) -> Any:
         """A container named by the `state:` block: the account key from
@@ -149,7 +148,8 @@ class AzureProvider(Provider):
                                "account_key": key}
         else:
             credential = self._credentials()[0]  # azureml auth objects are token credentials
-        return blob.BlobServiceClient(account_url, credential=credential).get_container_client(
+        return blob.BlobServiceClient(account_url, credential=credential,
+                                      retry_policy=sdk.state_blob_retry()).get_container_client(
             container)
 
     def _default(self) -> Any:

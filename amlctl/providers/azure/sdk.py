@@ -140,15 +140,24 @@ def _single_attempt_rest_clients() -> None:
     ClientRetryPolicy._amlctl_single_attempt = True  # type: ignore[attr-defined]
 
 
+def state_blob_retry() -> Any:
+    """The one retry policy of state blob requests: 2 more tries about 1 s apart (0.5 to
+    1.5 s) after a 408, a 5xx or a dropped connection, instead of the blob library's default
+    3 tries 15, 18 and 24 s apart. A retried conditional write that had landed gets 412; see
+    BlobState._write."""
+    return blob_module().LinearRetry(backoff=1, retry_total=2, random_jitter_range=0.5)
+
+
 def container_client(datastore: Any, account_key: str | None = None,
-                     sas_token: str | None = None) -> Any:
+                     sas_token: str | None = None, retry_policy: Any = None) -> Any:
     """A client of a blob datastore's container that tries each request once.
 
     The SDK's own `blob_service` retries 3 times with 15 s, 18 s, 24 s waits (and up to 10
     times on connection errors); under amlctl's retry layer that stacked into minutes for a
     wrong key or an unreachable account. amlctl's bounded policy is the only one.
     `account_key` / `sas_token`, when given, replace the registered credential (the
-    manifest's, newer than the registration when a key was rotated).
+    manifest's, newer than the registration when a key was rotated). `retry_policy`, when
+    given, is the client's only retry policy instead of none (the state blob's).
     """
     from azureml._vendor.azure_storage.blob import BlobServiceClient
 
@@ -164,8 +173,10 @@ def container_client(datastore: Any, account_key: str | None = None,
                       "account_key": datastore.account_key}
     else:
         credential = None
+    retries: dict[str, Any] = ({"retry_policy": retry_policy} if retry_policy is not None
+                               else {"retry_total": 0})
     service = BlobServiceClient(account_url=datastore.blob_service.url, credential=credential,
-                                retry_total=0)
+                                **retries)
     return service.get_container_client(datastore.container_name)
 
 

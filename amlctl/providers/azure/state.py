@@ -135,21 +135,37 @@ class BlobState(DocumentState):
                 result = blob.upload_blob(data, overwrite=True, etag=etag,
                                           match_condition=MatchConditions.IfNotModified,
                                           **kwargs)
-        except ResourceExistsError:
-            raise StateError(f"{self.location} was created by another runner while this one "
-                             "ran; nothing was overwritten. Run `amlctl plan` again.") from None
         except HttpResponseError as exc:
-            if _status(exc) == 412:
+            # A retry (sdk.state_blob_retry) of a write that landed but whose answer was lost
+            # finds its own write: the condition fails. The blob holding exactly these bytes
+            # means the write happened.
+            landed = self._holds(blob, data) if _status(exc) in (409, 412) else None
+            if landed is not None:
+                result = {"etag": landed}
+            elif isinstance(exc, ResourceExistsError):
+                raise StateError(f"{self.location} was created by another runner while this "
+                                 "one ran; nothing was overwritten. Run `amlctl plan` again."
+                                 ) from None
+            elif _status(exc) == 412:
                 raise StateError(
                     f"{self.location} changed since amlctl read it ({_code(exc) or 'ETag'}: "
                     "another runner wrote it); nothing was overwritten. Run `amlctl plan` "
                     "again.") from None
-            raise StateError(f"writing {self.location} failed: {exc}") from None
+            else:
+                raise StateError(f"writing {self.location} failed: {exc}") from None
         new_etag = result.get("etag")
         if etag is None and self._wants_lease and self._lease is None:
             self._take_lease(blob, deadline=time.monotonic())  # the workspace exists now
             new_etag = blob.get_blob_properties().etag  # the holder record changed it
         return new_etag
+
+    def _holds(self, blob: Any, data: bytes) -> str | None:
+        """The blob's ETag when it holds exactly `data`, else None."""
+        try:
+            downloader = blob.download_blob()
+            return downloader.properties.etag if downloader.readall() == data else None
+        except Exception:  # unreadable: the caller reports the write's own failure
+            return None
 
     # the lock ----------------------------------------------------------------------------
 

@@ -29,3 +29,19 @@ if _port:
                     out.write(f"{family} {address!r}\n")
 
     atexit.register(_report)
+
+_trace = os.environ.get("FAKE_AZURE_TRACE")
+if _port and _trace:
+    # One line per HTTP exchange (`METHOD URL -> STATUS`), so a test can wait on a condition
+    # such as "this runner has tried to take the lease" instead of sleeping.
+    import requests.adapters
+
+    _send = requests.adapters.HTTPAdapter.send
+
+    def _traced_send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = _send(self, request, *args, **kwargs)
+        with open(_trace, "a", encoding="utf-8") as out:
+            out.write(f"{request.method} {request.url} -> {response.status_code}\n")
+        return response
+
+    requests.adapters.HTTPAdapter.send = _traced_send  # type: ignore[method-assign]
