@@ -7,6 +7,14 @@ routes to `FakeAzure` and keeps them on the SAME in-memory workspace state the v
 reads the same through the other. Jobs live in `jobs`; a v1 run-history stand-in can put its
 runs there too (`add_job`), as the real service shows v1 runs as v2 jobs.
 
+A v2 job is also a run of the run history service, which SDK v2 reads through the region host
+(`V2RunHistory`): `jobs.stream` polls `GET /history/v1.0/.../runs/NAME/details` and downloads
+its `logFiles` (SAS URLs of the workspace storage); the metric service (`/metric/v2.0/.../runs/
+NAME/list` and `/full`) answers what the job logged (`log_job_metric`, as `mlflow.log_metric`
+in the job would). Each details read moves a job one step along `job_script` (empty by
+default: a job then moves only by `set_job_status`); once a job runs, each of its processes
+(ps_0, worker_0, ...) has a log `user_logs/std_log_<process>.txt` in the workspace storage.
+
 Accepted api-versions are read from the installed SDK (`api_versions()`), never guessed.
 """
 
@@ -18,6 +26,7 @@ import urllib.parse
 import uuid
 from typing import Any
 
+from fake_history import TERMINAL, ExperimentRecord, RunHistory, RunRecord
 from fake_service import (
     ARM_HOST,
     BLOB_HOST_SUFFIX,
@@ -87,6 +96,8 @@ class FakeV2Azure(FakeAzure):
         self.fail_after_job_create = 0  # job PUTs answered 500 although the job was created
         self.federated: dict[str, str] = {}  # client id -> the assertion Entra ID accepts
         self.broken_upload_sas = False  # hand out SAS tokens storage refuses (403)
+        self.history = V2RunHistory(self)  # v1 runs, and v2 jobs as run-history runs
+        self.job_script: list[str] = []  # statuses a new job takes, one per details read
 
     def reset(self) -> None:
         """Forget jobs and assets too."""
@@ -97,6 +108,7 @@ class FakeV2Azure(FakeAzure):
             self.fail_after_job_create = 0
             self.federated.clear()
             self.broken_upload_sas = False
+            self.job_script = []
 
     # -- shared-state helpers --------------------------------------------------------------------
 
@@ -124,6 +136,17 @@ class FakeV2Azure(FakeAzure):
         with self.lock:
             self.jobs[(resource_group.lower(), workspace.lower())][name]["properties"][
                 "status"] = status
+            ws = self._workspace(resource_group, workspace)
+            run = self.history.job_run(ws, name)
+            run.script = []
+            self.history.move(ws, run, status)
+
+    def log_job_metric(self, resource_group: str, workspace: str, name: str, metric: str,
+                       value: float, step: int) -> None:
+        """Record a value of a job's metric, as `mlflow.log_metric` in the job would."""
+        with self.lock:
+            ws = self._workspace(resource_group, workspace)
+            self.history.job_run(ws, name).metrics.setdefault(metric, []).append((step, value))
 
     # -- routing ----------
 
@@ -426,6 +449,7 @@ class FakeV2Azure(FakeAzure):
                 if ref and ref.lower() not in self.assets and "/versions/" in ref:
                     raise ServiceError(400, "UserError", f"Asset {ref} does not exist.")
             stored = self._store_job(ws, name, props, "NotStarted")
+            self.history.job_run(ws, name).script = list(self.job_script)
             if self.fail_after_job_create > 0:
                 self.fail_after_job_create -= 1
                 raise ServiceError(500, "InternalServerError", "Scripted failure after the "
@@ -449,4 +473,97 @@ class FakeV2Azure(FakeAzure):
         return super()._blob(call)
 
 
-__all__ = ["ARM_HOST", "FakeV2Azure", "api_versions"]
+class V2RunHistory(RunHistory):
+    """The run history service with v2 jobs in it: a job's run record (status, logs,
+    metrics) is made on first use and kept in step with the job's ARM body."""
+
+    ROUTES = [*RunHistory.ROUTES,
+              ("GET", r"/history/v1\.0/runs/([^/]+)/details", "_run_details_by_id")]
+
+    def reset(self) -> None:
+        """Forget the jobs' runs too."""
+        super().reset()
+        self.job_runs: dict[tuple[str, str], RunRecord] = {}  # (workspace id, job) -> run
+
+    def _job_body(self, ws: Workspace, name: str) -> dict[str, Any] | None:
+        service: FakeV2Azure = self.service  # type: ignore[assignment]
+        return service.jobs.get((ws.resource_group.lower(), ws.name.lower()), {}).get(name)
+
+    def job_run(self, ws: Workspace, name: str) -> RunRecord:
+        """The run record of job `name` (404 when there is no such job)."""
+        key = (ws.arm_id.lower(), name)
+        run = self.job_runs.get(key)
+        if run is None:
+            body = self._job_body(ws, name)
+            if body is None:
+                raise self._error(404, "UserError", f"Run {name} was not found")
+            props = body["properties"]
+            exp = ExperimentRecord(str(uuid.uuid4()), props.get("experimentName") or "Default",
+                                   {}, utcnow_dt())
+            compute = str(props.get("computeId") or "").rsplit("/", 1)[-1] or None
+            run = RunRecord(name, exp, len(self.job_runs) + 1, props["status"], utcnow_dt(),
+                            tags=dict(props.get("tags") or {}), definition=props,
+                            target=compute, script_name=props.get("command"))
+            self.job_runs[key] = run
+        return run
+
+    def _run(self, ws: Workspace, run_id: str) -> RunRecord:
+        if self._job_body(ws, run_id) is not None:
+            return self.job_run(ws, run_id)
+        return super()._run(ws, run_id)
+
+    @staticmethod
+    def roles(definition: dict[str, Any]) -> list[str]:
+        """The processes of a v2 command job (its ARM body's properties), by log name; a
+        v1 run configuration as the v1 fake names them."""
+        if "jobType" not in definition:
+            return RunHistory.roles(definition)
+        dist = definition.get("distribution") or {}
+        instances = int((definition.get("resources") or {}).get("instanceCount") or 1)
+        if dist.get("distributionType") == "TensorFlow":
+            return ([f"ps_{i}" for i in range(int(dist.get("parameterServerCount") or 0))]
+                    + [f"worker_{i}" for i in range(int(dist.get("workerCount") or 1))])
+        return [f"worker_{i}" for i in range(instances)]
+
+    def move(self, ws: Workspace, run: RunRecord, status: str) -> None:
+        """Set a job's status (in its run and its ARM body) and write its logs so far."""
+        run.status = status
+        if status not in ("NotStarted", "Queued", "Preparing") and run.started is None:
+            run.started = utcnow_dt()
+        if status in TERMINAL:
+            run.ended = utcnow_dt()
+        body = self._job_body(ws, run.id)
+        if body is not None:
+            body["properties"]["status"] = status
+        if run.started is not None:
+            self._write_logs(ws, run)
+
+    def _run_details_by_id(self, call: Call, ws: Workspace, run_id: str) -> Reply:
+        if self._job_body(ws, run_id) is None:
+            return self._run_details(call, ws, self._run(ws, run_id).experiment.name, run_id)
+        run = self.job_run(ws, run_id)
+        if run.script and run.status not in TERMINAL:
+            self.move(ws, run, run.script.pop(0))
+        return self._json(200, {
+            "runId": run.id, "runUuid": run.run_uuid, "target": run.target,
+            "status": run.status, "startTimeUtc": _iso(run.started),
+            "endTimeUtc": _iso(run.ended), "error": run.error, "warnings": None,
+            "tags": dict(run.tags), "properties": {}, "inputDatasets": [],
+            "outputDatasets": [], "runDefinition": None,
+            "logFiles": {path: self._sas_url(ws, blob) for path, blob in sorted(
+                run.logs.items())},
+            "services": {}})
+
+
+def utcnow_dt() -> Any:
+    """Now, timezone-aware (what run records hold)."""
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value else None
+
+
+__all__ = ["ARM_HOST", "FakeV2Azure", "V2RunHistory", "api_versions"]

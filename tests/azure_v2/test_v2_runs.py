@@ -6,6 +6,7 @@ diff)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from fake_v2 import FakeV2Azure
 from golden import check_golden
 from v2_support import SUBSCRIPTION, FakeTokenCredential
 
+from amlctl.errors import ProviderError
 from amlctl.manifest.models import Run
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.retry import RetryPolicy
+from amlctl.providers.azure_v2 import history
 from amlctl.providers.azure_v2.provider import AzureV2Provider
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
 from amlctl.runs.identity import run_id
@@ -169,15 +172,6 @@ def test_a_resubmission_is_a_new_job_of_its_own_name(provider: AzureV2Provider,
     assert {r.id for r in provider.list_runs(name="tf-ps")} == {first.id, second.id}
 
 
-def test_logs_of_a_running_job_point_to_follow(provider: AzureV2Provider,
-                                               tmp_path: Path) -> None:
-    from amlctl.errors import ProviderError
-
-    info = provider.submit_run(request(tmp_path))
-    with pytest.raises(ProviderError, match="use `amlctl logs --follow`"):
-        list(provider.run_logs(info.id))
-
-
 def test_experiments_are_records_and_job_names(provider: AzureV2Provider, fake: FakeV2Azure,
                                                tmp_path: Path) -> None:
     """SDK v2 has no experiment API: amlctl's record says which are the stack's (and their
@@ -204,8 +198,6 @@ def test_a_failed_snapshot_upload_is_an_error_not_a_hang(provider: AzureV2Provid
     display is on (only then does it read the upload workers' results)."""
     import threading
 
-    from amlctl.errors import ProviderError
-
     fake.broken_upload_sas = True  # the snapshot's storage answers 403 to every upload
     outcome: list[BaseException | None] = []
 
@@ -224,3 +216,99 @@ def test_a_failed_snapshot_upload_is_an_error_not_a_hang(provider: AzureV2Provid
     assert isinstance(error, ProviderError), error
     assert "Server failed to authenticate" in str(error)  # storage's own words
     assert fake.job_bodies(RG, WS) == {}, "no job without its snapshot"
+
+
+# logs and metrics: the real azure-ai-ml run history client against the fake's run history
+# routes (fake_v2.V2RunHistory), each process's log in the workspace storage (Azurite)
+
+def roles(lines: list[str]) -> set[str]:
+    return {line.split("]")[0] + "]" for line in lines}
+
+
+def test_a_finished_jobs_logs_per_role(provider: AzureV2Provider, fake: FakeV2Azure,
+                                       tmp_path: Path) -> None:
+    info = provider.submit_run(request(tmp_path))
+    assert list(provider.run_logs(info.id)) == [], "nothing ran yet"
+    fake.set_job_status(RG, WS, info.id, "Completed")
+    lines = list(provider.run_logs(info.id))
+    assert roles(lines) == {"[ps:0]", "[worker:0]", "[worker:1]"}
+    assert f"[worker:1] worker_1: run {info.id} ended Completed" in lines
+    only = list(provider.run_logs(info.id, role="ps:0"))
+    assert only and all(line.startswith("[ps:0] ") for line in only)
+    workers = list(provider.run_logs(info.id, role="worker"))  # a role: all its processes
+    assert roles(workers) == {"[worker:0]", "[worker:1]"}
+    with pytest.raises(ProviderError, match=r"no process 'chief:0'.*choose one of: ps, worker"):
+        list(provider.run_logs(info.id, role="chief:0"))
+    assert fake.calls_to("GET", f"/history/v1.0/subscriptions/{fake.subscription_id}")
+
+
+def test_a_running_jobs_logs_so_far(provider: AzureV2Provider, fake: FakeV2Azure,
+                                    tmp_path: Path) -> None:
+    info = provider.submit_run(request(tmp_path))
+    fake.set_job_status(RG, WS, info.id, "Running")
+    lines = list(provider.run_logs(info.id))
+    assert roles(lines) == {"[ps:0]", "[worker:0]", "[worker:1]"}
+    assert not any("ended" in line for line in lines)
+
+
+def test_follow_reads_until_the_job_ends(provider: AzureV2Provider, fake: FakeV2Azure,
+                                         tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(history.time, "sleep", waits.append)
+    fake.job_script = ["Queued", "Running", "Running", "Completed"]
+    info = provider.submit_run(request(tmp_path))
+    lines = list(provider.run_logs(info.id, follow=True))
+    # each process's start line once, then its end line: no line twice across polls
+    for role, proc in (("ps:0", "ps_0"), ("worker:0", "worker_0"), ("worker:1", "worker_1")):
+        mine = [line for line in lines if line.startswith(f"[{role}] ")]
+        assert len(mine) == 2 and "starting" in mine[0] and mine[1].endswith(
+            f"{proc}: run {info.id} ended Completed"), lines
+    assert fake.job_bodies(RG, WS)[info.id]["properties"]["status"] == "Completed"
+    assert len(waits) == 3 and waits == sorted(waits), "polls back off until the job ended"
+
+
+def test_logs_of_an_unknown_job(provider: AzureV2Provider, fake: FakeV2Azure) -> None:
+    with pytest.raises(ProviderError, match="no run 'nope'"):
+        list(provider.run_logs("nope"))
+
+
+def test_metrics_with_their_steps(provider: AzureV2Provider, fake: FakeV2Azure,
+                                  tmp_path: Path) -> None:
+    info = provider.submit_run(request(tmp_path))
+    assert provider.run_metrics(info.id) == []
+    for step, loss in ((0, 2.3), (1, 0.9), (2, 0.31)):
+        fake.log_job_metric(RG, WS, info.id, "loss", loss, step)
+    fake.log_job_metric(RG, WS, info.id, "accuracy", 0.97, 2)
+    fake.log_job_metric(RG, WS, info.id, "diverged", math.inf, 0)
+    found = {m.name: m for m in provider.run_metrics(info.id)}
+    assert set(found) == {"accuracy", "diverged", "loss"}
+    assert found["loss"].steps == (0, 1, 2) and found["loss"].values == (2.3, 0.9, 0.31)
+    assert found["loss"].last == 0.31 and found["loss"].maximum == 2.3
+    assert found["accuracy"].steps == (2,) and found["accuracy"].values == (0.97,)
+    assert found["diverged"].values == (math.inf,)
+    assert fake.calls_to("POST", f"/runs/{info.id}/full")
+    with pytest.raises(ProviderError, match="no run 'nope'"):
+        provider.run_metrics("nope")
+
+
+def test_the_sdks_own_stream_reads_the_fakes_run_history(provider: AzureV2Provider,
+                                                         fake: FakeV2Azure, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """`jobs.stream` itself, against the routes amlctl's own reading uses: the fake's run
+    history answers it as the service does (rank 0's logs, then the summary)."""
+    from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
+
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MIN", 0)
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MAX", 0)
+    fake.job_script = ["Running", "Completed"]
+    info = provider.submit_run(request(tmp_path))
+    capsys.readouterr()
+    provider.client().jobs.stream(info.id)
+    out = capsys.readouterr().out
+    assert "Streaming user_logs/std_log_ps_0.txt" in out
+    assert "Streaming user_logs/std_log_worker_0.txt" in out
+    assert "std_log_worker_1" not in out  # the SDK streams rank 0 only
+    assert f"worker_0: run {info.id} ended Completed" in out and "Execution Summary" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from amlctl.errors import ProviderError
@@ -40,27 +41,36 @@ def creation_notes(attrs: dict[str, Any], auth: Any,
     """What creating the manifest's workspace means, in words: a new workspace (with new
     storage, key vault and insights), and which workspaces the resource group already has."""
     s = sdk.load()
-    name, group = attrs["name"], attrs["resource_group"]
-    notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
-             "workspace will be created, with its own storage account, key vault and "
-             "application insights"]
+    group = attrs["resource_group"]
     try:
         found = call(f"listing workspaces of resource group {group}", lambda: s.Workspace.list(
             attrs["subscription_id"], auth=auth, resource_group=group), policy)
     except AzureCallError as e:
         if not _not_found(e):  # e.g. no right to list: the plan goes on without the names
             log.info("cannot list the workspaces of %s: %s", group, e)
-            return notes
+            return describe_creation(attrs, [])
+        return describe_creation(attrs, None)
+    return describe_creation(attrs, found or {})
+
+
+def describe_creation(attrs: dict[str, Any], existing: Iterable[str] | None) -> list[str]:
+    """The plan's notes on creating the workspace `attrs` names, given the workspaces its
+    resource group has (None: the resource group does not exist). Shared by both SDKs."""
+    name, group = attrs["name"], attrs["resource_group"]
+    if existing is None:
         if attrs.get("create_resource_group"):
             return [f"resource group {group!r} does not exist either: both are created"]
         return [f"resource group {group!r} does not exist, and create_resource_group is not "
                 "set: apply will fail; create the group or set create_resource_group: true"]
-    existing = sorted(found or {})
-    if existing:
-        close = difflib.get_close_matches(name, existing, n=1, cutoff=0.6)
+    notes = [f"workspace {name!r} does not exist in resource group {group!r}: a NEW "
+             "workspace will be created, with its own storage account, key vault and "
+             "application insights"]
+    names = sorted(existing)
+    if names:
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
         guess = f"; did you mean {close[0]!r}?" if close else ""
-        notes.append(f"the resource group has {len(existing)} workspace"
-                     f"{'s' if len(existing) != 1 else ''}: {', '.join(existing)}{guess}")
+        notes.append(f"the resource group has {len(names)} workspace"
+                     f"{'s' if len(names) != 1 else ''}: {', '.join(names)}{guess}")
     return notes
 
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,11 +32,12 @@ from amlctl.providers.base import (
     ComputeStatus,
     FileStore,
     LiveObject,
+    MetricSeries,
     Provider,
     RunInfo,
     RunRequest,
 )
-from amlctl.providers.logroles import FOLLOW_ONE_ROLE, only_role, role_of_log
+from amlctl.providers.logroles import only_role
 
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
@@ -67,6 +65,12 @@ class AzureV2Provider(Provider):
         self._default: Any = None
         self.state_lease_seconds = LEASE_SECONDS
         self._manifest_credentials: dict[str, dict[str, str]] = {}
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what one command keeps of what it read (a plan lists the jobs once)."""
+        self._listed_jobs: dict[str | None, list[RunRecord]] = {}  # tag key (None: all)
+        self._opened: Any = None  # the workspace `_open` read, for the next read_all
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -99,7 +103,8 @@ class AzureV2Provider(Provider):
 
     def _open(self) -> bool:
         if self._exists is None:
-            self._exists = self._workspace() is not None
+            self._opened = self._workspace()
+            self._exists = self._opened is not None
         return self._exists
 
     def _require(self) -> Any:
@@ -175,18 +180,25 @@ class AzureV2Provider(Provider):
 
     def _jobs(self, tag: str | None = None) -> list[RunRecord]:
         """Jobs of the workspace; with `tag`, only those carrying that tag key (filtered by
-        the service)."""
+        the service). Listed once per command (every run of a plan asks), until a submit or
+        cancel of this provider changes them."""
         from amlctl.providers.azure_v2.jobs import record_of
 
-        extra = {"tag": tag} if tag else {}
-        found = call("listing jobs", lambda: list(self.client().jobs.list(**extra)),
-                     self.policy)
-        return [record_of(j) for j in found if j is not None]
+        if None in self._listed_jobs:
+            every = self._listed_jobs[None]
+            return every if tag is None else [r for r in every if tag in r.tags]
+        if tag not in self._listed_jobs:
+            extra = {"tag": tag} if tag else {}
+            found = call("listing jobs", lambda: list(self.client().jobs.list(**extra)),
+                         self.policy)
+            self._listed_jobs[tag] = [record_of(j) for j in found if j is not None]
+        return self._listed_jobs[tag]
 
     # objects -----------------------------------------------------------------------------------
 
     def read_all(self) -> dict[str, LiveObject]:
-        ws = self._workspace()
+        # the workspace opening the state just read, else a fresh read
+        ws, self._opened = self._opened or self._workspace(), None
         self._exists = ws is not None
         if ws is None:
             return {}
@@ -284,6 +296,7 @@ class AzureV2Provider(Provider):
         call(f"creating resource group {name}", ensure, self.policy)
 
     def _set_workspace_tags(self, tags: dict[str, str], owner: str | None) -> None:
+        self._opened = None  # changed below: read it again next time
         ws = self._workspace()
         if ws is None:
             raise ProviderError(f"workspace {self.workspace['name']!r} does not exist")
@@ -330,6 +343,7 @@ class AzureV2Provider(Provider):
                           self.policy)
             call("waiting for the workspace delete", poller.result, self.policy)
             self._exists, self._default = False, None
+            self._forget()
         elif kind == "compute":
             self._computes().delete(name)
         elif kind == "datastore":
@@ -365,6 +379,32 @@ class AzureV2Provider(Provider):
         else:
             raise UsageError(f"{address}: cannot adopt a {kind}")
         return LiveObject(address, live.attrs, self.stack)
+
+    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
+        """A workspace to create: say so plainly, and name the workspaces its resource group
+        does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
+        from amlctl.providers.azure.workspace import describe_creation
+
+        if address != "workspace":
+            return []
+        group = self.workspace["resource_group"]
+
+        def names() -> list[str] | None:
+            try:
+                with sdk.stderr_to_log():
+                    return [str(w.name) for w in self.client().workspaces.list()]
+            except Exception as e:
+                if sdk.is_not_found(e):
+                    return None  # no such resource group
+                raise
+
+        try:
+            existing = call(f"listing workspaces of resource group {group}", names,
+                            self.policy)
+        except AzureCallError as e:  # e.g. no right to list: the plan goes on without names
+            log.info("cannot list the workspaces of %s: %s", group, e)
+            existing = []
+        return describe_creation(self.workspace, existing)
 
     def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
         """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
@@ -434,6 +474,7 @@ class AzureV2Provider(Provider):
         from amlctl.providers.azure_v2.jobs import build_job, record_of
 
         built = build_job(request, self.stack, self._default_datastore_name)
+        self._forget()  # a job is added (or found): later listings must show it
         try:
             existing = self._get_job(built.name)
             if existing is not None:
@@ -478,6 +519,7 @@ class AzureV2Provider(Provider):
         if job is None:
             raise ProviderError(f"no run {run_id!r}")
         if self._info(record_of(job)).active:
+            self._forget()
             poller = call(f"canceling job {run_id}",
                           lambda: self.client().jobs.begin_cancel(run_id), self.policy)
             call(f"waiting for job {run_id} to cancel", poller.result, self.policy)
@@ -490,58 +532,28 @@ class AzureV2Provider(Provider):
         job = self._get_job(run_id)
         return self._info(record_of(job)) if job is not None else None
 
+    def _history(self) -> Any:
+        from amlctl.providers.azure_v2.history import JobHistory
+
+        return JobHistory(self._require(), self.policy)
+
     def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
                  ) -> Iterator[str]:
-        if follow and role is not None:
-            raise UsageError(FOLLOW_ONE_ROLE)
-        lines = self._follow(run_id) if follow else self._downloaded_logs(run_id)
-        yield from only_role(lines, role, run_id)
-
-    def _downloaded_logs(self, run_id: str) -> Iterator[str]:
-        """The job's log artifacts (`jobs.download`), each line prefixed by its task."""
-        info = self.get_run(run_id)
-        if info is None:
+        """Each process's log from run history, lines prefixed by task (`[worker:0] ...`);
+        `follow` keeps reading until the job ends. Every process's log is read, so `--role`
+        picks one also while following (SDK v2's own stream shows rank 0 only)."""
+        if self._get_job(run_id) is None:
             raise ProviderError(f"no run {run_id!r}")
-        if info.active:
-            # SDK v2 downloads the logs of ended jobs only; stream the ones that run
-            raise ProviderError(f"run {run_id} is {info.status}: SDK v2 reads the logs of a "
-                                "running job only as a stream; use `amlctl logs --follow`")
-        with tempfile.TemporaryDirectory() as folder:
-            call(f"downloading logs of {run_id}", lambda: self.client().jobs.download(
-                run_id, download_path=folder, all=False), self.policy)
-            for path in sorted(Path(folder).rglob("*.txt")):
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    for line in f:
-                        yield f"[{role_of_log(path.stem)}] {line.rstrip()}"
 
-    def _follow(self, run_id: str) -> Iterator[str]:
-        """What `jobs.stream` prints, line by line, while the job runs."""
-        from amlctl.providers.azure import sdk as v1_output  # the thread-routed stdout capture
-        from amlctl.providers.azure.runs import _QueueHandler
+        history = self._history()
+        yield from only_role(history.follow(run_id) if follow else history.logs(run_id),
+                             role, run_id)
 
-        lines: queue.Queue[str | None] = queue.Queue()
-        failure: list[BaseException] = []
-
-        def stream() -> None:
-            try:
-                with v1_output.captured_output():
-                    self.client().jobs.stream(run_id)
-            except Exception as e:  # handed to the reading thread below
-                failure.append(e)
-            finally:
-                lines.put(None)
-
-        worker = threading.Thread(target=stream, name=f"stream-{run_id}", daemon=True)
-        handler = _QueueHandler(lines, worker)
-        v1_output.log.addHandler(handler)
-        try:
-            worker.start()
-            while (line := lines.get()) is not None:
-                yield line
-        finally:
-            v1_output.log.removeHandler(handler)
-        if failure:
-            raise ProviderError(f"following job {run_id} failed: {failure[0]}") from failure[0]
+    def run_metrics(self, run_id: str) -> list[MetricSeries]:
+        """The job's metrics from run history (where `mlflow.log_metric` values land)."""
+        if self._get_job(run_id) is None:
+            raise ProviderError(f"no run {run_id!r}")
+        return self._history().metrics(run_id)
 
     # status ------------------------------------------------------------------------------------
 
