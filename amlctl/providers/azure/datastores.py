@@ -31,15 +31,22 @@ def normalise(ds: Any, key: bytes | None = None) -> dict[str, Any] | None:
     credential_type = getattr(ds, "credential_type", "None")
     account_key = ds.account_key if credential_type == "AccountKey" and ds.account_key else None
     sas = ds.sas_token if credential_type == "Sas" and ds.sas_token else None
-    attrs: dict[str, Any] = {"type": kind, "account_name": ds.account_name,
+    return read_back(kind, ds.account_name, account_key, sas, ds.container_name, ds.endpoint,
+                     key)
+
+
+def read_back(kind: str, account_name: str, account_key: str | None, sas_token: str | None,
+              container: str, endpoint: str | None, key: bytes | None) -> dict[str, Any]:
+    """A datastore's attributes in manifest vocabulary, secrets as fingerprints. Both azure
+    backends read back through this one rule, so switching SDKs plans no change."""
+    attrs: dict[str, Any] = {"type": kind, "account_name": account_name,
                              "account_key": fingerprint(account_key, key) if account_key else None,
-                             "sas_token": fingerprint(sas, key) if sas else None}
+                             "sas_token": fingerprint(sas_token, key) if sas_token else None}
     if kind == "azure_blob":
-        attrs["container_name"] = ds.container_name
-        endpoint = ds.endpoint
+        attrs["container_name"] = container
         attrs["endpoint"] = None if endpoint in (None, "", DEFAULT_ENDPOINT) else endpoint
     else:
-        attrs["share_name"] = ds.container_name
+        attrs["share_name"] = container
     return attrs
 
 

@@ -153,6 +153,22 @@ def input_id(hint: str) -> str:
     return f"input_{ident}" if ident[0].isdigit() else ident
 
 
+def pick_input_id(taken: Mapping[str, tuple[str, str, str]], ref_id: str, value: Any,
+                  exact: bool = False) -> tuple[tuple[str, str, str], str]:
+    """(datastore, path, mode) of an input and the id it goes by: `ref_id`, or `ref_id_2`,
+    `_3`... when another input already has it; the same input keeps its id. `exact`: a named
+    input, whose id may not change."""
+    value = _plain(value)
+    key = (str(value["datastore"]), str(value["path"]).strip("/"),
+           str(value.get("mode") or "mount"))
+    candidate, n = ref_id, 2
+    while candidate in taken and taken[candidate] != key:
+        if exact:
+            raise ProviderError(f"input id {ref_id!r} is used twice")
+        candidate, n = f"{ref_id}_{n}", n + 1
+    return key, candidate
+
+
 class _References:
     """Data references of one run: named inputs plus inline ones, each id used once."""
 
@@ -162,14 +178,7 @@ class _References:
         self.keys: dict[str, tuple[str, str, str]] = {}
 
     def add(self, ref_id: str, value: Any, exact: bool = False) -> str:
-        value = _plain(value)
-        key = (str(value["datastore"]), str(value["path"]).strip("/"),
-               str(value.get("mode") or "mount"))
-        candidate, n = ref_id, 2
-        while candidate in self.keys and self.keys[candidate] != key:
-            if exact:
-                raise ProviderError(f"input id {ref_id!r} is used twice")
-            candidate, n = f"{ref_id}_{n}", n + 1
+        key, candidate = pick_input_id(self.keys, ref_id, value, exact)
         if candidate not in self.keys:
             ds = self.datastore_for(key[0])
             ref = ds.path(key[1], data_reference_name=candidate)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from amlctl.errors import ProviderError
-from amlctl.providers.azure.datastores import DEFAULT_ENDPOINT, UPDATABLE
+from amlctl.providers.azure.datastores import DEFAULT_ENDPOINT, UPDATABLE, read_back
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
 from amlctl.providers.azure_v2 import sdk
-from amlctl.providers.base import fingerprint
 
 __all__ = ["UPDATABLE", "V2Datastores", "normalise"]
 
@@ -33,17 +32,9 @@ def normalise(ds: Any, key: bytes | None = None) -> dict[str, Any] | None:
     if kind is None:
         return None
     account_key, sas = _secret(ds, "account_key"), _secret(ds, "sas_token")
-    attrs: dict[str, Any] = {"type": kind, "account_name": ds.account_name,
-                             "account_key": fingerprint(account_key, key) if account_key
-                             else None,
-                             "sas_token": fingerprint(sas, key) if sas else None}
-    if kind == "azure_blob":
-        attrs["container_name"] = ds.container_name
-        endpoint = ds.endpoint
-        attrs["endpoint"] = None if endpoint in (None, "", DEFAULT_ENDPOINT) else endpoint
-    else:
-        attrs["share_name"] = ds.file_share_name
-    return attrs
+    container = ds.container_name if kind == "azure_blob" else ds.file_share_name
+    endpoint = ds.endpoint if kind == "azure_blob" else None
+    return read_back(kind, ds.account_name, account_key, sas, container, endpoint, key)
 
 
 def to_entity(name: str, attrs: dict[str, Any], secrets: dict[str, str]) -> Any:

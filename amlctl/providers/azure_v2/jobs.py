@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amlctl.errors import ProviderError
 from amlctl.providers.azure.runs import (
     DATAREFERENCE,
     LAUNCHER,
@@ -34,6 +33,7 @@ from amlctl.providers.azure.runs import (
     _field,
     _plain,
     input_id,
+    pick_input_id,
     run_tags,
     stage_with_launcher,
 )
@@ -82,14 +82,7 @@ class _Inputs:
 
     def add(self, ref_id: str, value: Any, exact: bool = False) -> str:
         ml = sdk.load()
-        value = _plain(value)
-        key = (str(value["datastore"]), str(value["path"]).strip("/"),
-               str(value.get("mode") or "mount"))
-        candidate, n = ref_id, 2
-        while candidate in self.keys and self.keys[candidate] != key:
-            if exact:
-                raise ProviderError(f"input id {ref_id!r} is used twice")
-            candidate, n = f"{ref_id}_{n}", n + 1
+        key, candidate = pick_input_id(self.keys, ref_id, value, exact)
         if candidate not in self.keys:
             path = f"azureml://datastores/{self.datastore_name(key[0])}/paths/{key[1]}"
             self.inputs[candidate] = ml.Input(type="uri_folder", path=path, mode=MODES[key[2]])
