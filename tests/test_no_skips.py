@@ -32,14 +32,14 @@ def test_a_skip_fails_the_run(tmp_path: Path) -> None:
         "def test_skips():\n    pytest.skip('no widget here')\n\n"
         "@pytest.mark.skipif(True, reason='never on Tuesdays')\n"
         "def test_skipif():\n    pass\n\n"
-        "def test_importorskip():\n    pytest.importorskip('amlctl_no_such_module')\n\n"
+        "def test_importorskip():\n    pytest.importorskip('widget_lib_not_installed')\n\n"
         "def test_passes():\n    pass\n")
     run = _pytest(tmp_path)
     assert run.returncode == 1, run.stdout + run.stderr
     # a skip in a test fails it; a skip mark fails its setup (an error)
     assert "2 failed, 1 passed, 1 error" in run.stdout, run.stdout
     assert "skipped" not in run.stdout.splitlines()[-1]
-    for reason in ("no widget here", "never on Tuesdays", "could not import 'amlctl_no_such"):
+    for reason in ("no widget here", "never on Tuesdays", "could not import 'widget_lib_not"):
         assert f"this suite never skips: {reason}" in run.stdout, run.stdout
 
 
