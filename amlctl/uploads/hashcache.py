@@ -17,11 +17,12 @@ Contract:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from amlctl import statedb
-from amlctl.uploads.model import FileStat
+from amlctl.uploads.model import FileStat, LocalFile
 
 RACY_WINDOW_NS = 2_000_000_000
 
@@ -49,6 +50,7 @@ class HashCache:
         # Entries of warmed folders, in memory: path -> the row's other columns.
         self._memo: dict[str, tuple[Any, ...]] = {}
         self._warmed: tuple[str, ...] = ()
+        self._counts: dict[str, int] = {}  # warmed prefix -> entries under it in _memo
         # Not a database (or damaged): it only ever held a cache, so it is set aside and
         # started afresh. WAL, synchronous=NORMAL: no fsync per commit.
         self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA,), rebuild=True,
@@ -61,8 +63,10 @@ class HashCache:
         answered from memory. For thousands of lookups, it is many times faster."""
         prefix = _prefix(root)
         if not self._is_warm(prefix):
-            self._memo.update((row[0], row[1:]) for row in self._rows_under(prefix, "*"))
+            rows = self._rows_under(prefix, "*")
+            self._memo.update({row[0]: row[1:] for row in rows})
             self._warmed = (*self._warmed, prefix)
+            self._counts[prefix] = len(rows)
 
     def lookup(self, path: str, stat: FileStat) -> str | None:
         """The recorded sha256 of `path` if it is still that version of the file."""
@@ -83,6 +87,29 @@ class HashCache:
             return None
         return str(sha256)
 
+    def lookup_all(self, files: Sequence[LocalFile]) -> list[str | None]:
+        """`lookup` of each file, in order; the loop of a plan, kept tight."""
+        memo, window, lookup = self._memo, self.racy_window_ns, self.lookup
+        warmed = self._warmed
+        out: list[str | None] = []
+        append = out.append
+        for _, path, stat in files:
+            if not path.startswith(warmed):
+                append(lookup(path, stat))
+                continue
+            row = memo.get(path)
+            if row is None:
+                append(None)
+                continue
+            # row: size, mtime_ns, ctime_ns, ino, dev, sha256, hashed_at_ns (see lookup)
+            if (row[0] == stat[0] and row[1] == stat[1] and row[2] == stat[2]
+                    and row[3] == stat[3] and row[4] == stat[4]
+                    and max(row[1], row[2]) < row[6] - window):
+                append(row[5])
+            else:
+                append(None)
+        return out
+
     def record(self, path: str, stat: FileStat, sha256: str, hashed_at_ns: int) -> None:
         """Remember that `path`, as described by `stat`, had this sha256.
 
@@ -97,6 +124,10 @@ class HashCache:
     def forget_missing(self, root: Path, present: set[str]) -> None:
         """Drop entries under `root` (absolute) whose path is not in `present`."""
         prefix = _prefix(root)
+        if self._counts.get(prefix) == len(present) and present <= self._memo.keys():
+            # as many entries under root as present paths, all of them among the entries
+            # (every present path is under root): the two sets are equal, none is missing
+            return
         if self._is_warm(prefix):
             known = [p for p in self._memo if p.startswith(prefix)]
         else:
@@ -106,12 +137,14 @@ class HashCache:
             self._db.executemany("DELETE FROM hashes WHERE path = ?", gone)
             self._db.commit()
             for (path,) in gone:
-                self._memo.pop(path, None)
+                self._forget(path)
 
     def flush(self) -> None:
         """Write recorded entries to the file."""
         for path, *row in self._pending:
             if self._is_warm(path):
+                if path not in self._memo:
+                    self._count(path, 1)
                 self._memo[path] = tuple(row)
         if self._read_only:
             self._pending.clear()
@@ -126,6 +159,15 @@ class HashCache:
         """Flush and close."""
         self.flush()
         self._db.close()
+
+    def _forget(self, path: str) -> None:
+        if self._memo.pop(path, None) is not None:
+            self._count(path, -1)
+
+    def _count(self, path: str, step: int) -> None:
+        for prefix in self._warmed:  # nested uploads: a path may be under several
+            if path.startswith(prefix):
+                self._counts[prefix] += step
 
     def _is_warm(self, path: str) -> bool:
         return path.startswith(self._warmed)

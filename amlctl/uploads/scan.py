@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from amlctl.uploads.atomic import is_temp_name
+from amlctl.uploads.atomic import TEMP_PREFIX, is_temp_name
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.ignore import IgnoreRules, load_ignore_rules
 from amlctl.uploads.model import FileStat, LocalFile
@@ -56,6 +56,7 @@ def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] 
             raise UploadError(f"{src_dir}: {label} is amlctl's state folder {folder} or inside "
                               "it; its files are never uploaded: choose another folder")
     files: list[LocalFile] = []
+    append, new = files.append, tuple.__new__
     warnings: list[str] = []
     # Each pending folder carries the real paths of the folders above it, to spot loops.
     pending: list[tuple[str, str, tuple[str, ...]]] = [(str(src_dir.absolute()), "", (root_real,))]
@@ -67,20 +68,25 @@ def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] 
         except OSError as exc:
             raise UploadError(f"{prefix or '.'}: cannot list folder: {exc.strerror}") from exc
         for entry in entries:
-            relpath = prefix + entry.name
-            if not relpath.isascii() and not _is_utf8(relpath):
-                warnings.append(f"skipped {relpath!r}: file name is not valid UTF-8")
-            elif (
-                entry.is_file(follow_symlinks=False)  # the common case, kept short
+            name = entry.name
+            relpath = prefix + name
+            # The common case, kept short (it runs once per file of the tree): a regular
+            # file, not ignored: one stat, two tuples built without Python-level calls.
+            if (
+                entry.is_file(follow_symlinks=False)
+                and (relpath.isascii() or _is_utf8(relpath))
                 and not (rules and rules.ignored(relpath, False))
-                and not is_temp_name(entry.name)
+                and not name.startswith(TEMP_PREFIX)
             ):
                 st = entry.stat(follow_symlinks=False)
-                files.append(LocalFile(relpath, entry.path, FileStat.of(st)))
+                append(new(LocalFile, (relpath, entry.path, new(FileStat, (
+                    st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)))))
+            elif not relpath.isascii() and not _is_utf8(relpath):
+                warnings.append(f"skipped {relpath!r}: file name is not valid UTF-8")
             else:
                 _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending,
                        skipped, label)
-    files.sort(key=lambda f: f.relpath)
+    files.sort()  # by relpath: it comes first in each tuple and is unique
     return Scan(tuple(files), tuple(sorted(warnings)))
 
 

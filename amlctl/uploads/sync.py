@@ -12,13 +12,14 @@ is compared by sha256, taken from the hash cache when its stat is unchanged, els
 change. Store files absent locally are deleted only with delete_extra.
 
 `apply_sync` deletes first (so a file can replace a folder of the same name), then copies
-the files to add and change in a thread pool (see `workpool`), largest first, each read once
-and hashed while copied by the store, then calls the store's `flush()` if it has one. It
-sends what the files hold at apply time (a warning names any file whose content differs
-from the plan's hash). On the first failure it stops starting new copies, lets the running
-ones end, flushes the store and raises UploadError with the partial SyncResult in
-`partial`; whatever completed is in the store and in the hash cache, so the next plan only
-lists what is left. Progress callbacks run on the calling thread.
+the files to add and change in a thread pool (see `workpool`), large files first (largest
+first), then small ones in path order, each read once and hashed while copied by the store,
+then calls the store's `flush()` if it has one. It sends what the files hold at apply time
+(a warning names any file whose content differs from the plan's hash). On the first failure
+it stops starting new copies, lets the running ones end, flushes the store and raises
+UploadError with the partial SyncResult in `partial`; whatever completed is in the store and
+in the hash cache, so the next plan only lists what is left. Progress callbacks run on the
+calling thread.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import itemgetter
 from pathlib import Path
 
 from amlctl.uploads.atomic import Hashed, hash_file
@@ -45,7 +47,7 @@ from amlctl.uploads.model import (
 from amlctl.uploads.progress import NullProgress, SyncProgress
 from amlctl.uploads.scan import Scan, scan_tree
 from amlctl.uploads.store import FileStore
-from amlctl.uploads.workpool import run_all
+from amlctl.uploads.workpool import BATCH_BYTES, run_all
 
 # Threads overlap disk and network waits; sha256 and file I/O release the GIL, so large
 # files hash on every core. Small files go to the pool in batches (see workpool).
@@ -54,7 +56,7 @@ DEFAULT_WORKERS = 8
 
 def listing_digest(listing: Mapping[str, RemoteFile]) -> str:
     """A sha256 over a store listing (paths, sizes, hashes), independent of dict order."""
-    lines = (f"{p}\0{listing[p].size}\0{listing[p].sha256 or ''}\n" for p in sorted(listing))
+    lines = [f"{p}\0{f[0]}\0{f[1] or ''}\n" for p, f in sorted(listing.items())]
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
@@ -90,9 +92,10 @@ def plan_sync(
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
     unchanged = 0
-    for local in scan.files:
+    files = scan.files
+    knowns = cache.lookup_all(files) if cache is not None else [None] * len(files)
+    for local, known in zip(files, knowns, strict=True):
         remote = store_listing.get(local.relpath)
-        known = _cached(cache, local)
         if remote is None:
             add.append(FileChange(local.relpath, local.stat.size, known))
         elif resend_all or remote.size != local.stat.size or remote.sha256 is None:
@@ -109,10 +112,9 @@ def plan_sync(
         else:
             change.append(_change(local, sha, remote))
     if cache is not None:
-        cache.forget_missing(src_dir.absolute(), {f.path for f in scan.files})
+        cache.forget_missing(src_dir.absolute(), set(map(itemgetter(1), files)))
         cache.flush()
-    local_paths = {f.relpath for f in scan.files}
-    extras = sorted(p for p in store_listing if p not in local_paths)
+    extras = sorted(store_listing.keys() - set(map(itemgetter(0), files)))
     delete = tuple(
         FileChange(p, store_listing[p].size, store_listing[p].sha256) for p in extras
     ) if delete_extra else ()
@@ -152,7 +154,10 @@ def apply_sync(
     started = time.perf_counter()
     progress = progress or NullProgress()
     root = str(src_dir.absolute())
-    to_send = sorted((*plan.add, *plan.change), key=lambda c: (-c.size, c.relpath))
+    # Large files first, largest first, so they run side by side; then the small ones in
+    # path order, so a batch (see workpool) mostly writes into one folder.
+    to_send = sorted((*plan.add, *plan.change), key=lambda c: (
+        (-c.size, c.relpath) if c.size >= BATCH_BYTES else (1, c.relpath)))
     sent: list[SentFile] = []
     deleted: list[str] = []
     warnings = list(plan.warnings)
@@ -217,10 +222,6 @@ def _send(store: FileStore, root: str, relpath: str) -> _Sent:
     except FileNotFoundError as exc:
         raise UploadError(f"{relpath}: gone from {root} since the plan; plan again") from exc
     return store.put_file(Path(path), relpath), before, hashed_at
-
-
-def _cached(cache: HashCache | None, local: LocalFile) -> str | None:
-    return cache.lookup(local.path, local.stat) if cache is not None else None
 
 
 def _change(local: LocalFile, sha: str | None, remote: RemoteFile) -> FileChange:
