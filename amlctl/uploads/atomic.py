@@ -20,7 +20,6 @@ import ctypes
 import errno
 import functools
 import hashlib
-import io
 import itertools
 import os
 import secrets
@@ -35,6 +34,7 @@ from amlctl.uploads.model import FileStat
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: one buffer per worker thread, whatever the file size
 TEMP_PREFIX = ".amlctl-tmp-"
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 _buffers = threading.local()  # one CHUNK_SIZE buffer per thread, reused file after file
 _names = types.SimpleNamespace(pid=0, token="")
@@ -52,17 +52,16 @@ class Hashed:
 
 def hash_file(path: str | Path) -> Hashed:
     """sha256 of a file, streamed in CHUNK_SIZE reads."""
-    with open(path, "rb", buffering=0) as src:
-        stat = FileStat.of(os.fstat(src.fileno()))
-        digest, size = _pump(src, None)
-    return Hashed(digest, size, stat)
+    return hash_fd(os.open(path, _READ_FLAGS))
 
 
 def hash_fd(fd: int) -> Hashed:
     """sha256 of an open file (read from its current offset), streamed; closes fd."""
-    with open(fd, "rb", buffering=0) as src:
-        stat = FileStat.of(os.fstat(src.fileno()))
-        digest, size = _pump(src, None)
+    try:
+        stat = FileStat.of(os.fstat(fd))
+        digest, size = _pump(fd, None)
+    finally:
+        os.close(fd)
     return Hashed(digest, size, stat)
 
 
@@ -76,8 +75,9 @@ def write_temp(
     On any error the temp file is removed and the error propagates.
     """
     tmp = temp_name() if dir_fd is not None else os.path.join(folder, temp_name())
-    with open(src, "rb", buffering=0) as fin:
-        stat = FileStat.of(os.fstat(fin.fileno()))
+    fin = os.open(src, _READ_FLAGS)
+    try:
+        stat = FileStat.of(os.fstat(fin))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o644, dir_fd=dir_fd)
         try:
@@ -90,6 +90,8 @@ def write_temp(
         except BaseException:
             _unlink(tmp, dir_fd)
             raise
+    finally:
+        os.close(fin)
     return tmp, Hashed(digest, size, stat)
 
 
@@ -207,17 +209,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _pump(src: io.FileIO, fd: int | None) -> tuple[str, int]:
-    """Read src to its end in CHUNK_SIZE pieces, hashing, and writing to fd if given."""
+def _pump(src: int, fd: int | None) -> tuple[str, int]:
+    """Read the descriptor src to its end in CHUNK_SIZE pieces, hashing, and writing to fd
+    if given."""
     digest = hashlib.sha256()
     buf = getattr(_buffers, "buf", None)
     if buf is None:
         buf = _buffers.buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
     total = 0
-    readinto = src.readinto
+    buffers, readv = [buf], os.readv  # raw reads into one reused buffer: no copy, no object
     while True:
-        n = readinto(buf)
+        n = readv(src, buffers)
         if not n:
             break
         chunk = view[:n]

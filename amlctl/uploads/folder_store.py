@@ -110,7 +110,8 @@ class FolderFileStore:
         # The index key: base resolved (amlctl's own folder), the rest as given.
         self._index = _Index(index_db, str(Path(os.path.realpath(base), *below.parts)))
         self._writes = _Writes(self._base, self._index)
-        weakref.finalize(self, _close, self._writes, self._index)
+        self._folders = _Folders(self._base)
+        weakref.finalize(self, _close, self._writes, self._index, self._folders)
 
     def list_files(self) -> dict[str, RemoteFile]:
         """Every complete file under root; hashes from the index, or read when in doubt."""
@@ -124,7 +125,20 @@ class FolderFileStore:
             chain = None  # root is a file: no folder, no files
         if chain is not None:
             with chain:
+                new = tuple.__new__
                 for relpath, dir_fd, entry in walk_files(chain):
+                    # The common case inline (once per file): a regular file its row vouches
+                    # for, with one stat; anything else is looked at in _list_one.
+                    row = rows.get(relpath)
+                    if row is not None and entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        if (row[0] == st.st_size and row[1] == st.st_mtime_ns
+                                and row[2] == st.st_ctime_ns and row[3] == st.st_ino
+                                and statmod.S_ISREG(st.st_mode)
+                                and not entry.name.startswith(TEMP_PREFIX)):
+                            del rows[relpath]
+                            listing[relpath] = new(RemoteFile, (row[0], row[4]))
+                            continue
                     self._list_one(relpath, dir_fd, entry, rows, listing, fixes)
         self._index.write(fixes, gone=rows.keys())
         return listing
@@ -165,15 +179,16 @@ class FolderFileStore:
         *folder, name = check_relpath(relpath).split("/")
         parts = (*self._parts, *folder)
         try:
-            chain = open_chain(self._base, parts, create=True)
+            slot = self._folders.acquire(parts)
         except (FileExistsError, NotADirectoryError) as exc:
             raise UploadError(
                 f"{relpath}: a parent of it is a file in the datastore folder "
                 f"{self.root}; set delete_extra: true or remove that file"
             ) from exc
-        assert chain is not None  # create=True never gives None
-        with chain:
-            tmp, hashed = write_temp(src, "", dir_fd=chain.fd)
+        try:
+            tmp, hashed = write_temp(src, "", dir_fd=slot[0])
+        finally:
+            self._folders.release(slot)
         self._writes.add(_Pending(parts, tmp, name, relpath, hashed.size, hashed.sha256))
         return RemoteFile(hashed.size, hashed.sha256)
 
@@ -182,6 +197,7 @@ class FolderFileStore:
         below `within`)."""
         *folder, name = check_relpath(relpath).split("/")
         self._writes.commit(final=False)  # a pending write of relpath must not outlive this
+        self._folders.close_idle()  # folders it empties are removed: no descriptor kept
         try:
             chain = open_chain(self._base, (*self._parts, *folder), create=False)
         except NotADirectoryError:
@@ -201,11 +217,12 @@ class FolderFileStore:
 
     def flush(self) -> None:
         """Commit every file written so far and make it durable."""
+        self._folders.close_idle()
         self._writes.commit(final=True)
 
     def close(self) -> None:
         """Flush, then close the index."""
-        _close(self._writes, self._index)
+        _close(self._writes, self._index, self._folders)
 
     def __enter__(self) -> FolderFileStore:
         return self
@@ -214,12 +231,72 @@ class FolderFileStore:
         self.close()
 
 
-def _close(writes: _Writes, index: _Index) -> None:
+def _close(writes: _Writes, index: _Index, folders: _Folders) -> None:
     try:
+        folders.close_idle()
         if not index.closed:
             writes.commit(final=True)
     finally:
         index.close()
+
+
+class _Folders:
+    """Descriptors of the folders files were lately written to, shared by the writers.
+
+    Opening a folder is a walk from the base, a descriptor per level (see `dirfd`); files
+    of one folder are written one after another, so the folder's descriptor is kept for the
+    next one. At most MAX are kept; one is closed only when no writer holds it.
+    """
+
+    MAX = 32
+
+    def __init__(self, base: str) -> None:
+        self._base = base
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, ...], list[int]] = {}  # parts -> [fd, writers holding it]
+
+    def acquire(self, parts: tuple[str, ...]) -> list[int]:
+        """[descriptor of base/parts (made if missing), holders]; give it back with
+        `release`."""
+        with self._lock:
+            slot = self._open.pop(parts, None)
+            if slot is not None:
+                slot[1] += 1
+                self._open[parts] = slot  # most recently used last
+        if slot is None:
+            chain = open_chain(self._base, parts, create=True)
+            assert chain is not None  # create=True never gives None
+            fd = chain.fds.pop()
+            chain.close()  # the folders above it are not needed any more
+            with self._lock:
+                slot = self._open.get(parts)
+                if slot is None:
+                    slot = self._open[parts] = [fd, 1]
+                else:  # another writer opened it meanwhile: share theirs
+                    slot[1] += 1
+                    os.close(fd)
+        return slot
+
+    def release(self, slot: list[int]) -> None:
+        """Give back what `acquire` returned."""
+        with self._lock:
+            slot[1] -= 1
+            if len(self._open) > self.MAX:
+                self._close_idle(len(self._open) - self.MAX)
+
+    def close_idle(self) -> None:
+        """Close every descriptor no writer holds."""
+        with self._lock:
+            self._close_idle(len(self._open))
+
+    def _close_idle(self, count: int) -> None:
+        for parts, slot in list(self._open.items()):  # least recently used first
+            if count <= 0:
+                break
+            if slot[1] == 0:
+                del self._open[parts]
+                os.close(slot[0])
+                count -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +424,7 @@ class _Index:
                 " FROM upload_folder_index WHERE root = ?",
                 (self._key,),
             )
-            return {relpath: tuple(rest) for relpath, *rest in cursor}  # type: ignore[misc]
+            return {row[0]: row[1:] for row in cursor}
 
     def write(self, rows: dict[str, _Row], gone: Iterable[str]) -> None:
         """Write `rows` and delete the rows of the relpaths in `gone`, in one commit."""
