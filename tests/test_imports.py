@@ -112,3 +112,14 @@ def test_the_shared_runs_package_imports_no_backend() -> None:
             offenders += [f"{path.name}: {n}" for n in names
                           if n.startswith("amlctl.providers")]
     assert offenders == []
+
+
+def test_validate_reads_no_backend_code(tmp_path: Path) -> None:
+    """The manifest's models need the backend names only, not the provider interface."""
+    out = tmp_path / "modules.json"
+    subprocess.run([sys.executable, "-c", PROBE, str(out), "validate", "-f", str(MNIST)],
+                   cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
+    imported = set(json.loads(out.read_text()))
+    assert "amlctl.manifest.models" in imported
+    assert not {m for m in imported if m.startswith("amlctl.providers.")}, sorted(
+        m for m in imported if m.startswith("amlctl.providers."))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import UsageError
-from amlctl.providers.base import Provider
+
+if TYPE_CHECKING:  # the manifest's models import this module for BACKEND_NAMES alone
+    from amlctl.providers.base import Provider
 
 _BACKENDS = {
     "local": "amlctl.providers.local.provider:LocalProvider",

@@ -16,7 +16,6 @@ power cut; a process killed midway leaves at most temp files, which no listing s
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
 import hashlib
@@ -122,11 +121,12 @@ def make_durable(folder: str | Path, files: Sequence[str | Path],
     for every other writer's dirty data on that filesystem, which on a busy machine can take
     most of a second. So a few files get an fsync each, many files one syncfs.
     """
-    syncfs = _syncfs()
-    if syncfs is not None and len(files) + len(folders) > FSYNC_MAX:
+    if len(files) + len(folders) > FSYNC_MAX and (syncfs := _syncfs()) is not None:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             if syncfs(fd) != 0:
+                import ctypes
+
                 err = ctypes.get_errno()
                 raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(folder))
         finally:
@@ -156,6 +156,7 @@ def _fsync(path: str | Path) -> None:
 def _syncfs() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here: only a commit of many files needs it, and it is slow to import
     try:
         fn = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):

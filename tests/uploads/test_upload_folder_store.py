@@ -267,3 +267,47 @@ def test_folder_where_a_file_is_needs_delete_extra(env: Env) -> None:
         env.sync(delete_extra=False)
     env.sync(delete_extra=True)
     assert tree(env.dst) == {"a/x.txt": b"x"}
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_folder_descriptors_kept_for_writes_are_bounded_and_released(tmp_path: Path) -> None:
+    from amlctl.uploads.folder_store import _Folders
+
+    src = tmp_path / "one.txt"
+    src.write_text("one")
+    before = _open_fds()
+    store = FolderFileStore(tmp_path / "dst", tmp_path / "index.db")
+    folders = _Folders.MAX * 2
+    for n in range(folders):
+        store.put_file(src, f"d{n:03d}/x.txt")
+        # the store holds at most MAX folder descriptors (plus its index's) at any time
+        assert len(_open_fds() - before) <= _Folders.MAX + 4
+    store.close()
+    assert _open_fds() == before
+    assert sorted(p.parent.name for p in (tmp_path / "dst").glob("*/x.txt")) == [
+        f"d{n:03d}" for n in range(folders)]
+
+
+def test_a_write_after_its_folder_was_swapped_for_a_link_never_lands_behind_it(
+        tmp_path: Path) -> None:
+    """A folder's descriptor is kept between writes: a second write into a folder swapped
+    for a link meanwhile goes to the folder that was opened (wherever it was moved), never
+    through the link, and the commit refuses to publish it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    src = tmp_path / "payload"
+    src.write_bytes(b"payload")
+    store = FolderFileStore(tmp_path / "ds" / "t", tmp_path / "index.db",
+                            within=tmp_path / "ds")
+    store.put_file(src, "sub/a.txt")
+    os.rename(tmp_path / "ds" / "t" / "sub", tmp_path / "moved")
+    (tmp_path / "ds" / "t" / "sub").symlink_to(elsewhere)
+    store.put_file(src, "sub/b.txt")
+    with pytest.raises(UploadError, match="sub: is a symbolic link"):
+        store.flush()
+    store.close()
+    assert list(elsewhere.iterdir()) == []
+    assert not [p for p in (tmp_path / "moved").iterdir() if not p.name.startswith(TEMP_PREFIX)]

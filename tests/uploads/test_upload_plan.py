@@ -183,3 +183,38 @@ def test_cache_forgets_files_that_left_src(env: Env) -> None:
 
     rows = sqlite3.connect(env.cache_db).execute("SELECT path FROM hashes").fetchall()
     assert rows == [(str(env.src.absolute() / "a"),)]
+
+
+def test_cache_forgets_a_renamed_file_though_the_count_is_unchanged(env: Env) -> None:
+    write(env.src, {"a": "1", "b": "2"})
+    env.sync()
+    (env.src / "b").rename(env.src / "c")
+    env.sync()
+    import sqlite3
+
+    rows = sqlite3.connect(env.cache_db).execute("SELECT path FROM hashes ORDER BY path")
+    assert [os.path.basename(p) for (p,) in rows] == ["a", "c"]
+
+
+def test_uploads_nested_in_one_cache_forget_what_left_either(env: Env) -> None:
+    """Two uploads, one folder inside the other, planned through one cache (as a plan of a
+    stack does): a file that leaves the inner folder is forgotten."""
+    from amlctl.uploads import FolderFileStore, HashCache, apply_sync
+
+    write(env.src, {"top": "1", "sub/x": "2", "sub/y": "3"})
+    sub = env.src / "sub"
+
+    def sync_both() -> None:
+        with HashCache(env.cache_db, racy_window_ns=0) as cache:
+            for root, name in ((env.src, "outer"), (sub, "inner")):
+                with FolderFileStore(env.dst / name, env.index) as store:
+                    plan = plan_sync(root, store.list_files(), cache=cache)
+                    apply_sync(plan, root, store, cache=cache)
+
+    sync_both()
+    (sub / "x").unlink()
+    sync_both()
+    import sqlite3
+
+    rows = sqlite3.connect(env.cache_db).execute("SELECT path FROM hashes ORDER BY path")
+    assert [os.path.relpath(p, env.src) for (p,) in rows] == ["sub/y", "top"]
