@@ -15,8 +15,9 @@ In a temp folder it writes a tree of many small files and a few large ones, then
    the first `amlctl apply` of a manifest holding one upload of it against `rsync -a` into an
    empty folder (target: within 1.2x), and a no-op `amlctl plan` and `apply` against a
    no-op `rsync -a` (target: the import floor, `python -c "import typer, pydantic,
-   ruamel.yaml, jinja2"`, plus 1.5x rsync's time); without rsync installed this part says
-   so and is skipped;
+   ruamel.yaml, jinja2"`, plus 1.5x rsync's time); a no-op `amlctl plan` of the same
+   manifest over a 1-file tree is printed beside it (the part that does not grow with the
+   tree); without rsync installed the rsync figures are skipped, saying so;
 5. a small upload, the quickstart's 2 files, into a new store: plan, copy and make durable;
    target: well under 0.1 s.
 
@@ -239,10 +240,11 @@ def bench_cli(work: Path, files: int, repeat: int) -> None:
 
     cpu: dict[str, list[float]] = {}  # CPU seconds (user + system) by what ran
 
-    def run(argv: list[str], home: Path | None = None, label: str = "") -> float:
+    def run(argv: list[str], home: Path | None = None, label: str = "",
+            cwd: Path = project) -> float:
         extra = {"AMLCTL_HOME": str(home)} if home else {}
         start = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=project, env={**env, **extra},
+        child = subprocess.Popen(argv, cwd=cwd, env={**env, **extra},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _, status, usage = os.wait4(child.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
@@ -250,7 +252,14 @@ def bench_cli(work: Path, files: int, repeat: int) -> None:
         cpu.setdefault(label, []).append(usage.ru_utime + usage.ru_stime)
         return time.perf_counter() - start
 
+    # The same manifest over a 1-file tree: what a plan costs whatever the tree (imports,
+    # manifest, state), to split the no-op figures into a fixed and a per-file part.
+    single = work / "cli-single"
+    (single / "data").mkdir(parents=True)
+    (single / "data" / "one.bin").write_bytes(b"1")
+    (single / "amlctl.yaml").write_text(CLI_MANIFEST)
     run([*amlctl, "validate"], label="warm-up")  # bytecode written, caches warm
+    run([*amlctl, "apply", "--auto-approve"], work / "home-single", "warm-up", cwd=single)
     print(f"whole processes, {files} files ({'rsync ' + rsync if rsync else 'rsync absent'}):")
     if rsync is None:
         print("  rsync is NOT installed: the rsync baselines below are skipped. Install it "
@@ -267,9 +276,12 @@ def bench_cli(work: Path, files: int, repeat: int) -> None:
         for step in (steps if turn % 2 == 0 else steps[::-1]):
             step()
         subprocess.run(["sync"], check=True)
-    noop: dict[str, list[float]] = {"floor": [], "plan": [], "apply": [], "rsync": []}
+    noop: dict[str, list[float]] = {"floor": [], "plan": [], "apply": [], "rsync": [],
+                                    "plan1": []}
     for _ in range(max(7, repeat)):
         noop["floor"].append(run(floor, label="floor"))
+        noop["plan1"].append(run([*amlctl, "plan"], work / "home-single", "plan, 1 file",
+                                 cwd=single))
         noop["plan"].append(run([*amlctl, "plan"], work / "home0", "plan"))
         noop["apply"].append(run([*amlctl, "apply", "--auto-approve"], work / "home0", "apply"))
         if rsync:
@@ -285,7 +297,8 @@ def bench_cli(work: Path, files: int, repeat: int) -> None:
     else:
         print()
     print(f"  no-op (median of {len(noop['floor'])}): import floor {med['floor']:.3f} s, "
-          f"amlctl plan {med['plan']:.3f} s, amlctl apply {med['apply']:.3f} s", end="")
+          f"amlctl plan {med['plan']:.3f} s (of a 1-file upload: {med['plan1']:.3f} s), "
+          f"amlctl apply {med['apply']:.3f} s", end="")
     if rsync:
         budget = med["floor"] + 1.5 * med["rsync"]
         print(f", rsync -a {med['rsync']:.3f} s")
