@@ -7,9 +7,9 @@ Order, per apply: recovery events (`StateNote`, `InterruptedSteps`, `Repaired`),
 `PlanReady`, then for each primitive step `StepStarted`, one `ActionDone` per primitive action
 (a replace has two, an upload's create and sync two), and `StepFinished` or `StepFailed`.
 Steps run in parallel on worker threads, so step events arrive from several threads at once:
-a view that keeps state must guard it. A view's exception is not swallowed: it fails the step
-it was raised in (or the apply, for `StepFailed`), but the journal still records what the
-backend really did (see executor._Runner._journal).
+a view that keeps state must guard it. A view's exception is not swallowed: raised on a
+step's own event it fails that step, on `StepFailed` or a recovery or plan event it ends the
+operation; the journal still records what the backend really did (executor._Runner._journal).
 """
 
 from __future__ import annotations
