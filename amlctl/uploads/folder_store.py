@@ -27,7 +27,9 @@ The folder is the truth, the index only a memo:
 Nothing outside the datastore folder (`within=`) is ever written, renamed, listed, read or
 deleted: every folder below it is opened without following symlinks (see `dirfd`), so a
 link planted there (a run mounts the datastore folder itself) is refused with UploadError
-naming it, never followed.
+naming it, never followed. Writers keep a folder's descriptor for the next file written there
+(`_Folders`); a commit opens each folder afresh before renaming into it, so a folder swapped
+for a link in between gets nothing published through the link.
 
 A file cannot be written below a file of a parent's name (`put_file` raises UploadError) nor
 where the folder holds a folder of its name (the commit raises UploadError, naming it);
