@@ -36,7 +36,9 @@ TEMP_PREFIX = ".amlctl-tmp-"
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC
 
 _buffers = threading.local()  # one CHUNK_SIZE buffer per thread, reused file after file
-_names = types.SimpleNamespace(pid=0, token="")
+_names = types.SimpleNamespace(pid=0, token="")  # this process's, for temp names
+# getpid is a system call: asked once, again in a forked child
+os.register_at_fork(after_in_child=lambda: setattr(_names, "pid", 0))
 _counter = itertools.count()
 
 
@@ -168,10 +170,9 @@ def _syncfs() -> Callable[[int], int] | None:
 
 def temp_name() -> str:
     """A fresh temp file name owned by this process: prefix, pid, random, counter."""
-    pid = os.getpid()
-    if _names.pid != pid:  # first call, or a forked child: new random part
-        _names.pid, _names.token = pid, secrets.token_hex(4)
-    return f"{TEMP_PREFIX}{pid}-{_names.token}-{next(_counter)}"
+    if not _names.pid:  # first call, or a forked child (reset below): new random part
+        _names.pid, _names.token = os.getpid(), secrets.token_hex(4)
+    return f"{TEMP_PREFIX}{_names.pid}-{_names.token}-{next(_counter)}"
 
 
 def is_temp_name(name: str) -> bool:

@@ -311,3 +311,23 @@ def test_a_write_after_its_folder_was_swapped_for_a_link_never_lands_behind_it(
     store.close()
     assert list(elsewhere.iterdir()) == []
     assert not [p for p in (tmp_path / "moved").iterdir() if not p.name.startswith(TEMP_PREFIX)]
+
+
+def test_a_forked_child_names_its_temp_files_with_its_own_pid() -> None:
+    """Temp names carry the writer's pid (a stale temp is one whose writer is dead): a child
+    forked after the parent wrote must not reuse the parent's."""
+    from amlctl.uploads.atomic import temp_name
+
+    parent = temp_name()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report its temp name, then leave at once
+        os.write(write, temp_name().encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        named = pipe.read().decode()
+    os.waitpid(child, 0)
+    assert parent.startswith(f"{TEMP_PREFIX}{os.getpid()}-")
+    assert named.startswith(f"{TEMP_PREFIX}{child}-")
+    assert temp_name().startswith(f"{TEMP_PREFIX}{os.getpid()}-")
