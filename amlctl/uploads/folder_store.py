@@ -60,7 +60,7 @@ from amlctl.uploads.atomic import (
 )
 from amlctl.uploads.dirfd import open_chain, open_file, walk_files
 from amlctl.uploads.errors import UploadError
-from amlctl.uploads.model import RemoteFile
+from amlctl.uploads.model import FileStat, RemoteFile
 from amlctl.uploads.store import check_relpath
 
 # Each commit waits for a syncfs, which on a busy machine costs as much as copying thousands of
@@ -178,6 +178,11 @@ class FolderFileStore:
 
     def put_file(self, src: Path, relpath: str) -> RemoteFile:
         """Write src as relpath; visible whole at the next commit (see module doc)."""
+        return self.put_file_stat(src, relpath)[0]
+
+    def put_file_stat(self, src: Path, relpath: str) -> tuple[RemoteFile, FileStat]:
+        """`put_file`, also giving src's stat taken as it was opened, before any byte was
+        read (see the FileStore contract)."""
         *folder, name = check_relpath(relpath).split("/")
         parts = (*self._parts, *folder)
         try:
@@ -192,7 +197,7 @@ class FolderFileStore:
         finally:
             self._folders.release(slot)
         self._writes.add(_Pending(parts, tmp, name, relpath, hashed.size, hashed.sha256))
-        return RemoteFile(hashed.size, hashed.sha256)
+        return RemoteFile(hashed.size, hashed.sha256), hashed.stat
 
     def delete_file(self, relpath: str) -> None:
         """Remove relpath and its row; remove folders it leaves empty (root too, when it is

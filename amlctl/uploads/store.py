@@ -18,7 +18,10 @@ Contract for implementations:
 - `put_file` and `delete_file` may run at once in several threads, never two for the same
   relpath; `list_files` never runs at the same time as either;
 - a store may say how many copies at once suit it in an optional `parallelism` attribute
-  (a local folder: about one per core, as copying is CPU-bound; a network store more).
+  (a local folder: about one per core, as copying is CPU-bound; a network store more);
+- a store may offer `put_file_stat(src, relpath) -> (RemoteFile, FileStat)`: `put_file`
+  also giving src's stat (`FileStat.of(os.fstat(...))`) taken once src is open, before any
+  byte is read; `apply_sync` then keys the hash cache on it instead of a stat of its own.
 """
 
 from __future__ import annotations

@@ -217,11 +217,17 @@ _Sent = tuple[RemoteFile, FileStat, int]
 def _send(store: FileStore, root: str, relpath: str) -> _Sent:
     path = os.path.join(root, relpath)
     hashed_at = time.time_ns()
+    put_file_stat = getattr(store, "put_file_stat", None)
     try:
+        if put_file_stat is not None:  # the store stats src as it opens it: no stat here
+            remote, before = put_file_stat(Path(path), relpath)
+            return remote, before, hashed_at
         before = FileStat.of(os.stat(path))
+        return store.put_file(Path(path), relpath), before, hashed_at
     except FileNotFoundError as exc:
+        if os.path.exists(path):
+            raise  # something missing on the store's side, reported as it is
         raise UploadError(f"{relpath}: gone from {root} since the plan; plan again") from exc
-    return store.put_file(Path(path), relpath), before, hashed_at
 
 
 def _change(local: LocalFile, sha: str | None, remote: RemoteFile) -> FileChange:

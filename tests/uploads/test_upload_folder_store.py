@@ -3,6 +3,7 @@ disagree with the folder."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import signal
@@ -278,6 +279,7 @@ def test_folder_descriptors_kept_for_writes_are_bounded_and_released(tmp_path: P
 
     src = tmp_path / "one.txt"
     src.write_text("one")
+    gc.collect()  # stores of earlier tests close their descriptors now, not during this one
     before = _open_fds()
     store = FolderFileStore(tmp_path / "dst", tmp_path / "index.db")
     folders = _Folders.MAX * 2
@@ -286,7 +288,7 @@ def test_folder_descriptors_kept_for_writes_are_bounded_and_released(tmp_path: P
         # the store holds at most MAX folder descriptors (plus its index's) at any time
         assert len(_open_fds() - before) <= _Folders.MAX + 4
     store.close()
-    assert _open_fds() == before
+    assert not _open_fds() - before  # every descriptor it opened is closed
     assert sorted(p.parent.name for p in (tmp_path / "dst").glob("*/x.txt")) == [
         f"d{n:03d}" for n in range(folders)]
 
