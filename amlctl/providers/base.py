@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from amlctl.providers import resources
+
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
 
 OWNER_TAG = "amlctl.stack"
 SPEC_HASH_TAG = "amlctl.spec_hash"
 
-# Kinds in dependency order: creates and updates follow it, deletes go in reverse.
-KINDS = ("workspace", "datastore", "compute", "experiment", "upload", "run")
+KINDS = resources.KINDS  # kind names in dependency order (see resources.KIND_LIST)
 TERMINAL_RUN_STATES = frozenset({"Completed", "Failed", "Canceled"})
 
 
