@@ -9,10 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError
+from amlctl.providers.azure.handlers import (
+    ComputeService,
+    DatastoreService,
+    RecordedDatastores,
+    RecordedUploads,
+    RecordsService,
+    TaggedComputes,
+)
 from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord
-from amlctl.providers.base import SPEC_HASH_TAG, FileStore, RunInfo
-from amlctl.providers.dispatch import HandlerProvider
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, ComputeStatus, FileStore, RunInfo
+from amlctl.providers.dispatch import HandlerProvider, KindHandler
 
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
@@ -44,6 +52,26 @@ class AzureBase(HandlerProvider):
     # hooks each SDK fills in ---------------------------------------------------------------
 
     @abstractmethod
+    def _workspace_handler(self) -> KindHandler:
+        """The workspace's handler (the SDKs differ in how they reach it)."""
+
+    @abstractmethod
+    def _experiment_handler(self) -> KindHandler:
+        """The experiments' handler (v1 has an API for them, v2 only jobs naming them)."""
+
+    @abstractmethod
+    def _computes(self) -> ComputeService:
+        """The AmlCompute edge of the workspace (which must exist)."""
+
+    @abstractmethod
+    def _datastore_service(self) -> DatastoreService:
+        """The datastore edge of the workspace (which must exist)."""
+
+    @abstractmethod
+    def _records(self) -> RecordsService:
+        """amlctl's records in the default datastore."""
+
+    @abstractmethod
     def _default_container(self) -> Any | None:
         """The default datastore's ContainerClient; None while the workspace does not exist."""
 
@@ -58,6 +86,20 @@ class AzureBase(HandlerProvider):
     @abstractmethod
     def _blob_container(self, ds: Any, account_key: str | None, sas_token: str | None) -> Any:
         """A ContainerClient of a blob datastore, with the given key or SAS if any."""
+
+    # objects ---------------------------------------------------------------------------------
+
+    def make_handlers(self) -> dict[str, KindHandler]:
+        return {
+            "workspace": self._workspace_handler(),
+            "datastore": RecordedDatastores(self._datastore_service, self._records, self.stack),
+            "compute": TaggedComputes(self._computes, self.workspace_exists),
+            "experiment": self._experiment_handler(),
+            "upload": RecordedUploads(self._records, self.file_store, self.stack),
+        }
+
+    def compute_status(self, name: str) -> ComputeStatus:
+        return self._computes().status(name)
 
     # state -----------------------------------------------------------------------------------
 
@@ -105,6 +147,15 @@ class AzureBase(HandlerProvider):
                              target_path, self.policy)
 
     # runs ------------------------------------------------------------------------------------
+
+    def _run_filter(self, spec_hash: str | None, name: str | None) -> dict[str, str]:
+        """The tags a run of this stack carries, for `list_runs`'s filters."""
+        tags = {OWNER_TAG: self.stack}
+        if spec_hash:
+            tags[SPEC_HASH_TAG] = spec_hash
+        if name:
+            tags[RUN_NAME_TAG] = name
+        return tags
 
     @staticmethod
     def _info(record: RunRecord) -> RunInfo:

@@ -20,14 +20,12 @@ from amlctl.providers.azure import datastores as datastores_mod
 from amlctl.providers.azure import sdk
 from amlctl.providers.azure import workspace as workspace_mod
 from amlctl.providers.azure.common import DEFAULT_DATASTORE, AzureBase
-from amlctl.providers.azure.handlers import RecordedDatastores, RecordedUploads, TaggedComputes
+from amlctl.providers.azure.handlers import DatastoreService
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy
-from amlctl.providers.azure.runs import RUN_NAME_TAG, RunService, SdkRunService
+from amlctl.providers.azure.runs import RunService, SdkRunService
 from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.base import (
     OWNER_TAG,
-    SPEC_HASH_TAG,
-    ComputeStatus,
     LiveObject,
     MetricSeries,
     RunInfo,
@@ -141,15 +139,14 @@ class AzureProvider(AzureBase):
 
     # objects: one handler per kind ---------------------------------------------------------
 
-    def make_handlers(self) -> dict[str, KindHandler]:
-        return {
-            "workspace": _Workspace(self),
-            "datastore": RecordedDatastores(lambda: _ListedDatastores(self), self._records,
-                                            self.stack),
-            "compute": TaggedComputes(self._computes, self.workspace_exists),
-            "experiment": _Experiments(self),
-            "upload": RecordedUploads(self._records, self.file_store, self.stack),
-        }
+    def _workspace_handler(self) -> KindHandler:
+        return _Workspace(self)
+
+    def _experiment_handler(self) -> KindHandler:
+        return _Experiments(self)
+
+    def _datastore_service(self) -> DatastoreService:
+        return _ListedDatastores(self)
 
     def workspace_exists(self) -> bool:
         return self._open() is not None
@@ -179,12 +176,8 @@ class AzureProvider(AzureBase):
             return []
         if experiment is not None and experiment not in self.runs().experiments():
             return []
-        tags = {OWNER_TAG: self.stack}
-        if spec_hash:
-            tags[SPEC_HASH_TAG] = spec_hash
-        if name:
-            tags[RUN_NAME_TAG] = name
-        return [self._info(r) for r in self.runs().find(experiment, tags)]
+        return [self._info(r)
+                for r in self.runs().find(experiment, self._run_filter(spec_hash, name))]
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.providers.azure.runs import build_run
@@ -216,11 +209,6 @@ class AzureProvider(AzureBase):
         from amlctl.providers.azure.metrics import read_run_metrics
 
         return read_run_metrics(self._require(), run_id, self.policy)
-
-    # status ------------------------------------------------------------------------------------
-
-    def compute_status(self, name: str) -> ComputeStatus:
-        return self._computes().status(name)
 
 
 class _ListedDatastores:

@@ -22,15 +22,13 @@ from typing import TYPE_CHECKING, Any
 from amlctl.errors import ProviderError
 from amlctl.providers.azure.common import DEFAULT_DATASTORE, AzureBase
 from amlctl.providers.azure.computes import ComputeSettings
-from amlctl.providers.azure.handlers import RecordedDatastores, RecordedUploads, TaggedComputes
+from amlctl.providers.azure.handlers import DatastoreService
 from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
-from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord
+from amlctl.providers.azure.runs import RunRecord
 from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import (
     OWNER_TAG,
-    SPEC_HASH_TAG,
-    ComputeStatus,
     LiveObject,
     MetricSeries,
     RunInfo,
@@ -187,14 +185,14 @@ class AzureV2Provider(AzureBase):
 
     # objects: one handler per kind ---------------------------------------------------------
 
-    def make_handlers(self) -> dict[str, KindHandler]:
-        return {
-            "workspace": _Workspace(self),
-            "datastore": RecordedDatastores(self._datastores, self._records, self.stack),
-            "compute": TaggedComputes(self._computes, self.workspace_exists),
-            "experiment": _Experiments(self),
-            "upload": RecordedUploads(self._records, self.file_store, self.stack),
-        }
+    def _workspace_handler(self) -> KindHandler:
+        return _Workspace(self)
+
+    def _experiment_handler(self) -> KindHandler:
+        return _Experiments(self)
+
+    def _datastore_service(self) -> DatastoreService:
+        return self._datastores()
 
     def workspace_exists(self) -> bool:
         return self._open()
@@ -220,11 +218,7 @@ class AzureV2Provider(AzureBase):
                   name: str | None = None) -> list[RunInfo]:
         if not self._open():
             return []
-        wanted = {OWNER_TAG: self.stack}
-        if spec_hash:
-            wanted[SPEC_HASH_TAG] = spec_hash
-        if name:
-            wanted[RUN_NAME_TAG] = name
+        wanted = self._run_filter(spec_hash, name)
         found = [r for r in self._jobs(tag=OWNER_TAG)
                  if (experiment is None or r.experiment == experiment)
                  and all(r.tags.get(k) == v for k, v in wanted.items())]
@@ -323,11 +317,6 @@ class AzureV2Provider(AzureBase):
         if self._get_job(run_id) is None:
             raise ProviderError(f"no run {run_id!r}")
         return self._history().metrics(run_id)
-
-    # status ------------------------------------------------------------------------------------
-
-    def compute_status(self, name: str) -> ComputeStatus:
-        return self._computes().status(name)
 
 
 class _Workspace(Handler):
