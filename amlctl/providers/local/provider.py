@@ -154,7 +154,7 @@ class LocalProvider(HandlerProvider):
         for obj in self.store.list_objects(ws.id, "datastore"):
             datastores[obj.name] = self.datastore_dir(obj.name, ws)
         spec = build_spec(request.name, request.run, workspace=ws,
-                          max_nodes=request.compute_max_nodes, datastore_dirs=datastores,
+                          max_nodes=request.compute.max_nodes, datastore_dirs=datastores,
                           secrets=request.secrets)
         row = submit(self.store, ws, self.workspace_dir(ws), spec, request.source_dir,
                      spec_hash=request.spec_hash, owner=self.stack)
