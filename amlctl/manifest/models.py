@@ -84,6 +84,12 @@ class _BackendSchema:
 
         return {"enum": list(BACKENDS), "type": "string"}
 
+    def reference_type(self) -> str:
+        """How docs/manifest.md names the type: the choices."""
+        from amlctl.providers import BACKENDS
+
+        return " | ".join(BACKENDS)
+
 
 BackendName = Annotated[str, AfterValidator(_known_backend), _BackendSchema()]
 
