@@ -103,8 +103,8 @@ class HandlerProvider(Provider):
     def _require_handler(self, address: Address, verb: str) -> KindHandler:
         found = self.handler(address.kind)
         if found is None:
-            raise ProviderError(f"{address}: the {self.name} backend cannot {verb} a "
-                                f"{address.kind}")
+            raise ProviderError(f"{address}: the {self.name} backend cannot {verb} objects of "
+                                f"kind {address.kind!r}")
         return found
 
     def read_all(self) -> dict[str, LiveObject]:

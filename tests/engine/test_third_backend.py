@@ -318,7 +318,8 @@ def test_a_kind_without_a_handler_is_refused_by_name(tmp_path: Path) -> None:
         provider.create("workspace", {"name": "w", "subscription_id": "0",
                                       "resource_group": "g", "location": "westeurope",
                                       "tags": {}}, {})
-        with pytest.raises(ProviderError, match="local backend cannot create a experiment"):
+        with pytest.raises(ProviderError,
+                           match="local backend cannot create objects of kind 'experiment'"):
             provider.create("experiment.train", {"tags": {}}, {})
         assert provider.updatable_fields("experiment") == frozenset()
         assert set(provider.read_all()) == {"workspace", "datastore.default"}
