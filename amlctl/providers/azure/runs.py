@@ -1,4 +1,4 @@
-"""Runs on Azure ML: a manifest run as a ScriptRunConfig, and the seam that submits it.
+"""Runs on Azure ML: a run definition as a ScriptRunConfig, and the seam that submits it.
 
 `build_run` makes the SDK objects offline: ScriptRunConfig with TensorflowConfiguration
 (worker_count, parameter_server_count) or MpiConfiguration and the run's node_count, datastore

@@ -1,10 +1,11 @@
 """Runs as SDK v2 command jobs: build offline, submit exactly once, read back as v1 records.
 
-`build_job` turns a manifest run into `azure.ai.ml.command(...)`: the entry script or command
-with the rendered arguments, `TensorFlowDistribution(parameter_server_count, worker_count)` or
-`MpiDistribution` with `instance_count` = the run's node_count, every datastore input as an
-`Input` of `azureml://datastores/NAME/paths/P` (`ro_mount` or `download`), an Environment from
-the conda file or pip list (docker image as the base), and v1's tags (`amlctl.stack`,
+`build_job` turns a run definition (amlctl.runs.definition) into `azure.ai.ml.command(...)`:
+the entry script or command with the rendered arguments,
+`TensorFlowDistribution(parameter_server_count, worker_count)` or `MpiDistribution` with
+`instance_count` = the run's node_count, every datastore input as an `Input` of
+`azureml://datastores/NAME/paths/P` (`ro_mount` or `download`), an Environment from the conda
+file or pip list (docker image as the base), and v1's tags (`amlctl.stack`,
 `amlctl.spec_hash`, `amlctl.run`), so a run submitted through either SDK is found by the other.
 
 The job name is the run id the v1 backend chooses (from the stack, the run name, the spec hash

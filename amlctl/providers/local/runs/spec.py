@@ -1,6 +1,6 @@
 """RunSpec: everything a local run needs once submitted, as plain JSON-serialisable data.
 
-A spec is built from a manifest run (`build_spec`) before submission, with an empty run id
+A spec is built from a run definition (`build_spec`) before submission, with an empty run id
 and no folders; `submit` fills those in. After that it is stored with the run and is all the
 supervisor reads: later edits to the manifest or the source cannot change a submitted run.
 
@@ -151,7 +151,7 @@ class RunSpec:
         return self.arguments + self.role_arguments.get(role, ())
 
 
-# building from a manifest run -----------------------------------------------------------------
+# building from a run definition ---------------------------------------------------------------
 
 
 def build_spec(name: str, run: RunDefinition | Any, *, workspace: WorkspaceRow,
