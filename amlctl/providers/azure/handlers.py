@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from amlctl.errors import UsageError
 from amlctl.providers.azure import computes as computes_mod
 from amlctl.providers.azure import datastores as datastores_mod
-from amlctl.providers.base import FileStore, LiveObject
+from amlctl.providers.base import ComputeStatus, FileStore, LiveObject
 from amlctl.providers.dispatch import Found, Handler
 from amlctl.providers.resources import Address
 
@@ -30,6 +30,7 @@ class ComputeService(Protocol):
     def update(self, name: str, attrs: dict[str, Any], secrets: dict[str, str]) -> Any: ...
     def delete(self, name: str) -> None: ...
     def preflight(self, attrs: dict[str, Any]) -> list[str]: ...
+    def status(self, name: str) -> ComputeStatus: ...
 
 
 class DatastoreService(Protocol):

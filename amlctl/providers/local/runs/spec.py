@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amlctl.providers.local.store import WorkspaceRow
 from amlctl.runs.arguments import render_arguments
 from amlctl.runs.definition import (
+    DISTRIBUTIONS,
     DataInputRef,
     RunDefinition,
     RunDistribution,
@@ -35,7 +36,6 @@ from amlctl.runs.errors import RunError
 
 DATAREFERENCE_PREFIX = "AZUREML_DATAREFERENCE_"
 MODES = ("mount", "download")
-DISTRIBUTIONS = ("none", "parameter_server", "multi_worker", "mpi")
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,8 @@ class InputSpec:
         return f"${DATAREFERENCE_PREFIX}{self.id}"
 
 
-@dataclass(frozen=True)
-class DistributionSpec:
-    """How many processes of which role, over how many nodes."""
-
-    type: str = "none"  # none | parameter_server | multi_worker | mpi
-    node_count: int = 1
-    worker_count: int = 1
-    parameter_server_count: int = 0
-    process_count_per_node: int = 1
+# How many processes of which role over how many nodes: the backend-neutral record, stored as is.
+DistributionSpec = RunDistribution
 
 
 @dataclass(frozen=True)
@@ -254,18 +247,16 @@ def _arguments(value: Any, inputs: _InputIds) -> tuple[str, ...]:
 
 
 def _distribution(given: RunDistribution) -> DistributionSpec:
+    """The distribution with only the counts its type uses (the rest at their defaults)."""
     kind = given.type
     if kind not in DISTRIBUTIONS:
         raise RunError(f"unknown distribution type {kind!r}; expected one of {DISTRIBUTIONS}")
     if kind == "none":
         return DistributionSpec()
-    return DistributionSpec(
-        type=kind,
-        node_count=given.node_count,
-        worker_count=given.worker_count if kind != "mpi" else 1,
-        parameter_server_count=given.parameter_server_count,
-        process_count_per_node=given.process_count_per_node if kind == "mpi" else 1,
-    )
+    return replace(given, worker_count=given.worker_count if kind != "mpi" else 1,
+                   parameter_server_count=given.parameter_server_count
+                   if kind == "parameter_server" else 0,
+                   process_count_per_node=given.process_count_per_node if kind == "mpi" else 1)
 
 
 def _environment(given: RunEnvironment, secrets: Mapping[str, str]) -> EnvironmentSpec:
