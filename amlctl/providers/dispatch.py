@@ -9,7 +9,7 @@ new backend is a package of handlers plus one line in `amlctl.providers.BACKENDS
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -58,11 +58,25 @@ class KindHandler(Protocol):
         ...
 
 
-class Handler:
-    """Defaults for a KindHandler: nothing updates in place, adoption is refused, no
-    preflight problems, no notes. Subclasses override what their kind supports."""
+class Handler(ABC):
+    """A KindHandler with defaults: nothing updates in place, adoption is refused, no
+    preflight problems, no notes. Subclasses implement read_all, create and delete, and
+    override what else their kind supports."""
 
     updatable: frozenset[str] = frozenset()
+
+    @abstractmethod
+    def read_all(self) -> Found:
+        """Every object of this kind, owned or not, by name ('' for the workspace)."""
+
+    @abstractmethod
+    def create(self, address: Address, attrs: dict[str, Any], secrets: dict[str, str]
+               ) -> None:
+        """Create the object, owned by the stack; an existing one is updated (idempotent)."""
+
+    @abstractmethod
+    def delete(self, address: Address, include_data: bool) -> None:
+        """Delete the object and wait until it is gone; no error when it already is."""
 
     def update(self, address: Address, attrs: dict[str, Any], changed: list[str],
                secrets: dict[str, str]) -> None:
