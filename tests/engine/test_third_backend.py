@@ -1,7 +1,8 @@
 """A backend outside amlctl's tree, added by one registration line, works everywhere at once.
 
-The backend is a package written into tmp_path: a provider built on the shared per-kind
-dispatch (amlctl.providers.dispatch) that keeps every object and run in one JSON file. It is
+The backend is a package written into tmp_path: the provider of docs/backends.md, built on
+the shared per-kind dispatch (amlctl.providers.dispatch), keeping every object and run in one
+JSON file. It is
 registered with one entry in `amlctl.providers.BACKENDS` (undone after the test) and nothing
 of amlctl is edited; the manifest's `backend:`, the JSON Schema, `--backend` and the real
 engine (plan, apply, prune, destroy through the in-process CLI) all take it from there.
@@ -10,7 +11,6 @@ engine (plan, apply, prune, destroy through the in-process CLI) all take it from
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,145 +21,13 @@ import amlctl.providers
 from amlctl.providers.dispatch import HandlerProvider
 from amlctl.providers.local.provider import LocalProvider
 
-BACKEND = '''
-"""Objects and runs of a workspace in one JSON file (a backend for the tests)."""
-
-from __future__ import annotations
-
-import json
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-from amlctl.providers.base import ComputeStatus, FileStore, LiveObject, RunInfo, RunRequest
-from amlctl.providers.dispatch import Handler, HandlerProvider, KindHandler
-from amlctl.providers.resources import Address
-from amlctl.uploads import FolderFileStore
+DOC = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
 
 
-class Table:
-    """The JSON file: {"objects": {kind: {name: {"attrs", "owner"}}}, "runs": [...]}.
-    Changes hold `lock` (an apply runs independent steps in parallel threads)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.RLock()
-
-    def load(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {"objects": {}, "runs": []}
-        return json.loads(self.path.read_text())
-
-    def save(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(json.dumps(data, sort_keys=True))
-        temp.replace(self.path)  # readers see the old file or the new one, never half
-
-
-class Objects(Handler):
-    """One kind, stored as given."""
-
-    def __init__(self, table: Table, kind: str, stack: str, updatable: frozenset[str]) -> None:
-        self.table, self.kind, self.stack, self.updatable = table, kind, stack, updatable
-
-    def read_all(self) -> dict[str, tuple[dict[str, Any], str | None]]:
-        found = self.table.load()["objects"].get(self.kind, {})
-        return {name: (o["attrs"], o["owner"]) for name, o in found.items()}
-
-    def _write(self, name: str, attrs: dict[str, Any], owner: str | None) -> None:
-        with self.table.lock:
-            data = self.table.load()
-            data["objects"].setdefault(self.kind, {})[name] = {"attrs": attrs, "owner": owner}
-            self.table.save(data)
-
-    def create(self, address: Address, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
-        self._write(address.name, attrs, self.stack)
-
-    def update(self, address: Address, attrs: dict[str, Any], changed: list[str],
-               secrets: dict[str, str]) -> None:
-        self._write(address.name, attrs, self.stack)
-
-    def delete(self, address: Address, include_data: bool) -> None:
-        with self.table.lock:
-            data = self.table.load()
-            data["objects"].get(self.kind, {}).pop(address.name, None)
-            self.table.save(data)
-
-    def adopt(self, address: Address, live: LiveObject) -> None:
-        self._write(address.name, live.attrs, self.stack)
-
-
-class MemoryProvider(HandlerProvider):
-    """The whole backend: a handler table, files in folders, runs that complete at once."""
-
-    name = "memory"
-
-    def __init__(self, workspace: dict[str, Any], stack: str, state_dir: Path) -> None:
-        super().__init__(workspace, stack, state_dir)
-        self.table = Table(state_dir / "memory.json")
-
-    def make_handlers(self) -> dict[str, KindHandler]:
-        def kind(name: str, *updatable: str) -> Objects:
-            return Objects(self.table, name, self.stack, frozenset(updatable))
-
-        return {"workspace": kind("workspace", "tags"),
-                "datastore": kind("datastore"),
-                "compute": kind("compute", "min_nodes", "max_nodes", "tags",
-                                "idle_seconds_before_scaledown"),
-                "experiment": kind("experiment", "tags"),
-                "upload": kind("upload", "datastore", "target_path", "delete_extra",
-                               "exclude", "src_dir")}
-
-    def workspace_exists(self) -> bool:
-        return bool(self.table.load()["objects"].get("workspace"))
-
-    def file_store(self, datastore: str, target_path: str) -> FileStore:
-        folder = self.state_dir / "files" / datastore
-        return FolderFileStore(folder / target_path, self.state_dir / "blobs.db", within=folder)
-
-    def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
-                  name: str | None = None) -> list[RunInfo]:
-        runs = [RunInfo(**r["info"]) for r in reversed(self.table.load()["runs"])]
-        return [r for r in runs if experiment in (None, r.experiment)
-                and spec_hash in (None, r.spec_hash) and name in (None, r.name)]
-
-    def submit_run(self, request: RunRequest) -> RunInfo:
-        with self.table.lock:
-            return self._submit(request)
-
-    def _submit(self, request: RunRequest) -> RunInfo:
-        data = self.table.load()
-        run = request.run
-        info = RunInfo(id=f"{request.name}-{len(data['runs']) + 1}", name=request.name,
-                       experiment=run.experiment, spec_hash=request.spec_hash,
-                       status="Completed", compute=request.compute.name, created_at=1.0)
-        # what the backend was told, as plain data (the typed request, backend-neutral)
-        data["runs"].append({"info": info.__dict__, "request": {
-            "entry_script": run.entry_script, "workers": run.distribution.worker_count,
-            "distribution": run.distribution.type, "compute_max_nodes": request.compute.max_nodes,
-            "env": run.environment.values(request.secrets)}})
-        self.table.save(data)
-        return info
-
-    def cancel_run(self, run_id: str) -> RunInfo:
-        found = self.get_run(run_id)
-        assert found is not None
-        return found
-
-    def get_run(self, run_id: str) -> RunInfo | None:
-        return next((r for r in self.list_runs() if r.id == run_id), None)
-
-    def run_logs(self, run_id: str, role: str | None = None, follow: bool = False
-                 ) -> Iterator[str]:
-        return iter([f"[worker:0] {run_id} done"])
-
-    def compute_status(self, name: str) -> ComputeStatus:
-        attrs = self.table.load()["objects"]["compute"][name]["attrs"]
-        return ComputeStatus("Succeeded", "Steady", 0, 0, {}, attrs.get("min_nodes"),
-                             attrs.get("max_nodes"))
-'''
+def backend_source() -> str:
+    """The backend of docs/backends.md ("A small backend"), so the documented one is tested."""
+    section = DOC.read_text(encoding="utf-8").split("## A small backend", 1)[1]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
 
 MANIFEST = """\
 version: 1
@@ -209,7 +77,7 @@ def memory_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     package = tmp_path / "ext" / "memory_backend"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    (package / "provider.py").write_text(textwrap.dedent(BACKEND))
+    (package / "provider.py").write_text(backend_source())
     monkeypatch.syspath_prepend(str(tmp_path / "ext"))
     # the one registration line (undone after the test)
     monkeypatch.setitem(amlctl.providers.BACKENDS, "memory",
