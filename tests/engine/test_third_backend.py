@@ -27,7 +27,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
 def backend_source() -> str:
     """The backend of docs/backends.md ("A small backend"), so the documented one is tested."""
     section = DOC.read_text(encoding="utf-8").split("## A small backend", 1)[1]
-    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
 
 MANIFEST = """\
 version: 1
