@@ -84,7 +84,8 @@ class AzureBase(HandlerProvider):
         """The SDK's datastore of that name (`default` included), or None."""
 
     @abstractmethod
-    def _blob_container(self, ds: Any, account_key: str | None, sas_token: str | None) -> Any:
+    def _blob_container(self, ds: Any, account_key: str | None = None,
+                        sas_token: str | None = None) -> Any:
         """A ContainerClient of a blob datastore, with the given key or SAS if any."""
 
     # objects ---------------------------------------------------------------------------------

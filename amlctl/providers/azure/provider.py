@@ -156,7 +156,8 @@ class AzureProvider(AzureBase):
     def _datastore_object(self, name: str) -> Any | None:
         return self._datastore_named(name)
 
-    def _blob_container(self, ds: Any, account_key: str | None, sas_token: str | None) -> Any:
+    def _blob_container(self, ds: Any, account_key: str | None = None,
+                        sas_token: str | None = None) -> Any:
         if getattr(ds, "datastore_type", "") != "AzureBlob":
             raise ProviderError(f"datastore {ds.name!r} is not a blob container; the azure "
                                 "backend uploads to blob datastores only")

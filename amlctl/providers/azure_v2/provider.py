@@ -129,11 +129,6 @@ class AzureV2Provider(AzureBase):
             self._default = self._datastores().default()
         return self._default
 
-    def _container(self, ds: Any) -> Any:
-        from amlctl.providers.azure_v2.datastores import container_client
-
-        return container_client(ds)
-
     # state -------------------------------------------------------------------------------------
 
     def state_store(self) -> StateStore:
@@ -146,7 +141,7 @@ class AzureV2Provider(AzureBase):
         """The default datastore's container; None while the workspace does not exist."""
         if not self._open():
             return None
-        return self._container(self._default_datastore())
+        return self._blob_container(self._default_datastore())
 
     def _state_container(self, account_url: str, container: str) -> Any:
         """The `state:` block's container: with AMLCTL_STATE_ACCESS_KEY's account key, else
@@ -163,7 +158,7 @@ class AzureV2Provider(AzureBase):
         from amlctl.providers.azure.records import Records
 
         if self._records_obj is None:
-            self._records_obj = Records(self._container(self._default_datastore()),
+            self._records_obj = Records(self._blob_container(self._default_datastore()),
                                         self.policy)
         return self._records_obj
 
@@ -207,7 +202,8 @@ class AzureV2Provider(AzureBase):
         stores = self._datastores()
         return self._default_datastore() if name == DEFAULT_DATASTORE else stores.get(name)
 
-    def _blob_container(self, ds: Any, account_key: str | None, sas_token: str | None) -> Any:
+    def _blob_container(self, ds: Any, account_key: str | None = None,
+                        sas_token: str | None = None) -> Any:
         from amlctl.providers.azure_v2.datastores import container_client
 
         return container_client(ds, account_key, sas_token)
