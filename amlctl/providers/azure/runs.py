@@ -156,27 +156,49 @@ def pick_input_id(taken: Mapping[str, tuple[str, str, str]], ref_id: str,
     return key, candidate
 
 
-class _References:
-    """Data references of one run: named inputs plus inline ones, each id used once."""
+class InputTable:
+    """Datastore inputs of one run by id, each id used once (named inputs keep theirs, inline
+    ones get one from the flag before them), as both SDKs' backends number them. `make`
+    builds the SDK's input for an id and (datastore, path, mode)."""
 
-    def __init__(self, datastore_for: Callable[[str], Any]) -> None:
-        self.datastore_for = datastore_for
-        self.refs: dict[str, Any] = {}
+    def __init__(self, make: Callable[[str, tuple[str, str, str]], Any]) -> None:
+        self.make = make
+        self.made: dict[str, Any] = {}  # id -> the SDK's input
         self.keys: dict[str, tuple[str, str, str]] = {}
 
     def add(self, ref_id: str, value: DataInputRef, exact: bool = False) -> str:
+        """The id `value` goes by, its SDK input made when it is new."""
         key, candidate = pick_input_id(self.keys, ref_id, value, exact)
         if candidate not in self.keys:
-            ds = self.datastore_for(key[0])
-            ref = ds.path(key[1], data_reference_name=candidate)
-            self.refs[candidate] = ref.as_mount() if key[2] == "mount" else ref.as_download()
+            self.made[candidate] = self.make(candidate, key)
             self.keys[candidate] = key
-        return str(self.refs[candidate])  # "$AZUREML_DATAREFERENCE_<id>", as AML expands it
+        return candidate
+
+    def add_named(self, inputs: Mapping[str, DataInputRef]) -> None:
+        """The run's named inputs, each under its own id (used twice: an error)."""
+        for ref_id, value in inputs.items():
+            self.add(ref_id, value, exact=True)
+
+
+class _References(InputTable):
+    """Data references of one run (SDK v1's DataReference, mounted or downloaded)."""
+
+    def __init__(self, datastore_for: Callable[[str], Any]) -> None:
+        def reference(ref_id: str, key: tuple[str, str, str]) -> Any:
+            ref = datastore_for(key[0]).path(key[1], data_reference_name=ref_id)
+            return ref.as_mount() if key[2] == "mount" else ref.as_download()
+
+        super().__init__(reference)
+
+    def reference(self, ref_id: str, value: DataInputRef, exact: bool = False) -> str:
+        """`$AZUREML_DATAREFERENCE_<id>`, as AML expands it, for the input."""
+        return str(self.made[self.add(ref_id, value, exact)])
 
 
 def render_arguments(arguments: Arguments, refs: _References) -> list[str]:
     """A flag map or a list as strings; DataInputs become data references."""
-    return shared_render_arguments(arguments, lambda hint, item: refs.add(input_id(hint), item))
+    return shared_render_arguments(arguments,
+                                   lambda hint, item: refs.reference(input_id(hint), item))
 
 
 def _distribution(s: sdk.Sdk, dist: RunDistribution) -> tuple[Any, int | None]:
@@ -244,8 +266,7 @@ def _build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], A
     s = sdk.load()
     run = request.run
     refs = _References(datastore_for)
-    for ref_id, value in run.inputs.items():
-        refs.add(ref_id, value, exact=True)
+    refs.add_named(run.inputs)
     arguments = render_arguments(run.arguments, refs)
     job_config, node_count = _distribution(s, run.distribution)
     environment = build_environment(f"amlctl-{stack}-{request.name}", run.environment,
@@ -278,8 +299,8 @@ def _build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], A
         max_run_duration_seconds=run.max_run_duration_seconds or DEFAULT_MAX_RUN_SECONDS)
     if node_count is not None:
         config.run_config.node_count = node_count
-    config.run_config.data_references = {k: r.to_config() for k, r in refs.refs.items()}
-    return BuiltRun(config, run_tags(request, stack), dict(refs.refs), staged)
+    config.run_config.data_references = {k: r.to_config() for k, r in refs.made.items()}
+    return BuiltRun(config, run_tags(request, stack), dict(refs.made), staged)
 
 
 def stage_with_launcher(source_dir: Path) -> Path:

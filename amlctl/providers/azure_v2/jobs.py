@@ -29,17 +29,17 @@ from amlctl.providers.azure.runs import (
     LAUNCHER,
     RUN_NAME_TAG,
     STATUS,
+    InputTable,
     RunRecord,
     _conda_path,
     input_id,
-    pick_input_id,
     run_tags,
     stage_with_launcher,
 )
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import RunRequest
 from amlctl.runs.arguments import render_arguments
-from amlctl.runs.definition import DataInputRef, RunDefinition, RunDistribution
+from amlctl.runs.definition import RunDefinition, RunDistribution
 from amlctl.runs.identity import run_id
 
 # Azure ML's curated base images (what `az ml` v2 examples use)
@@ -72,28 +72,21 @@ class BuiltJob:
             self.staged = None
 
 
-class _Inputs:
-    """Datastore inputs of one job, each id used once (the v1 backend's rules)."""
+class _Inputs(InputTable):
+    """Datastore inputs of one job as SDK v2 `Input`s (the v1 backend's ids)."""
 
     def __init__(self, datastore_name: Callable[[str], str]) -> None:
-        self.datastore_name = datastore_name
-        self.inputs: dict[str, Any] = {}
-        self.keys: dict[str, tuple[str, str, str]] = {}
+        def job_input(ref_id: str, key: tuple[str, str, str]) -> Any:
+            path = f"azureml://datastores/{datastore_name(key[0])}/paths/{key[1]}"
+            return sdk.load().Input(type="uri_folder", path=path, mode=MODES[key[2]])
 
-    def add(self, ref_id: str, value: DataInputRef, exact: bool = False) -> str:
-        ml = sdk.load()
-        key, candidate = pick_input_id(self.keys, ref_id, value, exact)
-        if candidate not in self.keys:
-            path = f"azureml://datastores/{self.datastore_name(key[0])}/paths/{key[1]}"
-            self.inputs[candidate] = ml.Input(type="uri_folder", path=path, mode=MODES[key[2]])
-            self.keys[candidate] = key
-        return candidate
+        super().__init__(job_input)
 
     def exports(self) -> str:
         """Shell exports of AZUREML_DATAREFERENCE_<ID>, the variable v1 runs (and the Batch
         AI launcher) read an input's path from."""
         return "".join(f"export {DATAREFERENCE}{i}=\"${{{{inputs.{i}}}}}\"; "
-                       for i in self.inputs)
+                       for i in self.made)
 
 
 def _placeholder(input_name: str) -> str:
@@ -138,8 +131,7 @@ def build_job(request: RunRequest, stack: str, datastore_name: Callable[[str], s
     ml = sdk.load()
     run = request.run
     inputs = _Inputs(datastore_name)
-    for ref_id, value in run.inputs.items():
-        inputs.add(ref_id, value, exact=True)
+    inputs.add_named(run.inputs)
     arguments = render_arguments(run.arguments,
                                  lambda hint, item: _placeholder(inputs.add(input_id(hint),
                                                                             item)))
@@ -171,7 +163,7 @@ def build_job(request: RunRequest, stack: str, datastore_name: Callable[[str], s
         name=name, display_name=request.name, experiment_name=run.experiment,
         command=inputs.exports() + line, code=str(source_dir),
         environment=build_environment(run, f"amlctl-{stack}-{request.name}", source_dir),
-        environment_variables=variables, inputs=inputs.inputs or None,
+        environment_variables=variables, inputs=inputs.made or None,
         compute=run.compute, distribution=distribution, instance_count=instances,
         timeout=run.max_run_duration_seconds, tags=run_tags(request, stack))
     return BuiltJob(job, name, staged)
