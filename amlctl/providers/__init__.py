@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import UsageError
 
-if TYPE_CHECKING:  # the manifest's models import this module for BACKEND_NAMES alone
+if TYPE_CHECKING:  # the manifest's models import this module for the backend names alone
     from amlctl.providers.base import Provider
 
 # name -> "module:ProviderClass"
