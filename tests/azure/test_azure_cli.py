@@ -363,6 +363,24 @@ def test_a_workspace_name_typo_is_named_in_the_plan(fake: FakeAzure, backend: st
     assert done.stderr == "", done.stderr
 
 
+def test_the_mnist_example_plans_against_an_empty_subscription(
+        fake: FakeAzure, backend: str, runner: Callable[[str], Runner], tmp_path: Path) -> None:
+    """The quickstart (examples/mnist, `backend: local` in its file) planned for Azure with
+    `--backend`: everything is to be created, nothing is written."""
+    checkout = tmp_path / "mnist"
+    shutil.copytree(REPO / "examples" / "mnist", checkout)
+    done = ok(runner("a")("--backend", backend, "plan", "--detailed-exitcode", cwd=checkout),
+              code=2)
+    assert "resource group 'mnist-rg' does not exist either: both are created" in done.stdout
+    for address in ("workspace", "compute.cpu-cluster", "upload.mnist",
+                    "experiment.tensorflow_experiment", "run.tf-mnist"):
+        assert f"+ {address}" in done.stdout, done.stdout
+    assert "Plan: 5 to add, 0 to change, 0 to destroy." in done.stdout
+    assert done.stderr == "", done.stderr
+    assert fake.workspaces == {} and not [c for c in fake.calls if c.method != "GET"
+                                          and "/oauth2/" not in c.path]
+
+
 def test_a_500_after_the_run_was_created_still_leaves_one_tagged_run(
         fake: FakeAzure, backend: str, runner: Callable[[str], Runner], tmp_path: Path) -> None:
     """The service fails after the run was created (v1: the tag write after the start; v2:
