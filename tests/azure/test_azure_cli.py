@@ -247,13 +247,14 @@ def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, backend: str
                      cwd=checkout), code=2).stdout
     assert "resource group 'e2e-rg' does not exist either: both are created" in text
     assert "Plan: 5 to add, 0 to change, 0 to destroy." in text
-    as_json = json.loads(ok(amlctl("--backend", backend, "plan", "--json", cwd=checkout)).stdout)
-    assert {c["address"] for c in as_json["resource_changes"]} >= {"workspace", "compute.cpu",
-                                                          "upload.data", "experiment.train",
-                                                          "run.ps"}
-    markdown = ok(amlctl("--backend", backend, "plan", "--format", "markdown",
-                         cwd=checkout)).stdout
-    assert "compute.cpu" in markdown and "|" in markdown
+    if backend == "azure":  # the other formats render the same plan data on every backend
+        as_json = json.loads(ok(amlctl("--backend", backend, "plan", "--json",
+                                       cwd=checkout)).stdout)
+        assert {c["address"] for c in as_json["resource_changes"]} >= {
+            "workspace", "compute.cpu", "upload.data", "experiment.train", "run.ps"}
+        markdown = ok(amlctl("--backend", backend, "plan", "--format", "markdown",
+                             cwd=checkout)).stdout
+        assert "compute.cpu" in markdown and "|" in markdown
 
     applied = ok(amlctl("--backend", backend, "apply", "first.plan", cwd=checkout))
     assert "Apply complete" in applied.stdout
@@ -411,11 +412,12 @@ def test_a_500_after_the_run_was_created_still_leaves_one_tagged_run(
     assert [r["id"] for r in listed] == [run_id]
 
 
-def test_another_runner_in_another_checkout_sees_no_changes(fake: FakeAzure, backend: str,
-                                                            runner: Callable[[str], Runner],
-                                                            tmp_path: Path) -> None:
+def test_another_runner_sees_no_changes_then_drift_behind_our_back(
+        fake: FakeAzure, backend: str, runner: Callable[[str], Runner], tmp_path: Path) -> None:
     """Runner A applies; runner B (fresh HOME, the same commit checked out at another path,
-    no local state) reads everything back from Azure: no changes, no second run."""
+    no local state) reads everything back from Azure: no changes, no second run. Then someone
+    scales the cluster in the portal: B reports it as changed outside amlctl and plans it
+    back."""
     first = write_project(tmp_path / "a" / "repo")
     ok(runner("a")("--backend", backend, "apply", "--auto-approve", cwd=first))
     second = tmp_path / "b" / "build" / "repo"
@@ -426,25 +428,16 @@ def test_another_runner_in_another_checkout_sees_no_changes(fake: FakeAzure, bac
     ok(other("--backend", backend, "apply", "--auto-approve", cwd=second))
     assert len(submissions(fake, backend)) == 1
 
-
-def test_a_cluster_changed_behind_our_back_shows_as_drift_on_another_runner(
-        fake: FakeAzure, backend: str, runner: Callable[[str], Runner], tmp_path: Path) -> None:
-    """Runner A applies; someone scales the cluster in the portal; runner B (own HOME, own
-    checkout path, no local state) reports it as changed outside amlctl and plans it back."""
-    first = write_project(tmp_path / "a" / "repo")
-    ok(runner("a")("--backend", backend, "apply", "--auto-approve", cwd=first))
-    second = tmp_path / "b" / "build" / "repo"
-    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".amlctl"))
     (ws,) = fake.workspaces.values()
     with fake.lock:  # the portal's edit
         ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] = 5
-    planned = ok(runner("b")("--backend", backend, "plan", "--detailed-exitcode", cwd=second),
+    drifted = ok(other("--backend", backend, "plan", "--detailed-exitcode", cwd=second),
                  code=2).stdout
-    assert "objects changed outside amlctl since it last applied them" in planned
-    drift = planned.split("changed outside amlctl", 1)[1].split("\n\n", 2)[1]
-    assert "~ compute.cpu" in drift and "5" in drift, planned
-    assert "~ compute.cpu" in planned.split("changed outside amlctl", 1)[1].split("\n\n", 2)[2]
-    assert "Plan: 0 to add, 1 to change, 0 to destroy." in planned
+    assert "objects changed outside amlctl since it last applied them" in drifted
+    drift = drifted.split("changed outside amlctl", 1)[1].split("\n\n", 2)[1]
+    assert "~ compute.cpu" in drift and "5" in drift, drifted
+    assert "~ compute.cpu" in drifted.split("changed outside amlctl", 1)[1].split("\n\n", 2)[2]
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in drifted
 
 
 def test_two_runners_applying_at_once_one_proceeds(fake: FakeAzure, backend: str,
