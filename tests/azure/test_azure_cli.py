@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -174,6 +175,13 @@ def ok(done: Done, code: int = 0) -> Done:
     return done
 
 
+def sdk_log_records(stderr: str) -> list[str]:
+    """Lines an SDK's own loggers wrote (`WARNING azure.ai.ml._utils...: ...`, `ERROR
+    azureml...`): they belong in `amlctl -v` output, not in a pipeline's log."""
+    return [line for line in stderr.splitlines()
+            if re.match(r"(WARNING|ERROR|CRITICAL) azure", line)]
+
+
 def blobs_under(fake: FakeAzure, prefix: str) -> dict[str, bytes]:
     """The files under `prefix` of the workspace's default container, as the storage (Azurite)
     holds them."""
@@ -259,6 +267,7 @@ def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, backend: str
     applied = ok(amlctl("--backend", backend, "apply", "first.plan", cwd=checkout))
     assert "Apply complete" in applied.stdout
     assert "get_workspace error" not in applied.stderr
+    assert not sdk_log_records(applied.stderr), applied.stderr
     assert ("e2e-rg", "e2e-ws") in fake.workspaces
     (ws,) = fake.workspaces.values()
     assert ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] == 2
