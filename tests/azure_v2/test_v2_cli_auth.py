@@ -150,9 +150,9 @@ def test_a_missing_sdk_names_the_extra(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_the_sdks_log_records_show_with_verbose_only(fake: FakeV2Azure) -> None:
+def test_the_sdks_log_records_show_with_debug_logging_only(fake: FakeV2Azure) -> None:
     """azure-ai-ml's loggers (activity telemetry, "experimental class" notes) stay out of a
-    normal run's stderr, and reach it with `amlctl -v` (the root logger at INFO)."""
+    normal (or `-v`) run's stderr, and reach it with `amlctl -vv` (the root logger at DEBUG)."""
     import logging
 
     from amlctl.providers.azure_v2 import sdk
@@ -161,7 +161,8 @@ def test_the_sdks_log_records_show_with_verbose_only(fake: FakeV2Azure) -> None:
     before = root.level
     telemetry = logging.getLogger("azure.ai.ml._telemetry.some.operations")
     try:
-        for level, shown in ((logging.WARNING, False), (logging.INFO, True)):
+        for level, shown in ((logging.WARNING, False), (logging.INFO, False),
+                             (logging.DEBUG, True)):
             root.setLevel(level)
             sdk.quiet_loggers()
             assert telemetry.isEnabledFor(logging.ERROR) is shown, logging.getLevelName(level)
