@@ -284,12 +284,13 @@ def status(
     """Each cluster's nodes and allocation, and each run's state and latest metrics."""
     from amlctl.cli.runs_cmds import run_metrics_by_id
     from amlctl.metrics.charts import latest, latest_values
+    from amlctl.providers.resources import Address
 
     with engine_context(ctx, file) as context:
         provider = context.provider
         live = provider.read_all()
-        computes = {a.partition(".")[2]: provider.compute_status(a.partition(".")[2])
-                    for a in sorted(live) if a.startswith("compute.")}
+        names = [a.name for a in sorted(map(Address.parse, live)) if a.kind == "compute"]
+        computes = {name: provider.compute_status(name) for name in names}
         runs = provider.list_runs()
         metrics = run_metrics_by_id(provider, runs)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amlctl.engine.address import kind_of
-from amlctl.engine.desired import Desired, secret_env_fingerprints
+from amlctl.engine.desired import Desired, run_request, secret_env_fingerprints
 from amlctl.engine.events import (
     ActionDone,
     ApplyView,
@@ -39,7 +39,7 @@ from amlctl.engine.events import (
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
 from amlctl.errors import AmlctlError, ProviderError
-from amlctl.providers.base import RunInfo, RunRequest
+from amlctl.providers.base import RunInfo
 
 PARALLELISM = 4
 
@@ -246,13 +246,7 @@ class _Runner:
             self.ctx.state.record_applied(change.address, None)
             return RunsCanceled(tuple(run_ids))
         assert want is not None
-        compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
-        request = RunRequest(
-            name=want.name, spec_hash=want.attrs["spec_hash"], run=want.model,
-            source_dir=self.ctx.loaded.root / want.model.source_directory,
-            compute_max_nodes=compute.max_nodes, secrets=want.secrets,
-            supersedes=change.detail.get("supersedes"),
-        )
+        request = run_request(self.ctx.loaded, want, change.detail.get("supersedes"))
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
         self.result.runs.append(info)
         # what this submission's secrets were, fingerprinted: the plan notes a rotation later

@@ -21,6 +21,7 @@ from amlctl.engine.planfile import SavedPlan, check_current
 from amlctl.engine.planner import Context, make_destroy_plan, make_plan
 from amlctl.errors import PlanError, UsageError
 from amlctl.providers.base import LiveObject, RunInfo
+from amlctl.providers.resources import KIND_BY_NAME
 
 
 class OperationView(ApplyView, Protocol):
@@ -106,7 +107,7 @@ def import_resource(ctx: Context, address: str, lock_timeout: float = 0.0) -> Li
     amlctl cannot tell what they hold, so the next plan does not claim to know."""
     with ctx.state.lock("amlctl import", lock_timeout):
         obj = ctx.provider.adopt(address)
-        if kind_of(address) not in ("run", "upload"):
+        if KIND_BY_NAME[kind_of(address)].drift:  # only what drift is checked against
             secret = secret_fields(obj.attrs)
             ctx.state.record_applied(address, {k: v for k, v in obj.attrs.items()
                                                  if k not in secret and v is not None})
