@@ -10,7 +10,7 @@ The SDK-specific parts (reading the run's definition and its log files) stay in 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import TypeVar
 
@@ -59,6 +59,17 @@ def _task_order(name: str) -> tuple[int, int]:
 def last_line(text: str) -> str | None:
     """The last non-blank line of a log, stripped; None for an empty log."""
     return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), None)
+
+
+def log_tails(files: Mapping[str, T], read: Callable[[str, T], str]) -> dict[str, str | None]:
+    """The last line of each process's log, by task: `files` maps the run's log names to what
+    `read(name, value)` needs to fetch a log's text (a SAS URL)."""
+    tails: dict[str, str | None] = {}
+    for name, ref in process_logs(files).items():
+        role = role_of(name)
+        if is_task(role):
+            tails[role] = last_line(read(name, ref))
+    return tails
 
 
 def role_state(run_status: str, has_log: bool) -> str:

@@ -42,15 +42,7 @@ from amlctl.providers.azure.retry import (
     first_line,
     is_transient,
 )
-from amlctl.providers.azure.roles import (
-    NOT_STARTED,
-    declared,
-    is_task,
-    last_line,
-    process_logs,
-    role_of,
-    role_statuses,
-)
+from amlctl.providers.azure.roles import NOT_STARTED, declared, log_tails, role_of, role_statuses
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RoleStatus, RunRequest
 from amlctl.runs.arguments import render_arguments as shared_render_arguments
 from amlctl.runs.definition import Arguments, DataInputRef, RunDistribution, RunEnvironment
@@ -494,12 +486,8 @@ class SdkRunService:
         details = call(f"reading run {run_id}", run.get_details, self.policy)
         raw = str(details.get("status") or run.status)
         status = STATUS.get(raw, raw)
-        tails: dict[str, str | None] = {}
-        if status not in NOT_STARTED:
-            for name, url in process_logs(details.get("logFiles") or {}).items():
-                role = role_of(name)
-                if is_task(role):
-                    tails[role] = last_line(self._log_text(name, url))
+        tails = ({} if status in NOT_STARTED
+                 else log_tails(details.get("logFiles") or {}, self._log_text))
         return role_statuses(status, declared_tasks(details.get("runDefinition") or {}), tails)
 
     def _log_text(self, name: str, url: str) -> str:

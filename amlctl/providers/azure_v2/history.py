@@ -27,8 +27,7 @@ from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
 from amlctl.providers.azure.roles import (
     NOT_STARTED,
     declared,
-    is_task,
-    last_line,
+    log_tails,
     process_logs,
     role_of,
     role_statuses,
@@ -129,12 +128,9 @@ class JobHistory:
         """Each process of the job (`tasks`, those it declares, and any other whose log file
         is listed), in task order (ps first), with its state and the last line of its log. A
         job the service has not started has no logs: its run history is not read."""
-        tails: dict[str, str | None] = {}
-        if run_status not in NOT_STARTED:
-            for name, url in self._logs_of(self._details(run_id)).items():
-                role = role_of(name)
-                if is_task(role):
-                    tails[role] = last_line(self._text(name, url))
+        tails = ({} if run_status in NOT_STARTED
+                 else log_tails(dict(getattr(self._details(run_id), "log_files", None) or {}),
+                                self._text))
         return role_statuses(run_status, tasks, tails)
 
     # metrics -----------------------------------------------------------------------------------
