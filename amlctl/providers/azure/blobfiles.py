@@ -121,10 +121,13 @@ class BlobFileStore:
         # configured pipeline here: it signs the request with the client's credential
         request = HttpRequest(method, url, headers={
             "x-ms-version": self._fast.api_version, **headers}, data=data)
-        response = self._fast._pipeline.run(request, stream=False).http_response
+        # stream=True: the pipeline would otherwise parse an XML body itself, before us (see
+        # transport); the body is read whole right here either way
+        response = self._fast._pipeline.run(request, stream=True).http_response
+        body = response.body()
         if response.status_code != expect:
             raise HttpResponseError(response=response)
-        return response.body()
+        return body
 
     def put_file(self, src: Path, relpath: str) -> RemoteFile:
         """Upload src as relpath; the blob appears whole, with its sha256, or not at all."""
