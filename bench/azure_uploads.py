@@ -40,6 +40,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -332,14 +333,17 @@ def bench_first(work: Path, azurite: Azurite, datastore: Any, small: int, large_
         for side in names[turn % 3:] + names[:turn % 3]:
             runs[side].append(Run(azurite, lambda s=side, t=turn: sides[s](f"{s}{t}")))
     best = {side: min(done, key=lambda r: r.seconds) for side, done in runs.items()}
+    median = {side: statistics.median(r.seconds for r in done) for side, done in runs.items()}
     mib = total / MiB
     line = ", ".join(f"{side} {run.seconds:.2f} s ({mib / run.seconds:.0f} MiB/s, Azurite "
-                     f"CPU {run.azurite_cpu:.1f} s)" for side, run in best.items())
+                     f"CPU {run.azurite_cpu:.1f} s; median {median[side]:.2f} s)"
+                     for side, run in best.items())
     seed_s = best["seed"].seconds
     ratio, ceiling = seed_s / best["amlctl"].seconds, seed_s / best["ceiling"].seconds
     print(f"1. first upload, {small + 3} files, {mib:.0f} MiB, fastest of {repeat}: {line}")
-    print(f"   amlctl {ratio:.2f}x the seed (target >= 1.5x); Azurite's ceiling (minimal "
-          f"client) {ceiling:.2f}x the seed")
+    print(f"   amlctl {ratio:.2f}x the seed (target >= 1.5x; medians "
+          f"{median['seed'] / median['amlctl']:.2f}x); Azurite's ceiling (minimal client) "
+          f"{ceiling:.2f}x the seed (medians {median['seed'] / median['ceiling']:.2f}x)")
     return ratio, ceiling
 
 
@@ -372,12 +376,14 @@ def bench_resync(work: Path, azurite: Azurite, datastore: Any, files: int,
     total = sum(requests.values())
     pages = math.ceil(files / LIST_PAGE)
     print(f"   amlctl re-sync, fastest of {repeat}: {best.seconds:.3f} s (target < 1 s; Azurite "
-          f"CPU {best.azurite_cpu:.2f} s), {best.value} sent, requests {dict(requests)} = "
-          f"{total} (target: {pages} list, nothing else)")
+          f"CPU {best.azurite_cpu:.2f} s; median "
+          f"{statistics.median(r.seconds for r in ours_runs):.3f} s), {best.value} sent, "
+          f"requests {dict(requests)} = {total} (target: {pages} list, nothing else)")
     print(f"   seed Datastore.upload(overwrite=False) {seed.seconds:.2f} s (Azurite CPU "
           f"{seed.azurite_cpu:.1f} s); ratio {seed.seconds / best.seconds:.1f}x (target >= 20x)")
     print(f"   Azurite's ceiling: the {pages} listing pages by the minimal client "
-          f"{ceiling.seconds:.3f} s (Azurite CPU {ceiling.azurite_cpu:.2f} s), "
+          f"{ceiling.seconds:.3f} s (Azurite CPU {ceiling.azurite_cpu:.2f} s; median "
+          f"{statistics.median(r.seconds for r in raw_runs):.3f} s), "
           f"{seed.seconds / ceiling.seconds:.1f}x the seed")
     return (best.seconds, seed.seconds / best.seconds, total, ceiling.seconds,
             seed.seconds / ceiling.seconds)
