@@ -55,6 +55,20 @@ def test_puts_read_back_as_the_sdks_own(workspace: Any, fake: FakeAzure, tmp_pat
     assert (plan.add, plan.change, plan.unchanged) == ((), (), len(ODD))
 
 
+def test_metadata_named_like_listing_elements_is_not_a_blob(workspace: Any,
+                                                             fake: FakeAzure) -> None:
+    """The page is read by element depth: metadata keys `Blob`, `NextMarker` or `Name`
+    (another tool's) neither add blobs nor end the listing."""
+    ds = workspace.get_default_datastore()
+    container = ds.blob_service.get_container_client(ds.container_name)
+    digest = hashlib.sha256(b"ab").hexdigest()
+    for name in ("a", "b"):
+        container.upload_blob(f"meta/{name}", b"ab", metadata={
+            "Blob": "x", "NextMarker": "meta/zz", "Name": "other", SHA_KEY: digest})
+    assert BlobFileStore(container, "meta").list_files() == {
+        "a": (2, digest), "b": (2, digest)}
+
+
 def test_an_unreachable_service_is_retried_then_reported(tmp_path: Path) -> None:
     """A refused connection is transient: retried per amlctl's policy, then one clear error."""
     from azure.storage.blob import ContainerClient

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,15 +84,13 @@ class BlobFileStore:
             while True:
                 marker = _next_marker(body)
                 following = ahead.submit(self._page, start, marker) if marker else None
-                page = ElementTree.fromstring(body)
+                entries, real = _parse_page(body)
                 del body
-                real = page.findtext("NextMarker") or ""
                 if real != marker:  # the tail misread (not seen): ask again, from the page
                     if following is not None:
                         following.cancel()
                     following = ahead.submit(self._page, start, real) if real else None
-                for blob in page.iterfind("Blobs/Blob"):
-                    yield _blob_entry(blob)
+                yield from entries
                 if following is None:
                     return
                 body = following.result()
@@ -192,6 +191,31 @@ class BlobFileStore:
         except AzureCallError as e:
             if e.status != 404:
                 raise
+
+
+def _parse_page(body: bytes) -> tuple[list[tuple[str, int, str | None]], str]:
+    """The blobs of a List Blobs page and its continuation marker.
+
+    Each <Blob> is read and cleared as soon as it ends: the page never stands as a tree of
+    100,000 elements, which the garbage collector would walk over and over while it grows
+    (in a process holding the azureml SDK, 0.14 s a 5,000-blob page instead of 0.05 s).
+    Depths: EnumerationResults 1, Blobs and NextMarker 2, Blob 3 (a metadata key named Blob
+    sits deeper).
+    """
+    entries = []
+    marker = ""
+    depth = 0
+    for event, element in ElementTree.iterparse(io.BytesIO(body), ("start", "end")):
+        if event == "start":
+            depth += 1
+            continue
+        depth -= 1
+        if depth == 2 and element.tag == "Blob":
+            entries.append(_blob_entry(element))
+            element.clear()
+        elif depth == 1 and element.tag == "NextMarker":
+            marker = element.text or ""
+    return entries, marker
 
 
 def _next_marker(body: bytes) -> str:
