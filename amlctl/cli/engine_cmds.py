@@ -13,13 +13,14 @@ import typer
 
 from amlctl.cli.manifest_cmds import load
 from amlctl.cli.options import ManifestOption, settings
-from amlctl.errors import PlanError, UsageError
+from amlctl.errors import UsageError
 
 if TYPE_CHECKING:
     from amlctl.engine.executor import ApplyResult
+    from amlctl.engine.operation import ApplyRequest
     from amlctl.engine.plan import Plan
     from amlctl.engine.planner import Context
-    from amlctl.providers.base import ComputeStatus
+    from amlctl.providers.base import ComputeStatus, RunInfo
 
 TargetOption = Annotated[
     list[str] | None,
@@ -125,35 +126,6 @@ def plan(
         raise typer.Exit(2)
 
 
-def _confirm(auto_approve: bool, what: str) -> None:
-    if auto_approve:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"refusing to {what} without confirmation: no terminal to ask on. "
-                         "Pass --auto-approve (CI), or apply a saved plan file.")
-    answer = typer.prompt(f"Do you want to {what}? Only 'yes' will be accepted", default="")
-    if answer.strip() != "yes":
-        raise UsageError(f"{what} canceled")
-
-
-def _confirm_runs(plan: Plan, cancel_runs: bool) -> None:
-    """Active runs a cluster's replace or delete would cancel: asked about on their own (even
-    with --auto-approve), or allowed by --cancel-runs; refused otherwise."""
-    runs = plan.interrupted_runs
-    if not runs or cancel_runs:
-        return
-    listed = ", ".join(f"{r['id']} ({r['name']}, {r['status']} on {r['compute']})"
-                       for r in runs)
-    if not sys.stdin.isatty():
-        raise UsageError(f"refusing to replace or delete a cluster with active runs: {listed} "
-                         "would be cancelled or lose their compute. Pass --cancel-runs to "
-                         "allow it, or wait until they end.")
-    answer = typer.prompt(f"These active runs will be cancelled or lose their compute: "
-                          f"{listed}. Go on? Only 'yes' will be accepted", default="")
-    if answer.strip() != "yes":
-        raise UsageError("apply canceled: active runs left alone")
-
-
 def apply(
     ctx: typer.Context,
     planfile: Annotated[Path | None, typer.Argument(
@@ -171,54 +143,36 @@ def apply(
     cancel_runs: CancelRunsOption = False,
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
-    from amlctl.engine.executor import apply_plan, recover
-    from amlctl.engine.planfile import check_current, load_plan, manifest_of
-    from amlctl.engine.planner import make_destroy_plan, make_plan
-    from amlctl.render.human import render_plan
+    from amlctl.engine.operation import ApplyRequest, backend_for_saved
+    from amlctl.engine.planfile import load_plan, manifest_of
 
     saved = load_plan(planfile) if planfile is not None else None
     if saved is not None:
         if file is None:
             file = manifest_of(saved, planfile)  # type: ignore[arg-type]
-        chosen = settings(ctx).backend
-        if chosen is None:
-            settings(ctx).backend = saved.backend  # the one it was made for
-        elif chosen != saved.backend:  # refused before touching the other backend
-            raise PlanError(f"the saved plan was made for the {saved.backend} backend, not "
-                            f"{chosen}; apply it with --backend {saved.backend} or make a new "
-                            "plan")
-        if target or replace or include_data:
-            raise UsageError("--target, --replace and --include-data come from the saved plan; "
-                             "do not repeat them with a plan file")
+        settings(ctx).backend = backend_for_saved(
+            saved, settings(ctx).backend, options_given=bool(target or replace or include_data))
         settings(ctx).variables = {**saved.variables, **settings(ctx).variables}
-    with engine_context(ctx, file) as context, \
-            context.state.lock("amlctl apply", lock_timeout):
-        recover(context, report=typer.echo)
-        if saved is not None and saved.destroy:
-            the_plan = make_destroy_plan(context, include_data=saved.include_data,
-                                         include_workspace=saved.include_workspace)
+    request = ApplyRequest(
+        command="amlctl apply", targets=tuple(target or ()), replace=tuple(replace or ()),
+        include_data=include_data, saved=saved, auto_approve=auto_approve,
+        cancel_runs=cancel_runs, lock_timeout=lock_timeout, wait=wait)
+    _operate(ctx, file, request, "Apply")
+
+
+def _operate(ctx: typer.Context, file: Path | None, request: ApplyRequest, verb: str) -> None:
+    """Run the apply operation with the command line's view; report; wait on runs."""
+    from amlctl.cli import apply_view
+    from amlctl.engine.operation import run_apply
+
+    with engine_context(ctx, file) as context:
+        outcome = run_apply(context, request, apply_view.make_view(_styler(ctx)))
+        if outcome.result is None:
+            typer.echo(f"{verb} complete. Nothing to do.")
         else:
-            the_plan = make_plan(
-                context,
-                targets=saved.targets if saved else (target or []),
-                replace_addresses=saved.replace if saved else (replace or []),
-                include_data=saved.include_data if saved else include_data)
-        if saved is not None:
-            check_current(saved, the_plan)
-        else:
-            typer.echo(render_plan(the_plan, _styler(ctx)), nl=False)
-        if not the_plan.has_changes:
-            typer.echo("Apply complete. Nothing to do.")
-            result = None
-        else:
-            if saved is None:
-                _confirm(auto_approve, "perform these actions")
-            _confirm_runs(the_plan, cancel_runs)
-            result = apply_plan(context, the_plan, report=lambda line: typer.echo(line),
-                                show_progress=True)
-            _report_result(result, the_plan)
-        if wait:
-            _wait_for_runs(context, result)
+            _report_result(outcome.result, outcome.plan)
+        if request.wait:
+            _wait_for_runs(context, outcome.runs_to_wait_on)
 
 
 def _report_result(result: ApplyResult, plan: Plan) -> None:
@@ -237,15 +191,9 @@ def _report_result(result: ApplyResult, plan: Plan) -> None:
                f"{counts['destroy']} destroyed.")
 
 
-def _wait_for_runs(context: Context, result: ApplyResult | None) -> None:
-    """Follow each run of the manifest that is still active (or was just submitted)."""
+def _wait_for_runs(context: Context, runs: tuple[RunInfo, ...]) -> None:
+    """Follow each run (just submitted, or the latest of each of the manifest's runs)."""
     provider = context.provider
-    runs = list(result.runs) if result is not None else []
-    if not runs:
-        for name in context.loaded.manifest.runs:
-            latest = provider.list_runs(name=name)
-            if latest:
-                runs.append(latest[0])
     failed = []
     live_view = sys.stdout.isatty()  # a terminal gets `watch`'s view, logs and CI the logs
     for run in runs:
@@ -279,23 +227,13 @@ def destroy(
     cancel_runs: CancelRunsOption = False,
 ) -> None:
     """Delete everything this stack owns: cancel active runs, delete clusters and datastores."""
-    from amlctl.engine.executor import apply_plan, recover
-    from amlctl.engine.planner import make_destroy_plan
-    from amlctl.render.human import render_plan
+    from amlctl.engine.operation import ApplyRequest
 
-    with engine_context(ctx, file) as context, \
-            context.state.lock("amlctl destroy", lock_timeout):
-        recover(context, report=typer.echo)
-        the_plan = make_destroy_plan(context, include_data=include_data,
-                                     include_workspace=include_workspace)
-        typer.echo(render_plan(the_plan, _styler(ctx)), nl=False)
-        if not the_plan.has_changes:
-            typer.echo("Destroy complete. Nothing to do.")
-            return
-        _confirm(auto_approve, "destroy these resources")
-        _confirm_runs(the_plan, cancel_runs)
-        result = apply_plan(context, the_plan, report=lambda line: typer.echo(line))
-        _report_result(result, the_plan)
+    request = ApplyRequest(
+        command="amlctl destroy", destroy=True, include_data=include_data,
+        include_workspace=include_workspace, auto_approve=auto_approve,
+        cancel_runs=cancel_runs, lock_timeout=lock_timeout)
+    _operate(ctx, file, request, "Destroy")
 
 
 def show(
@@ -346,12 +284,13 @@ def status(
     """Each cluster's nodes and allocation, and each run's state and latest metrics."""
     from amlctl.cli.runs_cmds import run_metrics_by_id
     from amlctl.metrics.charts import latest, latest_values
+    from amlctl.providers.resources import Address
 
     with engine_context(ctx, file) as context:
         provider = context.provider
         live = provider.read_all()
-        computes = {a.partition(".")[2]: provider.compute_status(a.partition(".")[2])
-                    for a in sorted(live) if a.startswith("compute.")}
+        names = [a.name for a in sorted(map(Address.parse, live)) if a.kind == "compute"]
+        computes = {name: provider.compute_status(name) for name in names}
         runs = provider.list_runs()
         metrics = run_metrics_by_id(provider, runs)
 
@@ -401,12 +340,11 @@ def import_(
 ) -> None:
     """Adopt an existing object into this stack (tags it as owned), so amlctl manages it."""
     from amlctl.engine.address import split
-    from amlctl.engine.executor import import_object
+    from amlctl.engine.operation import import_resource
 
     split(address)
-    with engine_context(ctx, file) as context, \
-            context.state.lock("amlctl import", lock_timeout):
-        obj = import_object(context, address)
+    with engine_context(ctx, file) as context:
+        obj = import_resource(context, address, lock_timeout)
     typer.echo(f"{obj.address} is now managed by stack {obj.owner!r}. Run `amlctl plan` to see "
                "how it differs from the manifest.")
 

@@ -1,30 +1,22 @@
-"""Resource addresses: `workspace`, `compute.nc6`, `run.tf-mnist`."""
+"""Resource addresses: `workspace`, `compute.nc6`, `run.tf-mnist` (see providers/resources.py,
+where kinds and the typed Address are declared)."""
 
 from __future__ import annotations
 
-from amlctl.errors import UsageError
-from amlctl.providers.base import KINDS
+from amlctl.providers.resources import KIND_BY_NAME, KINDS, Address
 
-SECTION_OF_KIND = {
-    "compute": "computes", "datastore": "datastores", "upload": "uploads",
-    "experiment": "experiments", "run": "runs",
-}
+__all__ = ["KINDS", "Address", "kind_of", "make", "sort_key", "split"]
 
 
 def make(kind: str, name: str | None = None) -> str:
     """The address of a resource."""
-    return kind if kind == "workspace" else f"{kind}.{name}"
+    return kind if KIND_BY_NAME[kind].singleton else f"{kind}.{name}"
 
 
 def split(address: str) -> tuple[str, str]:
-    """(kind, name) of an address; the workspace's name is ''."""
-    kind, _, name = address.partition(".")
-    if kind not in KINDS or (kind != "workspace" and not name) or (kind == "workspace" and name):
-        raise UsageError(
-            f"{address!r} is not a resource address (expected workspace, compute.NAME, "
-            "datastore.NAME, upload.NAME, experiment.NAME or run.NAME)"
-        )
-    return kind, name
+    """(kind, name) of an address; the workspace's name is ''. UsageError when malformed."""
+    parsed = Address.parse(address)
+    return parsed.kind, parsed.name
 
 
 def kind_of(address: str) -> str:
@@ -34,4 +26,4 @@ def kind_of(address: str) -> str:
 
 def sort_key(address: str) -> tuple[int, str]:
     """Dependency order of kinds, then name: a stable order for output."""
-    return (KINDS.index(kind_of(address)), address)
+    return (KIND_BY_NAME[kind_of(address)].order, address)

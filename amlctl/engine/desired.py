@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 from amlctl.engine.address import make
 from amlctl.manifest.loader import LoadedManifest
 from amlctl.manifest.validate import DEFAULT_DATASTORE
-from amlctl.providers.base import fingerprint
+from amlctl.providers.base import ComputeRef, RunRequest, fingerprint
 
 # Fields that steer amlctl itself and are not part of the object in the workspace.
 _NOT_LIVE = {"prevent_destroy"}
@@ -109,6 +109,22 @@ def _run(loaded: LoadedManifest, name: str, run: Any) -> Desired:
     env_secrets = {k: v for k, v in secrets.items() if k.startswith("environment.env_vars.")}
     return Desired(make("run", name), "run", name, attrs, frozenset(deps),
                    {k.rsplit(".", 1)[1]: v for k, v in env_secrets.items()}, model=run)
+
+
+def run_request(loaded: LoadedManifest, want: Desired, supersedes: str | None = None
+                ) -> RunRequest:
+    """What a provider needs to submit the run `want`: its definition as backend-neutral
+    data, the folder it snapshots, and the attributes of its compute."""
+    from amlctl.runs.definition import definition_of
+
+    run = want.model
+    compute = loaded.manifest.computes[run.compute]
+    return RunRequest(
+        name=want.name, spec_hash=want.attrs["spec_hash"],
+        run=definition_of(run, want.secrets), source_dir=loaded.root / run.source_directory,
+        compute=ComputeRef(run.compute, compute.vm_size, compute.vm_priority,
+                           compute.min_nodes, compute.max_nodes),
+        secrets=want.secrets, supersedes=supersedes)
 
 
 def secret_env_fingerprints(secrets: dict[str, str], key: bytes | None) -> dict[str, str]:

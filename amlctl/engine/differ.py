@@ -11,8 +11,8 @@ from amlctl.engine.desired import Desired
 from amlctl.engine.plan import Action, Change, Drift, FieldChange
 from amlctl.errors import PlanError
 from amlctl.providers.base import LiveObject, RunInfo
+from amlctl.providers.resources import KIND_BY_NAME, PRUNABLE, Address
 
-PRUNABLE = ("datastore", "compute", "experiment", "upload")
 # Workspace identity: a change here means another workspace, never an in-place edit.
 WORKSPACE_IDENTITY = ("subscription_id", "resource_group", "location")
 
@@ -39,8 +39,8 @@ def diff(desired: Mapping[str, Desired], live: Mapping[str, LiveObject], ctx: Di
         obj = live[address]
         if address in desired or kind_of(address) not in PRUNABLE or obj.owner != ctx.stack:
             continue
-        _, _, name = address.partition(".")
-        changes.append(Change(address, kind_of(address), name, Action.DELETE, obj.attrs, None,
+        where = Address.parse(address)
+        changes.append(Change(address, where.kind, where.name, Action.DELETE, obj.attrs, None,
                               reasons=("not in the manifest any more; owned by this stack",),
                               sensitive_fields=secret_fields(obj.attrs)))
     drift = [d for d in (_drift(a, live.get(a), ctx.applied.get(a)) for a in desired) if d]
@@ -162,7 +162,7 @@ def _run_change(want: Desired, ctx: DiffInput) -> Change:
 
 def _drift(address: str, have: LiveObject | None, applied: dict[str, Any] | None
            ) -> Drift | None:
-    if have is None or applied is None or kind_of(address) in ("run", "upload"):
+    if have is None or applied is None or not KIND_BY_NAME[kind_of(address)].drift:
         return None
     secret = secret_fields(applied) | secret_fields(have.attrs)
     fields = tuple(

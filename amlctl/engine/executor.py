@@ -4,12 +4,12 @@ order, independent steps in parallel, each journalled begun/done/failed.
 A replace is a delete and a create around the same address, so recovery after a crash only
 reasons about primitive steps: every step is idempotent (create of an existing object updates
 it, delete of a missing one is a no-op), and run submission is repaired by the provider.
+
+What happens is told to a view as typed events (engine/events.py); nothing here builds text.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,14 +18,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amlctl.engine.address import kind_of
-from amlctl.engine.desired import Desired, secret_env_fingerprints
-from amlctl.engine.differ import secret_fields
+from amlctl.engine.desired import Desired, run_request, secret_env_fingerprints
+from amlctl.engine.events import (
+    ActionDone,
+    ApplyView,
+    Event,
+    InterruptedSteps,
+    NullView,
+    Repaired,
+    RunsCanceled,
+    RunSubmitted,
+    StateNote,
+    StepFailed,
+    StepFinished,
+    StepOutcome,
+    StepStarted,
+    Synced,
+    UploadWarning,
+)
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
 from amlctl.errors import AmlctlError, ProviderError
-from amlctl.providers.base import LiveObject, RunInfo, RunRequest
+from amlctl.providers.base import RunInfo
 
-Report = Callable[[str], None]
 PARALLELISM = 4
 
 
@@ -44,17 +59,17 @@ class ApplyResult:
         return not self.failed
 
 
-def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
-               show_progress: bool = False) -> ApplyResult:
-    """Carry out the plan's changes. Call with the workspace lock held, after `recover`
-    (which must run before the plan is made, since a repair changes what it sees)."""
+def apply_plan(ctx: Context, plan: Plan, view: ApplyView | None = None) -> ApplyResult:
+    """Carry out the plan's changes, telling `view` each step's events. Call with the
+    workspace lock held, after `recover` (which must run before the plan is made, since a
+    repair changes what it sees); engine/operation.py does the whole sequence."""
     result = ApplyResult()
     desired = {} if plan.destroy else ctx.desired()
     apply_id = uuid.uuid4().hex[:12]
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
     deletes = [c for c in steps if c.action is Action.DELETE]
     forwards = [c for c in steps if c.action is not Action.DELETE]
-    runner = _Runner(ctx, desired, apply_id, report, result, show_progress, plan.include_data)
+    runner = _Runner(ctx, desired, apply_id, view or NullView(), result, plan.include_data)
     # Deletes first, one kind at a time in reverse dependency order (runs, uploads, ...,
     # workspace: a deleted object is mostly gone from the manifest, so its kind is what
     # orders it); then the rest in dependency order. A failure stops what follows.
@@ -70,33 +85,21 @@ def apply_plan(ctx: Context, plan: Plan, report: Report = lambda _: None,
     return result
 
 
-def recover(ctx: Context, report: Report = lambda _: None) -> list[str]:
-    """Report and repair what an interrupted apply left; call with the lock held, before
-    planning (a repair may change what the plan sees). Returns what was found."""
+def recover(ctx: Context, view: ApplyView | None = None) -> list[str]:
+    """Repair what an interrupted apply left, telling `view` what was found; call with the
+    lock held, before planning (a repair may change what the plan sees). Returns what was
+    found, as "step address" and the backend's repair lines."""
+    view = view or NullView()
     interrupted = ctx.state.interrupted()
     repaired = ctx.provider.recover()
     for note in ctx.state.notes():
-        report(note)
+        view.event(StateNote(note))
     if interrupted:
-        steps = ", ".join(f"{step} {address}" for address, step in interrupted)
-        report(f"A previous apply was interrupted during: {steps}. Converging from live state.")
+        view.event(InterruptedSteps(tuple((address, step) for address, step in interrupted)))
         ctx.state.clear_interrupted()
     for line in repaired:
-        report(f"Recovered: {line}")
+        view.event(Repaired(line))
     return [f"{step} {address}" for address, step in interrupted] + repaired
-
-
-def import_object(ctx: Context, address: str) -> LiveObject:
-    """Adopt an existing object into the stack (call with the lock held) and record its
-    live attributes as applied, so changes made to it outside amlctl show as drift from now
-    on. Secrets, and unset fields (a write-only secret reads as unset), are left out:
-    amlctl cannot tell what they hold, so the next plan does not claim to know."""
-    obj = ctx.provider.adopt(address)
-    if kind_of(address) not in ("run", "upload"):
-        secret = secret_fields(obj.attrs)
-        ctx.state.record_applied(address, {k: v for k, v in obj.attrs.items()
-                                             if k not in secret and v is not None})
-    return obj
 
 
 def _forward_deps(changes: list[Change], desired: dict[str, Desired]) -> dict[str, set[str]]:
@@ -117,22 +120,16 @@ def _delete_groups(changes: list[Change]) -> list[list[Change]]:
 
 class _Runner:
     def __init__(self, ctx: Context, desired: dict[str, Desired], apply_id: str,
-                 report: Report, result: ApplyResult, show_progress: bool,
-                 include_data: bool = False) -> None:
+                 view: ApplyView, result: ApplyResult, include_data: bool = False) -> None:
         self.ctx = ctx
         self.include_data = include_data  # --include-data: uploaded files are deleted too
         self.desired = desired
         self.apply_id = apply_id
-        self.report = report
+        self.view = view
         self.result = result
-        self.show_progress = show_progress
-        # Test hooks for crash tests: sleep once step N is done, or once the Nth primitive
-        # action is done but not yet journalled (the window a crash is hardest to recover in).
-        self.pause_after = int(os.environ.get("AMLCTL_PAUSE_AFTER_STEP", "0") or 0)
-        self.pause_in = int(os.environ.get("AMLCTL_PAUSE_IN_STEP", "0") or 0)
-        self.steps_done = 0
-        self.actions_done = 0
-        self._count_lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        self.view.event(event)
 
     def run_phase(self, changes: list[Change], deps: dict[str, set[str]]) -> None:
         by_address = {c.address: c for c in changes}
@@ -158,7 +155,7 @@ class _Runner:
                         self.result.done.append(address)
                     else:
                         self.result.failed[address] = str(error)
-                        self.report(f"{address}: failed: {error}")
+                        self.emit(StepFailed(address, str(error)))
                         # Dependents of a failed step do not run.
                         for other, other_deps in list(pending.items()):
                             if address in other_deps:
@@ -168,25 +165,15 @@ class _Runner:
 
     def step(self, change: Change) -> None:
         started = time.monotonic()
-        verb = {Action.CREATE: "Creating", Action.UPDATE: "Updating",
-                Action.REPLACE: "Replacing", Action.DELETE: "Destroying"}[change.action]
-        if change.kind == "run":
-            verb = "Canceling" if change.action is Action.DELETE else "Submitting"
-        self.report(f"{change.address}: {verb}...")
+        self.emit(StepStarted(change.address, change.kind, change.action))
         try:
-            detail = self._do(change)
+            outcome = self._do(change)
         except AmlctlError:
             raise
         except Exception as err:  # a backend bug or an SDK error: name the step
             raise ProviderError(f"{type(err).__name__}: {err}") from err
-        elapsed = time.monotonic() - started
-        self.report(f"{change.address}: done after {elapsed:.1f}s{detail}")
-        with self._count_lock:
-            self.steps_done += 1
-            pause = bool(self.pause_after) and self.steps_done >= self.pause_after
-        if pause:  # test hook: lets crash tests SIGKILL between steps
-            self.report(f"{change.address}: paused (AMLCTL_PAUSE_AFTER_STEP)")
-            time.sleep(3600)
+        self.emit(StepFinished(change.address, change.kind, change.action,
+                               time.monotonic() - started, outcome))
 
     def _journal(self, change: Change, step: str, action: Callable[[], Any]) -> Any:
         entry = self.ctx.state.begin(self.apply_id, change.address, step)
@@ -195,16 +182,15 @@ class _Runner:
         except BaseException as err:
             self.ctx.state.end(entry, False, str(err)[:500])
             raise
-        with self._count_lock:
-            self.actions_done += 1
-            pause = bool(self.pause_in) and self.actions_done >= self.pause_in
-        if pause:  # test hook: lets crash tests SIGKILL inside a step
-            self.report(f"{change.address}: paused in {step} (AMLCTL_PAUSE_IN_STEP)")
-            time.sleep(3600)
-        self.ctx.state.end(entry, True)
+        try:
+            self.emit(ActionDone(change.address, step))
+        finally:
+            # Done in the backend whatever the view did (raised, or was interrupted): the
+            # journal says so. Only a dead process leaves the entry begun, for `recover`.
+            self.ctx.state.end(entry, True)
         return value
 
-    def _do(self, change: Change) -> str:
+    def _do(self, change: Change) -> StepOutcome | None:
         provider = self.ctx.provider
         want = self.desired.get(change.address)
         if change.kind == "run":
@@ -216,7 +202,7 @@ class _Runner:
             self._journal(change, "delete", lambda: provider.delete(
                 change.address, include_data=data))
             self.ctx.state.record_applied(change.address, None)
-            return ""
+            return None
         assert want is not None
         if change.action is Action.REPLACE:
             self._journal(change, "delete", lambda: provider.delete(change.address))
@@ -229,49 +215,41 @@ class _Runner:
             changed = [f.name for f in change.fields]
             self._journal(change, "update", lambda: provider.update(
                 change.address, want.attrs, changed, want.secrets))
-        detail = ""
+        synced = None
         if change.kind == "upload":
             resend = bool(change.detail.get("resend"))
-            detail = self._journal(change, "sync", lambda: self._sync(want, resend))
+            synced = self._journal(change, "sync", lambda: self._sync(want, resend))
         self.ctx.state.record_applied(change.address, want.attrs)
-        return detail
+        return synced
 
-    def _sync(self, want: Desired, resend: bool = False) -> str:
+    def _sync(self, want: Desired, resend: bool = False) -> Synced:
         from amlctl.engine.planner import hash_cache_path, plan_upload
-        from amlctl.render.values import human_bytes
-        from amlctl.uploads import HashCache, apply_sync, progress_for
+        from amlctl.uploads import HashCache, apply_sync
 
         # fresh: files may have changed since the plan
         sync_plan = plan_upload(self.ctx, want, resend_all=resend)
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
-        progress = progress_for(want.address) if self.show_progress else None
+        progress = self.view.upload_progress(want.address)
         with HashCache(hash_cache_path(self.ctx)) as cache:
             outcome = apply_sync(sync_plan, self.ctx.loaded.root / want.attrs["src_dir"], store,
                                  progress=progress, cache=cache)
         for warning in outcome.warnings:
-            self.report(f"{want.address}: warning: {warning}")
-        return (f" ({len(outcome.sent)} files, {human_bytes(outcome.bytes_sent)} sent, "
-                f"{len(outcome.deleted)} deleted)")
+            self.emit(UploadWarning(want.address, warning))
+        return Synced(len(outcome.sent), outcome.bytes_sent, len(outcome.deleted))
 
-    def _run(self, change: Change, want: Desired | None) -> str:
+    def _run(self, change: Change, want: Desired | None) -> StepOutcome:
         provider = self.ctx.provider
         if change.action is Action.DELETE:
             run_ids = change.detail.get("run_ids") or [change.detail["run_id"]]
             for run_id in run_ids:
                 self._journal(change, "cancel", lambda r=run_id: provider.cancel_run(r))
             self.ctx.state.record_applied(change.address, None)
-            return f" (canceled {', '.join(run_ids)})"
+            return RunsCanceled(tuple(run_ids))
         assert want is not None
-        compute = self.ctx.loaded.manifest.computes[want.attrs["compute"]]
-        request = RunRequest(
-            name=want.name, spec_hash=want.attrs["spec_hash"], run=want.model,
-            source_dir=self.ctx.loaded.root / want.model.source_directory,
-            compute_max_nodes=compute.max_nodes, secrets=want.secrets,
-            supersedes=change.detail.get("supersedes"),
-        )
+        request = run_request(self.ctx.loaded, want, change.detail.get("supersedes"))
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
         self.result.runs.append(info)
         # what this submission's secrets were, fingerprinted: the plan notes a rotation later
         self.ctx.state.record_applied(change.address, {"env_secrets": secret_env_fingerprints(
             want.secrets, self.ctx.state.fingerprint_key)} if want.secrets else None)
-        return f" (run {info.id}, {info.status})"
+        return RunSubmitted(info.id, info.status)

@@ -185,7 +185,7 @@ def make_destroy_plan(ctx: Context, *, include_data: bool = False,
             continue
         if kind == "workspace" and not include_workspace:
             continue
-        _, _, name = address.partition(".")
+        name = addr.Address.parse(address).name
         reasons: tuple[str, ...] = ()
         if kind == "upload":
             reasons = ("uploaded files are deleted (--include-data)",)

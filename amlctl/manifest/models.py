@@ -17,14 +17,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     SecretStr,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-
-from amlctl.providers import BACKEND_NAMES
 
 # id(raw mapping) -> model class that read it; lets the loader suggest the closest field name
 # for an unknown key ("did you mean ...") without pydantic losing the other errors.
@@ -62,6 +61,37 @@ def _no_bool(value: Any) -> Any:
     if isinstance(value, bool):
         raise PydanticCustomError("int_type", "Input should be a valid integer")
     return value
+
+
+def _known_backend(value: str) -> str:
+    """A registered backend's name (amlctl.providers.BACKENDS, read now, not at import)."""
+    from amlctl.providers import BACKENDS
+
+    if value not in BACKENDS:
+        names = [repr(n) for n in BACKENDS]
+        expected = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise PydanticCustomError("literal_error", "Input should be {expected}",
+                                  {"expected": expected})
+    return value
+
+
+class _BackendSchema:
+    """The JSON Schema of `backend`: an enum of the backends registered when it is made."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler
+                                     ) -> dict[str, Any]:
+        from amlctl.providers import BACKENDS
+
+        return {"enum": list(BACKENDS), "type": "string"}
+
+    def reference_type(self) -> str:
+        """How docs/manifest.md names the type: the choices."""
+        from amlctl.providers import BACKENDS
+
+        return " | ".join(BACKENDS)
+
+
+BackendName = Annotated[str, AfterValidator(_known_backend), _BackendSchema()]
 
 
 def _version_one(value: Any) -> Any:
@@ -365,7 +395,7 @@ class Manifest(StrictModel):
         description="Manifest format version (1)."
     )
     name: str = Field(description="Stack name; tag amlctl.stack on everything amlctl creates.")
-    backend: Literal[BACKEND_NAMES] = Field(  # type: ignore[valid-type]
+    backend: BackendName = Field(
         "local", description="local, azure (SDK v1: azureml-sdk) or azure-v2 (SDK v2: "
         "azure-ai-ml)."
     )

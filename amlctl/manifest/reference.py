@@ -75,7 +75,9 @@ def reference_markdown() -> str:
                 default = f"`{json.dumps(f.default)}`" if f.default not in ({}, []) \
                     else "empty"
             description = (f.description or "").replace("|", "\\|")
-            type_name = _type_name(f.annotation).replace("|", "\\|")
+            # metadata may name the type itself (a choice read from a registry when used)
+            named = [m.reference_type() for m in f.metadata if hasattr(m, "reference_type")]
+            type_name = (named[0] if named else _type_name(f.annotation)).replace("|", "\\|")
             out.append(f"| `{name}` | {type_name} | {default} | {description} |")
         out.append("")
     return "\n".join(out)

@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from amlctl.providers import resources
+from amlctl.runs.definition import RunDefinition
+
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
 
 OWNER_TAG = "amlctl.stack"
 SPEC_HASH_TAG = "amlctl.spec_hash"
 
-# Kinds in dependency order: creates and updates follow it, deletes go in reverse.
-KINDS = ("workspace", "datastore", "compute", "experiment", "upload", "run")
+KINDS = resources.KINDS  # kind names in dependency order (see resources.KIND_LIST)
 TERMINAL_RUN_STATES = frozenset({"Completed", "Failed", "Canceled"})
 
 
@@ -162,15 +164,26 @@ class ComputeStatus:
 
 
 @dataclass(frozen=True)
+class ComputeRef:
+    """The compute a run is submitted to, as the manifest declares it."""
+
+    name: str
+    vm_size: str | None = None
+    vm_priority: str | None = None  # dedicated | lowpriority
+    min_nodes: int = 0
+    max_nodes: int = 1
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """What the engine hands a provider to submit a run."""
 
-    name: str
+    name: str  # the manifest's run name
     spec_hash: str
-    run: Any  # amlctl.manifest.models.Run
+    run: RunDefinition
     source_dir: Path
-    compute_max_nodes: int
-    secrets: dict[str, str]  # env var name -> secret value (never stored in plain text)
+    compute: ComputeRef
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # env var -> value
     supersedes: str | None = None  # the run an explicit resubmission (--replace) replaces
 
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-# (hint for the input's id, the DataInput) -> the text that stands in the argument list
-InputReference = Callable[[str, Any], str]
+from amlctl.runs.definition import DataInputRef, as_data_input
+
+# (hint for the input's id, the input) -> the text that stands in the argument list
+InputReference = Callable[[str, DataInputRef], str]
 
 
 def is_data_input(value: Any) -> bool:
-    """True for a DataInput (model or mapping of the same shape)."""
+    """True for a datastore input (a DataInputRef, or a model or mapping of that shape)."""
+    if isinstance(value, DataInputRef):
+        return True
     if hasattr(value, "model_dump"):
         value = value.model_dump()
     return isinstance(value, Mapping) and "datastore" in value and "path" in value
@@ -27,7 +31,8 @@ def render_arguments(value: Any, reference: InputReference) -> list[str]:
             out.append(str(flag))
             if item is None:
                 continue  # a bare flag
-            out.append(reference(str(flag), item) if is_data_input(item) else str(item))
+            out.append(reference(str(flag), as_data_input(item)) if is_data_input(item)
+                       else str(item))
         return out
     items: Sequence[Any] = value or []
     for position, item in enumerate(items):
@@ -35,7 +40,7 @@ def render_arguments(value: Any, reference: InputReference) -> list[str]:
             previous = items[position - 1] if position else None
             is_flag = (isinstance(previous, str) and previous.startswith("-")
                        and "=" not in previous)
-            out.append(reference(previous if is_flag else "input", item))
+            out.append(reference(previous if is_flag else "input", as_data_input(item)))
         else:
             out.append(str(item))  # as the SDK does with script_params: True -> "True"
     return out

@@ -126,16 +126,18 @@ def test_runs_of_this_stack_outside_its_records_are_listed_and_canceled(
     from amlctl.engine.executor import apply_plan
     from amlctl.engine.planner import make_destroy_plan, make_plan
     from amlctl.providers.azure.runs import RUN_NAME_TAG, build_run
-    from amlctl.providers.base import SPEC_HASH_TAG, RunRequest
+    from amlctl.providers.base import SPEC_HASH_TAG, ComputeRef, RunRequest
+    from amlctl.runs.definition import definition_of
 
     fake.history.hold_runs = True  # both stay queued, so both are active
     assert apply_plan(context, make_plan(context)).ok
     provider = context.provider
     (ours,) = provider.list_runs()
     model = context.loaded.manifest.runs["tf-mnist"]
-    stray = RunRequest(name="old-experiment-run", spec_hash="feedfacefeedface", run=model,
+    stray = RunRequest(name="old-experiment-run", spec_hash="feedfacefeedface",
+                       run=definition_of(model),
                        source_dir=context.loaded.root / model.source_directory,
-                       compute_max_nodes=2, secrets={})
+                       compute=ComputeRef(model.compute, max_nodes=2))
     built = build_run(stray, "mnist", provider._datastore_for)
     provider.runs().submit("tensorflow_experiment", built.config, built.tags, "stray_run_1")
     assert built.tags[RUN_NAME_TAG] == "old-experiment-run"

@@ -18,7 +18,8 @@ from amlctl.manifest.models import Run
 from amlctl.providers.azure import auth
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
-from amlctl.providers.base import RunRequest
+from amlctl.providers.base import ComputeRef, RunRequest
+from amlctl.runs.definition import definition_of
 
 TENANT = "72f988bf-0000-0000-0000-000000000001"
 NO_WAIT = RetryPolicy(sleep=lambda _s: None)
@@ -66,8 +67,8 @@ def test_run_history_errors_keep_the_service_message_and_status(fake: FakeAzure,
     (src / "train.py").write_text("print(1)\n")
     run = Run.model_validate({"experiment": "exp", "compute": "missing", "source_directory":
                               "src", "entry_script": "train.py"})
-    request = RunRequest(name="r", spec_hash="0123456789abcdef", run=run, source_dir=src,
-                         compute_max_nodes=1, secrets={})
+    request = RunRequest(name="r", spec_hash="0123456789abcdef", run=definition_of(run),
+                         source_dir=src, compute=ComputeRef("missing"), secrets={})
     with pytest.raises(ProviderError) as info:
         provider(workspace(), token_auth, tmp_path).submit_run(request)
     message = str(info.value)

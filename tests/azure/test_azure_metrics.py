@@ -17,7 +17,8 @@ from test_azure_cli import Runner, ok, runner, write_project
 from amlctl.manifest.models import Run
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
-from amlctl.providers.base import RunRequest
+from amlctl.providers.base import ComputeRef, RunRequest
+from amlctl.runs.definition import definition_of
 
 __all__ = ["runner"]  # the CLI runner fixture, shared with test_azure_cli
 
@@ -41,8 +42,9 @@ def test_metrics_come_from_run_history(fake: FakeAzure, provider: AzureProvider,
     source.mkdir()
     (source / "train.py").write_text("print('training')\n")
     info = provider.submit_run(RunRequest(name="train", spec_hash="0123456789abcdef",
-                                          run=Run.model_validate(RUN), source_dir=source,
-                                          compute_max_nodes=2, secrets={}))
+                                          run=definition_of(Run.model_validate(RUN)),
+                                          source_dir=source,
+                                          compute=ComputeRef(RUN["compute"], max_nodes=2)))
     assert provider.run_metrics(info.id) == []
     (ws,) = fake.workspaces.values()
     for step, loss in ((10, 2.0), (20, 1.0), (30, 0.5)):

@@ -20,7 +20,8 @@ from amlctl.errors import ProviderError, UsageError
 from amlctl.manifest.models import Run
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
-from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, ComputeRef, RunRequest
+from amlctl.runs.definition import definition_of
 from amlctl.runs.identity import run_id
 
 WORKSPACE = {"name": "ml-ws", "subscription_id": SUBSCRIPTION, "resource_group": "ml-rg",
@@ -54,8 +55,9 @@ def source(tmp_path: Path) -> Path:
 
 def request(source: Path, spec_hash: str = "0123456789abcdef", name: str = "train",
             supersedes: str | None = None) -> RunRequest:
-    return RunRequest(name=name, spec_hash=spec_hash, run=Run.model_validate(PS_RUN),
-                      source_dir=source, compute_max_nodes=2, secrets={},
+    return RunRequest(name=name, spec_hash=spec_hash,
+                      run=definition_of(Run.model_validate(PS_RUN)), source_dir=source,
+                      compute=ComputeRef(PS_RUN["compute"], max_nodes=2), secrets={},
                       supersedes=supersedes)
 
 

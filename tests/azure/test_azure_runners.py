@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import threading
 import time
@@ -195,6 +196,7 @@ def test_state_pull_and_force_unlock_from_the_cli(
 RUNNER_A = """\
 import sys
 sys.path.insert(0, {tests!r})
+sys.path.insert(0, {pausing!r})
 from pathlib import Path
 from fake_service import make_token, route_hosts
 from history_double import HistoryDouble
@@ -206,15 +208,19 @@ with route_hosts({fake_port}, {blob_port}):
     from amlctl.engine.planner import Context, bind_state, make_plan
     from amlctl.manifest.loader import load_manifest
     from amlctl.providers.azure.provider import AzureProvider
+    from amlctl.render.events import TextView
+    from pausing import PausingView
     loaded = load_manifest(Path({manifest!r}))
     auth = TokenAuthentication(lambda audience: make_token(str(audience)), cloud="AzureCloud")
     provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", Path({state!r}),
                              auth=auth, cloud="AzureCloud", run_service=HistoryDouble())
     provider.state_lease_seconds = {lease}
     ctx = bind_state(Context(loaded, provider, provider.state_store(), Path({state!r}), "azure"))
+    # shown as the CLI shows it; paused once the first action is done, before its journal
+    view = PausingView(TextView(lambda text: print(text, end="", flush=True)), "in-step", 1)
     with ctx.state.lock("amlctl apply"):
-        recover(ctx, report=print)
-        apply_plan(ctx, make_plan(ctx), report=lambda line: print(line, flush=True))
+        recover(ctx, view)
+        apply_plan(ctx, make_plan(ctx), view)
 """
 
 
@@ -226,6 +232,9 @@ def test_runner_a_killed_mid_apply_runner_b_proceeds_when_the_lease_expires(
     import subprocess
     import sys
 
+    from pausing import RecordingView
+
+    from amlctl.engine.events import Event, InterruptedSteps
     from amlctl.engine.executor import recover
     from amlctl.engine.plan import Action
     from amlctl.engine.planner import make_plan
@@ -234,12 +243,13 @@ def test_runner_a_killed_mid_apply_runner_b_proceeds_when_the_lease_expires(
     checkout = tmp_path / "a" / "checkout"
     shutil.copytree(EXAMPLE, checkout)
     script = RUNNER_A.format(tests=str(Path(__file__).parent),
+                             pausing=str(Path(__file__).parents[1]),
                              fake_port=azure_edge.service.port,
                              blob_port=azure_edge.azurite.port,
                              manifest=str(checkout / "amlctl.yaml"),
                              state=str(tmp_path / "a" / "state"), lease=15)
     env = {**os.environ, **azure_edge.env, "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
-           "PYTHONPATH": os.pathsep.join(sys.path), "AMLCTL_PAUSE_IN_STEP": "1"}
+           "PYTHONPATH": os.pathsep.join(sys.path)}
     log = tmp_path / "runner-a.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=out,
@@ -256,13 +266,17 @@ def test_runner_a_killed_mid_apply_runner_b_proceeds_when_the_lease_expires(
         proc.kill()
         proc.wait()
         killed = time.monotonic()
-        reports: list[str] = []
+        events: list[Event] = []
         with b.state.lock("amlctl apply", timeout=45):
             waited = time.monotonic() - killed
-            recover(b, report=reports.append)
+            recover(b, RecordingView(events))
             _apply_locked(b)
         assert waited <= 15 + 5, waited  # at most A's lease after its last renewal
-        assert any(r.startswith("A previous apply was interrupted during: ") for r in reports)
+        # what A was paused (then killed) in is what B found interrupted
+        paused = re.search(r"^(\S+): paused in (\S+)$", log.read_text(), re.MULTILINE)
+        assert paused is not None, log.read_text()
+        interrupted = [e for e in events if isinstance(e, InterruptedSteps)]
+        assert len(interrupted) == 1 and paused.groups() in interrupted[0].steps, events
         plan = make_plan(b)
         assert [c.address for c in plan.changes if c.action is not Action.NOOP] == []
     finally:

@@ -18,7 +18,8 @@ from fake_service import TEST_SUBSCRIPTION as SUBSCRIPTION
 from amlctl.manifest.models import Run
 from amlctl.providers.azure import batchai_launcher as launcher
 from amlctl.providers.azure.runs import LAUNCHER, build_run
-from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, ComputeRef, RunRequest
+from amlctl.runs.definition import definition_of
 
 WORKSPACE = {"name": "ml-ws", "subscription_id": SUBSCRIPTION, "resource_group": "ml-rg",
              "location": "westeurope", "create_resource_group": False, "tags": {}}
@@ -54,8 +55,10 @@ def submitted(config: Any) -> Any:
 
 def request(source: Path, run: dict[str, Any], secrets: dict[str, str] | None = None
             ) -> RunRequest:
-    return RunRequest(name="tf-mnist", spec_hash="abc123", run=Run.model_validate(run),
-                      source_dir=source, compute_max_nodes=4, secrets=secrets or {})
+    model = Run.model_validate(run)
+    return RunRequest(name="tf-mnist", spec_hash="abc123",
+                      run=definition_of(model, secrets), source_dir=source,
+                      compute=ComputeRef(model.compute, max_nodes=4), secrets=secrets or {})
 
 
 def test_parameter_server_run_config(workspace: Any, source: Path) -> None:

@@ -22,7 +22,8 @@ from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.azure_v2 import history
 from amlctl.providers.azure_v2.provider import AzureV2Provider
-from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, ComputeRef, RunRequest
+from amlctl.runs.definition import definition_of
 from amlctl.runs.identity import run_id
 
 GOLDEN = Path(__file__).parent / "golden" / "parameter_server_job.json"
@@ -58,8 +59,9 @@ def provider(fake: FakeV2Azure, credential: FakeTokenCredential, tmp_path: Path
 def request(tmp_path: Path, spec_hash: str = "0f1e2d3c4b5a6978", supersedes: str | None = None,
             **changes: Any) -> RunRequest:
     return RunRequest(name="tf-ps", spec_hash=spec_hash,
-                      run=Run.model_validate({**PS_RUN, **changes}),
-                      source_dir=tmp_path / "src", compute_max_nodes=4, secrets={},
+                      run=definition_of(Run.model_validate({**PS_RUN, **changes})),
+                      source_dir=tmp_path / "src",
+                      compute=ComputeRef(PS_RUN["compute"], max_nodes=4), secrets={},
                       supersedes=supersedes)
 
 

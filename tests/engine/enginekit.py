@@ -112,6 +112,19 @@ def start_amlctl(cwd: Path, log: Path, *args: str, **env: str) -> subprocess.Pop
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 
+PAUSING = Path(__file__).resolve().parents[1] / "pausing.py"
+
+
+def start_paused_amlctl(cwd: Path, log: Path, where: str, n: int, *args: str
+                        ) -> subprocess.Popen[bytes]:
+    """Start `amlctl ARGS...` as `start_amlctl` does, its view pausing it at the Nth event
+    of `where` ("in-step" or "after-step", see tests/pausing.py) until it is killed."""
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, str(PAUSING), where, str(n), *args], cwd=cwd,
+                                env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> None:
     """Poll `condition` until it is true; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -2,9 +2,10 @@
 converges with nothing lost or duplicated, and the step it was killed in is reported. No kill
 ever leaves a lock behind: the next apply never needs force-unlock.
 
-The apply is a real process. It is killed where a test hook makes it sleep (after step N, or
-inside the Nth primitive action: done in the backend, not yet journalled), or at random
-moments of longer applies and destroys (only kills that land while the process runs count).
+The apply is a real process. It is killed where its view pauses it (tests/pausing.py wraps
+the command line's view: after step N, or inside the Nth primitive action: done in the
+backend, not yet journalled), or at random moments of longer applies and destroys (only kills
+that land while the process runs count).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
-from enginekit import Cli, journal, start_amlctl, state_rows, wait_for, write_basic
+from enginekit import (
+    Cli,
+    journal,
+    start_amlctl,
+    start_paused_amlctl,
+    state_rows,
+    wait_for,
+    write_basic,
+)
 
 # The basic manifest: 6 resources, 6 steps (the upload's step is create + sync: 7 actions).
 EXPECTED_OBJECTS = [
@@ -64,24 +73,24 @@ def _check_state(project: Path) -> None:
         assert (remote / relpath).read_bytes() == (local / relpath).read_bytes(), relpath
 
 
-def _paused_apply(project: Path, hook: str, n: int) -> subprocess.Popen[bytes]:
+def _paused_apply(project: Path, where: str, n: int) -> subprocess.Popen[bytes]:
     log = project / "killed-apply.log"
-    proc = start_amlctl(project, log, "apply", "--auto-approve", **{hook: str(n)})
+    proc = start_paused_amlctl(project, log, where, n, "apply", "--auto-approve")
     wait_for(lambda: "paused" in log.read_text() or proc.poll() is not None,
-             what=f"{hook}={n}")
+             what=f"a pause {where} {n}")
     assert proc.poll() is None, log.read_text()
     return proc
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 6])
 def test_killed_between_steps(basic_project: Path, cli: Cli, n: int) -> None:
-    _kill(_paused_apply(basic_project, "AMLCTL_PAUSE_AFTER_STEP", n))
+    _kill(_paused_apply(basic_project, "after-step", n))
     _reapply_and_check(basic_project, cli)
 
 
 @pytest.mark.parametrize("n", [1, 3, 6, 7])
 def test_killed_inside_a_step(basic_project: Path, cli: Cli, n: int) -> None:
-    _kill(_paused_apply(basic_project, "AMLCTL_PAUSE_IN_STEP", n))
+    _kill(_paused_apply(basic_project, "in-step", n))
     interrupted = journal(basic_project, "begun")
     assert interrupted  # the action was done, its end never journalled
     output = _reapply_and_check(basic_project, cli)
@@ -96,7 +105,7 @@ def test_killed_during_a_change_then_converges(basic_project: Path, cli: Cli) ->
                                                      "Standard_NC8as_T4_v3"))
     (basic_project / "data" / "part-1.csv").write_text("changed\n")
     # replace = delete then create: killed between the two, the cluster is simply missing
-    _kill(_paused_apply(basic_project, "AMLCTL_PAUSE_IN_STEP", 1))
+    _kill(_paused_apply(basic_project, "in-step", 1))
     _reapply_and_check(basic_project, cli)
     attrs = {name: json.loads(a) for kind, name, _, a in state_rows(basic_project)
              if kind == "compute"}
@@ -106,8 +115,7 @@ def test_killed_during_a_change_then_converges(basic_project: Path, cli: Cli) ->
 def test_killed_destroy_converges(basic_project: Path, cli: Cli) -> None:
     assert cli("apply", "--auto-approve").code == 0
     log = basic_project / "killed-destroy.log"
-    proc = start_amlctl(basic_project, log, "destroy", "--auto-approve",
-                        AMLCTL_PAUSE_AFTER_STEP="2")
+    proc = start_paused_amlctl(basic_project, log, "after-step", 2, "destroy", "--auto-approve")
     wait_for(lambda: "paused" in log.read_text() or proc.poll() is not None, what="destroy")
     _kill(proc)
     assert cli("destroy", "--auto-approve").code == 0
@@ -196,7 +204,7 @@ def test_killed_at_random_moments(big_project: Path, cli: Cli) -> None:
 
 def test_recovery_report_names_each_interrupted_step(basic_project: Path, cli: Cli) -> None:
     """Several steps in flight at the kill: each is reported, then marked recovered."""
-    proc = _paused_apply(basic_project, "AMLCTL_PAUSE_IN_STEP", 2)
+    proc = _paused_apply(basic_project, "in-step", 2)
     log = basic_project / "killed-apply.log"
     # the executor runs 4 steps at once and this phase has more: all 4 pause inside their step
     wait_for(lambda: log.read_text().count(": paused in ") == 4, what="4 paused steps")
@@ -213,7 +221,7 @@ def test_killed_after_submitting_a_run_submits_it_once(basic_project: Path, cli:
     manifest = basic_project / "amlctl.yaml"
     manifest.write_text(manifest.read_text() + RUN)
     # the 8th action is the submission (after 6 creates and the upload's sync)
-    proc = _paused_apply(basic_project, "AMLCTL_PAUSE_IN_STEP", 8)
+    proc = _paused_apply(basic_project, "in-step", 8)
     assert "run.hello: paused in submit" in (basic_project / "killed-apply.log").read_text()
     _kill(proc)
     assert journal(basic_project, "begun") == [("run.hello", "submit")]

@@ -1,8 +1,9 @@
 """One apply per workspace at a time: the lock lets one through and names its holder to others.
 
-The first apply is a real process paused after its first step (AMLCTL_PAUSE_AFTER_STEP), so it
-holds the lock for as long as the test needs; the others are real processes too. The local
-lock is a kernel lock: it dies with its holder, so a killed apply never needs force-unlock.
+The first apply is a real process paused after its first step (its view pauses it, see
+tests/pausing.py), so it holds the lock for as long as the test needs; the others are real
+processes too. The local lock is a kernel lock: it dies with its holder, so a killed apply
+never needs force-unlock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from enginekit import Cli, journal, run_amlctl, start_amlctl, state_rows, wait_for
+from enginekit import Cli, journal, run_amlctl, start_paused_amlctl, state_rows, wait_for
 
 from amlctl.engine.lock import kernel_lock, read_lock
 
@@ -38,8 +39,7 @@ def _locked(project: Path) -> bool:
 def paused_apply(basic_project: Path) -> Iterator[subprocess.Popen[bytes]]:
     """An `amlctl apply` holding the workspace lock, asleep after creating the workspace."""
     log = basic_project / "first-apply.log"
-    proc = start_amlctl(basic_project, log, "apply", "--auto-approve",
-                        AMLCTL_PAUSE_AFTER_STEP="1")
+    proc = start_paused_amlctl(basic_project, log, "after-step", 1, "apply", "--auto-approve")
     wait_for(lambda: journal(basic_project, "done") or proc.poll() is not None,
              what="the first apply's first step")
     assert proc.poll() is None, log.read_text()

@@ -200,8 +200,10 @@ class Computes:
             self.update(name, attrs)
         return self.verify(name, attrs)
 
-    def update(self, name: str, attrs: dict[str, Any]) -> dict[str, Any]:
-        """Change min/max nodes and idle time in place (PATCH) and wait for it."""
+    def update(self, name: str, attrs: dict[str, Any],
+               secrets: dict[str, str] | None = None) -> dict[str, Any]:
+        """Change min/max nodes and idle time in place (PATCH) and wait for it (no secret
+        changes in place: `secrets` is taken for the interface both SDKs share)."""
         target = self.get(name)
         if target is None:
             raise ProviderError(f"compute.{name} does not exist; it cannot be updated")

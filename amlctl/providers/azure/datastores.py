@@ -95,7 +95,7 @@ class Datastores:
                     self.policy)
 
     def register(self, name: str, attrs: dict[str, Any], secrets: dict[str, str],
-                 overwrite: bool) -> dict[str, Any]:
+                 overwrite: bool = True) -> dict[str, Any]:
         """Register (or with overwrite, re-register) the datastore; returns what was read back."""
         s = sdk.load()
         key, sas = secrets.get("account_key"), secrets.get("sas_token")

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.azure import auth as auth_mod
@@ -19,51 +19,26 @@ from amlctl.providers.azure import computes as computes_mod
 from amlctl.providers.azure import datastores as datastores_mod
 from amlctl.providers.azure import sdk
 from amlctl.providers.azure import workspace as workspace_mod
+from amlctl.providers.azure.common import DEFAULT_DATASTORE, AzureBase
+from amlctl.providers.azure.handlers import DatastoreService
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy
-from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord, RunService, SdkRunService
+from amlctl.providers.azure.runs import RunService, SdkRunService
 from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.base import (
     OWNER_TAG,
-    SPEC_HASH_TAG,
-    ComputeStatus,
-    FileStore,
     LiveObject,
     MetricSeries,
-    Provider,
     RunInfo,
     RunRequest,
 )
+from amlctl.providers.dispatch import Found, Handler, KindHandler
 from amlctl.providers.logroles import FOLLOW_ONE_ROLE, only_role
-
-if TYPE_CHECKING:
-    from amlctl.engine.state import StateStore
+from amlctl.providers.resources import Address
 
 log = logging.getLogger("amlctl.azure")
 
-DEFAULT_DATASTORE = "default"
-UPDATABLE = {
-    "workspace": frozenset({"tags"}),
-    "compute": computes_mod.UPDATABLE,
-    "datastore": datastores_mod.UPDATABLE,
-    "experiment": frozenset({"tags"}),
-    "upload": frozenset({"datastore", "target_path", "delete_extra", "exclude", "src_dir"}),
-}
 
-
-class _EmptyStore:
-    """The listing of an upload target that cannot exist yet (workspace not created)."""
-
-    def list_files(self) -> dict[str, Any]:
-        return {}
-
-    def put_file(self, src: Path, relpath: str) -> Any:
-        raise ProviderError("the workspace does not exist yet; apply it first")
-
-    def delete_file(self, relpath: str) -> None:
-        return None
-
-
-class AzureProvider(Provider):
+class AzureProvider(AzureBase):
     """One Azure ML workspace of one stack."""
 
     name = "azure"
@@ -116,22 +91,6 @@ class AzureProvider(Provider):
 
     # state -------------------------------------------------------------------------------------
 
-    def state_store(self) -> StateStore:
-        """A blob per stack (with a lease as its lock) in the workspace's default datastore,
-        or where the manifest's `state:` block says."""
-        from amlctl.providers.azure.state import BlobState, default_blob_name
-
-        config = self.state_config or {}
-        blob_name = config.get("key") or default_blob_name(self.stack)
-        if config:
-            url = f"https://{config['account']}.blob.{config.get('endpoint') or 'core.windows.net'}"
-            location = f"{url}/{config['container']}/{blob_name}"
-            return BlobState(self.stack, lambda: self._state_container(url, config["container"]),
-                             blob_name, self.state_dir, location, self.state_lease_seconds)
-        return BlobState(self.stack, self._default_container, blob_name, self.state_dir,
-                         f"blob {blob_name} of the workspace's default datastore",
-                         self.state_lease_seconds)
-
     def _default_container(self) -> Any | None:
         """The default datastore's container; None while the workspace does not exist."""
         if self._open() is None:
@@ -144,8 +103,7 @@ class AzureProvider(Provider):
         blob = sdk.blob_module()
         key = os.environ.get("AMLCTL_STATE_ACCESS_KEY")
         if key:
-            credential: Any = {"account_name": account_url.split("//", 1)[1].split(".", 1)[0],
-                               "account_key": key}
+            credential: Any = self._account_key_credential(account_url, key)
         else:
             credential = self._credentials()[0]  # azureml auth objects are token credentials
         return blob.BlobServiceClient(account_url, credential=credential,
@@ -179,169 +137,31 @@ class AzureProvider(Provider):
             self._run_service = SdkRunService(self._require(), self.policy)
         return self._run_service
 
-    # objects -----------------------------------------------------------------------------------
+    # objects: one handler per kind ---------------------------------------------------------
 
-    def read_all(self) -> dict[str, LiveObject]:
-        ws = self._open()
-        if ws is None:
-            return {}
-        attrs, owner = workspace_mod.read(ws)
-        out = {"workspace": LiveObject("workspace", attrs, owner)}
-        for name, (compute, compute_owner) in self._computes().read_all().items():
-            out[f"compute.{name}"] = LiveObject(f"compute.{name}", compute, compute_owner)
-        records = self._records()
-        owners = {n: r.get("owner") for n, r in records.list("datastore").items()}
-        self._store_objects = self._datastores().listed()
-        for name, ds in datastores_mod.normalise_all(self._store_objects,
-                                                      self.fingerprint_key).items():
-            out[f"datastore.{name}"] = LiveObject(f"datastore.{name}", ds, owners.get(name))
-        for name, tags in self.runs().experiments().items():
-            owner_tag = tags.pop(OWNER_TAG, None)
-            out[f"experiment.{name}"] = LiveObject(f"experiment.{name}", {"tags": tags},
-                                                   owner_tag)
-        for name, record in records.list("upload").items():
-            out[f"upload.{name}"] = LiveObject(
-                f"upload.{name}", {"datastore": record.get("datastore"),
-                                   "target_path": record.get("target_path")},
-                record.get("owner"))
-        return out
+    def _workspace_handler(self) -> KindHandler:
+        return _Workspace(self)
 
-    def updatable_fields(self, kind: str) -> frozenset[str]:
-        return UPDATABLE.get(kind, frozenset())
+    def _experiment_handler(self) -> KindHandler:
+        return _Experiments(self)
 
-    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
-        kind, _, name = address.partition(".")
-        if kind == "workspace":
-            auth, _ = self._credentials()
-            self._ws = workspace_mod.create_workspace(
-                attrs, auth, self.stack, bool(self.workspace.get("create_resource_group")),
-                self.policy)
-        elif kind == "compute":
-            self._computes().create(name, attrs, secrets)
-        elif kind == "datastore":
-            # the record goes first: a crash then leaves an owned name, never an orphan
-            self._records().put("datastore", name, {"owner": self.stack})
-            self._store_objects = None
-            self._datastores().register(name, attrs, secrets, overwrite=True)
-        elif kind == "experiment":
-            self.runs().ensure_experiment(name, {**attrs.get("tags", {}),
-                                                 OWNER_TAG: self.stack}, [])
-        elif kind == "upload":
-            self._record_upload(name, attrs)
-        else:
-            raise ProviderError(f"{address}: the azure backend cannot create a {kind}")
+    def _datastore_service(self) -> DatastoreService:
+        return _ListedDatastores(self)
 
-    def _record_upload(self, name: str, attrs: dict[str, Any]) -> None:
-        self._records().put("upload", name, {"owner": self.stack,
-                                             "datastore": attrs["datastore"],
-                                             "target_path": attrs["target_path"]})
-
-    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
-               secrets: dict[str, str]) -> None:
-        kind, _, name = address.partition(".")
-        refused = set(changed) - self.updatable_fields(kind)
-        if refused:
-            raise ProviderError(f"{address}: {', '.join(sorted(refused))} cannot change in "
-                                "place on Azure ML")
-        if kind == "workspace":
-            workspace_mod.set_tags(self._require(), attrs.get("tags") or {}, self.stack,
-                                   self.policy)
-        elif kind == "compute":
-            self._computes().update(name, attrs)
-        elif kind == "datastore":
-            self._store_objects = None
-            self._datastores().register(name, attrs, secrets, overwrite=True)
-        elif kind == "experiment":
-            live = self.runs().experiments().get(name, {})
-            wanted = {**attrs.get("tags", {}), OWNER_TAG: self.stack}
-            self.runs().ensure_experiment(name, wanted, [k for k in live if k not in wanted])
-        elif kind == "upload":
-            self._record_upload(name, attrs)
-
-    def delete(self, address: str, *, include_data: bool = False) -> None:
-        kind, _, name = address.partition(".")
-        if self._open() is None:
-            return
-        if kind == "workspace":
-            workspace_mod.delete_workspace(self._require(), self.policy)
-            self._ws = None
-            self._forget()
-        elif kind == "compute":
-            self._computes().delete(name)
-        elif kind == "datastore":
-            self._store_objects = None
-            self._datastores().unregister(name)
-            self._records().delete("datastore", name)
-        elif kind == "experiment":
-            if name in self.runs().experiments():
-                self.runs().archive_experiment(name)
-        elif kind == "upload":
-            record = self._records().list("upload").get(name)
-            if record is not None and include_data:
-                store = self.file_store(record["datastore"], record["target_path"])
-                for relpath in store.list_files():
-                    store.delete_file(relpath)
-            self._records().delete("upload", name)
-
-    def adopt(self, address: str) -> LiveObject:
-        kind, _, name = address.partition(".")
-        live = self.read_all().get(address)
-        if live is None:
-            raise UsageError(f"{address} does not exist in workspace {self.workspace['name']!r}")
-        if live.owner not in (None, self.stack):
-            raise UsageError(f"{address} belongs to stack {live.owner!r}")
-        if kind == "workspace":
-            workspace_mod.set_tags(self._require(), live.attrs.get("tags") or {}, self.stack,
-                                   self.policy)
-        elif kind == "datastore":
-            self._records().put("datastore", name, {"owner": self.stack})
-        elif kind == "experiment":
-            self.runs().ensure_experiment(name, {OWNER_TAG: self.stack}, [])
-        elif kind == "compute":
-            raise UsageError(f"{address}: Azure ML cannot re-tag an existing cluster, so amlctl "
-                             "cannot adopt it; let amlctl create a cluster under a new name")
-        else:
-            raise UsageError(f"{address}: cannot adopt a {kind}")
-        return LiveObject(address, live.attrs, self.stack)
-
-    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
-        self._manifest_credentials = {k: dict(v) for k, v in datastores.items()}
-
-    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
-        """A workspace to create: say so plainly, and name the workspaces its resource group
-        does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
-        if address != "workspace":
-            return []
-        auth, _ = self._credentials()
-        return workspace_mod.creation_notes(self.workspace, auth, self.policy)
-
-    def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
-        """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
-        if not address.startswith("compute.") or self._open() is None:
-            return []
-        return self._computes().preflight(attrs)
+    def workspace_exists(self) -> bool:
+        return self._open() is not None
 
     # uploads -----------------------------------------------------------------------------------
 
-    def file_store(self, datastore: str, target_path: str) -> FileStore:
-        from amlctl.providers.azure.blobfiles import BlobFileStore
+    def _datastore_object(self, name: str) -> Any | None:
+        return self._datastore_named(name)
 
-        if self._open() is None:
-            return _EmptyStore()
-        ds = self._datastore_named(datastore)
-        if ds is None:
-            return _EmptyStore()  # registered later in the same apply
+    def _blob_container(self, ds: Any, account_key: str | None = None,
+                        sas_token: str | None = None) -> Any:
         if getattr(ds, "datastore_type", "") != "AzureBlob":
-            raise ProviderError(f"datastore {datastore!r} is not a blob container; the azure "
+            raise ProviderError(f"datastore {ds.name!r} is not a blob container; the azure "
                                 "backend uploads to blob datastores only")
-        from amlctl.providers.azure.sdk import container_client
-
-        # The manifest's key, when it has one: a key rotated on the account is then fixed by
-        # the manifest alone (the registration is updated in the same apply, before uploads).
-        given = self._manifest_credentials.get(datastore, {})
-        return BlobFileStore(container_client(ds, given.get("account_key"),
-                                              given.get("sas_token")),
-                             target_path, self.policy)
+        return sdk.container_client(ds, account_key, sas_token)
 
     # runs --------------------------------------------------------------------------------------
 
@@ -351,26 +171,14 @@ class AzureProvider(Provider):
             raise ProviderError(f"the workspace has no datastore {name!r}")
         return ds
 
-    def _info(self, record: RunRecord) -> RunInfo:
-        return RunInfo(id=record.id, name=record.tags.get(RUN_NAME_TAG, ""),
-                       experiment=record.experiment,
-                       spec_hash=record.tags.get(SPEC_HASH_TAG, ""), status=record.status,
-                       compute=record.target or "", created_at=record.created_at,
-                       started_at=record.started_at, ended_at=record.ended_at,
-                       error=record.error)
-
     def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
                   name: str | None = None) -> list[RunInfo]:
         if self._open() is None:
             return []
         if experiment is not None and experiment not in self.runs().experiments():
             return []
-        tags = {OWNER_TAG: self.stack}
-        if spec_hash:
-            tags[SPEC_HASH_TAG] = spec_hash
-        if name:
-            tags[RUN_NAME_TAG] = name
-        return [self._info(r) for r in self.runs().find(experiment, tags)]
+        return [self._info(r)
+                for r in self.runs().find(experiment, self._run_filter(spec_hash, name))]
 
     def submit_run(self, request: RunRequest) -> RunInfo:
         from amlctl.providers.azure.runs import build_run
@@ -403,7 +211,97 @@ class AzureProvider(Provider):
 
         return read_run_metrics(self._require(), run_id, self.policy)
 
-    # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> ComputeStatus:
-        return self._computes().status(name)
+class _ListedDatastores:
+    """v1's datastore edge for the shared handler: the listing is kept (uploads look their
+    datastore up in it) and dropped when a registration changes."""
+
+    def __init__(self, provider: AzureProvider) -> None:
+        self.p = provider
+
+    def read_all(self) -> dict[str, dict[str, Any]]:
+        self.p._store_objects = self.p._datastores().listed()
+        return datastores_mod.normalise_all(self.p._store_objects, self.p.fingerprint_key)
+
+    def register(self, name: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        self.p._store_objects = None
+        self.p._datastores().register(name, attrs, secrets, overwrite=True)
+
+    def unregister(self, name: str) -> None:
+        self.p._store_objects = None
+        self.p._datastores().unregister(name)
+
+
+class _Workspace(Handler):
+    """The workspace, owned through its `amlctl.stack` tag."""
+
+    updatable = frozenset({"tags"})
+
+    def __init__(self, provider: AzureProvider) -> None:
+        self.p = provider
+
+    def read_all(self) -> Found:
+        ws = self.p._open()
+        return {"": workspace_mod.read(ws)} if ws is not None else {}
+
+    def create(self, address: Address, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        auth, _ = self.p._credentials()
+        self.p._ws = workspace_mod.create_workspace(
+            attrs, auth, self.p.stack, bool(self.p.workspace.get("create_resource_group")),
+            self.p.policy)
+
+    def update(self, address: Address, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        workspace_mod.set_tags(self.p._require(), attrs.get("tags") or {}, self.p.stack,
+                               self.p.policy)
+
+    def delete(self, address: Address, include_data: bool) -> None:
+        workspace_mod.delete_workspace(self.p._require(), self.p.policy)
+        self.p._ws = None
+        self.p._forget()
+
+    def adopt(self, address: Address, live: LiveObject) -> None:
+        workspace_mod.set_tags(self.p._require(), live.attrs.get("tags") or {}, self.p.stack,
+                               self.p.policy)
+
+    def create_notes(self, address: Address, attrs: dict[str, Any]) -> list[str]:
+        """Say plainly that a workspace is to be created, and name the workspaces its
+        resource group does have (a typo in the name would otherwise plan a whole new
+        workspace quietly)."""
+        auth, _ = self.p._credentials()
+        return workspace_mod.creation_notes(self.p.workspace, auth, self.p.policy)
+
+
+class _Experiments(Handler):
+    """Experiments in run history, owned through their `amlctl.stack` tag; a delete
+    archives (Azure ML never deletes an experiment that has runs)."""
+
+    updatable = frozenset({"tags"})
+
+    def __init__(self, provider: AzureProvider) -> None:
+        self.p = provider
+
+    def read_all(self) -> Found:
+        out: Found = {}
+        for name, tags in self.p.runs().experiments().items():
+            owner = tags.pop(OWNER_TAG, None)
+            out[name] = ({"tags": tags}, owner)
+        return out
+
+    def create(self, address: Address, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        self.p.runs().ensure_experiment(address.name, {**attrs.get("tags", {}),
+                                                       OWNER_TAG: self.p.stack}, [])
+
+    def update(self, address: Address, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        live = self.p.runs().experiments().get(address.name, {})
+        wanted = {**attrs.get("tags", {}), OWNER_TAG: self.p.stack}
+        self.p.runs().ensure_experiment(address.name, wanted,
+                                        [k for k in live if k not in wanted])
+
+    def delete(self, address: Address, include_data: bool) -> None:
+        if address.name in self.p.runs().experiments():
+            self.p.runs().archive_experiment(address.name)
+
+    def adopt(self, address: Address, live: LiveObject) -> None:
+        self.p.runs().ensure_experiment(address.name, {OWNER_TAG: self.p.stack}, [])

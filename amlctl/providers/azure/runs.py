@@ -1,4 +1,4 @@
-"""Runs on Azure ML: a manifest run as a ScriptRunConfig, and the seam that submits it.
+"""Runs on Azure ML: a run definition as a ScriptRunConfig, and the seam that submits it.
 
 `build_run` makes the SDK objects offline: ScriptRunConfig with TensorflowConfiguration
 (worker_count, parameter_server_count) or MpiConfiguration and the run's node_count, datastore
@@ -45,6 +45,7 @@ from amlctl.providers.azure.retry import (
 from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
 from amlctl.providers.logroles import role_of_log
 from amlctl.runs.arguments import render_arguments as shared_render_arguments
+from amlctl.runs.definition import Arguments, DataInputRef, RunDistribution, RunEnvironment
 
 log = logging.getLogger("amlctl.azure.runs")
 
@@ -132,18 +133,6 @@ class BuiltRun:
             self.staged = None
 
 
-def _field(model: Any, name: str, default: Any = None) -> Any:
-    if isinstance(model, Mapping):
-        return model.get(name, default)
-    return getattr(model, name, default)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    return value
-
-
 def input_id(hint: str) -> str:
     """An identifier for an inline input, from the flag before it (`--input-data` ->
     `input_data`), the same rule the local backend applies."""
@@ -153,14 +142,12 @@ def input_id(hint: str) -> str:
     return f"input_{ident}" if ident[0].isdigit() else ident
 
 
-def pick_input_id(taken: Mapping[str, tuple[str, str, str]], ref_id: str, value: Any,
-                  exact: bool = False) -> tuple[tuple[str, str, str], str]:
+def pick_input_id(taken: Mapping[str, tuple[str, str, str]], ref_id: str,
+                  value: DataInputRef, exact: bool = False) -> tuple[tuple[str, str, str], str]:
     """(datastore, path, mode) of an input and the id it goes by: `ref_id`, or `ref_id_2`,
     `_3`... when another input already has it; the same input keeps its id. `exact`: a named
     input, whose id may not change."""
-    value = _plain(value)
-    key = (str(value["datastore"]), str(value["path"]).strip("/"),
-           str(value.get("mode") or "mount"))
+    key = (value.datastore, value.path.strip("/"), value.mode)
     candidate, n = ref_id, 2
     while candidate in taken and taken[candidate] != key:
         if exact:
@@ -169,46 +156,63 @@ def pick_input_id(taken: Mapping[str, tuple[str, str, str]], ref_id: str, value:
     return key, candidate
 
 
-class _References:
-    """Data references of one run: named inputs plus inline ones, each id used once."""
+class InputTable:
+    """Datastore inputs of one run by id, each id used once (named inputs keep theirs, inline
+    ones get one from the flag before them), as both SDKs' backends number them. `make`
+    builds the SDK's input for an id and (datastore, path, mode)."""
 
-    def __init__(self, datastore_for: Callable[[str], Any]) -> None:
-        self.datastore_for = datastore_for
-        self.refs: dict[str, Any] = {}
+    def __init__(self, make: Callable[[str, tuple[str, str, str]], Any]) -> None:
+        self.make = make
+        self.made: dict[str, Any] = {}  # id -> the SDK's input
         self.keys: dict[str, tuple[str, str, str]] = {}
 
-    def add(self, ref_id: str, value: Any, exact: bool = False) -> str:
+    def add(self, ref_id: str, value: DataInputRef, exact: bool = False) -> str:
+        """The id `value` goes by, its SDK input made when it is new."""
         key, candidate = pick_input_id(self.keys, ref_id, value, exact)
         if candidate not in self.keys:
-            ds = self.datastore_for(key[0])
-            ref = ds.path(key[1], data_reference_name=candidate)
-            self.refs[candidate] = ref.as_mount() if key[2] == "mount" else ref.as_download()
+            self.made[candidate] = self.make(candidate, key)
             self.keys[candidate] = key
-        return str(self.refs[candidate])  # "$AZUREML_DATAREFERENCE_<id>", as AML expands it
+        return candidate
+
+    def add_named(self, inputs: Mapping[str, DataInputRef]) -> None:
+        """The run's named inputs, each under its own id (used twice: an error)."""
+        for ref_id, value in inputs.items():
+            self.add(ref_id, value, exact=True)
 
 
-def render_arguments(arguments: Any, refs: _References) -> list[str]:
+class _References(InputTable):
+    """Data references of one run (SDK v1's DataReference, mounted or downloaded)."""
+
+    def __init__(self, datastore_for: Callable[[str], Any]) -> None:
+        def reference(ref_id: str, key: tuple[str, str, str]) -> Any:
+            ref = datastore_for(key[0]).path(key[1], data_reference_name=ref_id)
+            return ref.as_mount() if key[2] == "mount" else ref.as_download()
+
+        super().__init__(reference)
+
+    def reference(self, ref_id: str, value: DataInputRef, exact: bool = False) -> str:
+        """`$AZUREML_DATAREFERENCE_<id>`, as AML expands it, for the input."""
+        return str(self.made[self.add(ref_id, value, exact)])
+
+
+def render_arguments(arguments: Arguments, refs: _References) -> list[str]:
     """A flag map or a list as strings; DataInputs become data references."""
-    return shared_render_arguments(arguments, lambda hint, item: refs.add(input_id(hint), item))
+    return shared_render_arguments(arguments,
+                                   lambda hint, item: refs.reference(input_id(hint), item))
 
 
-def _distribution(s: sdk.Sdk, dist: Any) -> tuple[Any, int | None]:
-    """The SDK's distributed job config and the node count to set, for a manifest
-    distribution."""
-    kind = _field(dist, "type", "none") if dist is not None else "none"
-    if kind == "parameter_server":
-        return (s.TensorflowConfiguration(worker_count=int(_field(dist, "worker_count", 1)),
-                                          parameter_server_count=int(_field(
-                                              dist, "parameter_server_count", 1))),
-                int(_field(dist, "node_count", 1)))
-    if kind == "multi_worker":
-        return (s.TensorflowConfiguration(worker_count=int(_field(dist, "worker_count", 1)),
-                                          parameter_server_count=0),
-                int(_field(dist, "node_count", 1)))
-    if kind == "mpi":
-        nodes = int(_field(dist, "node_count", 1))
-        return (s.MpiConfiguration(process_count_per_node=int(_field(
-            dist, "process_count_per_node", 1)), node_count=nodes), nodes)
+def _distribution(s: sdk.Sdk, dist: RunDistribution) -> tuple[Any, int | None]:
+    """The SDK's distributed job config and the node count to set, for a distribution."""
+    if dist.type == "parameter_server":
+        return (s.TensorflowConfiguration(worker_count=dist.worker_count,
+                                          parameter_server_count=dist.parameter_server_count),
+                dist.node_count)
+    if dist.type == "multi_worker":
+        return (s.TensorflowConfiguration(worker_count=dist.worker_count,
+                                          parameter_server_count=0), dist.node_count)
+    if dist.type == "mpi":
+        return (s.MpiConfiguration(process_count_per_node=dist.process_count_per_node,
+                                   node_count=dist.node_count), dist.node_count)
     return None, None
 
 
@@ -221,36 +225,30 @@ def _conda_path(conda_file: str, source_dir: Path) -> Path:
                         f"and in {source_dir})")
 
 
-def build_environment(name: str, env: Any, use_gpu: bool, secrets: Mapping[str, str],
-                      source_dir: Path) -> Any:
+def build_environment(name: str, env: RunEnvironment, use_gpu: bool,
+                      secrets: Mapping[str, str], source_dir: Path) -> Any:
     """An Environment: conda file, else pip packages; docker base image when given."""
     s = sdk.load()
-    env = _plain(env) or {}
-    conda_file = env.get("conda_file")
-    if conda_file:
+    if env.conda_file:
         environment = s.Environment.from_conda_specification(
-            name, str(_conda_path(conda_file, source_dir)))
+            name, str(_conda_path(env.conda_file, source_dir)))
     else:
         environment = s.Environment(name)
         environment.python.conda_dependencies = s.CondaDependencies.create(
-            pip_packages=list(env.get("pip") or []))
-    if env.get("docker_image"):
-        environment.docker.base_image = env["docker_image"]
+            pip_packages=list(env.pip))
+    if env.docker_image:
+        environment.docker.base_image = env.docker_image
     elif use_gpu:
         from azureml.core.environment import DEFAULT_GPU_IMAGE
 
         environment.docker.base_image = DEFAULT_GPU_IMAGE
-    variables = {}
-    for key, value in (env.get("env_vars") or {}).items():
-        variables[key] = secrets.get(key) if key in secrets else (
-            value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
-    environment.environment_variables = variables
+    environment.environment_variables = env.values(secrets)
     return environment
 
 
 def run_tags(request: RunRequest, stack: str) -> dict[str, str]:
     """The user's tags plus the ones amlctl finds its runs by."""
-    tags = {str(k): str(v) for k, v in (_field(request.run, "tags", {}) or {}).items()}
+    tags = dict(request.run.tags)
     tags.update({OWNER_TAG: stack, SPEC_HASH_TAG: request.spec_hash,
                  RUN_NAME_TAG: request.name})
     return tags
@@ -268,16 +266,14 @@ def _build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], A
     s = sdk.load()
     run = request.run
     refs = _References(datastore_for)
-    for ref_id, value in (_field(run, "inputs", {}) or {}).items():
-        refs.add(str(ref_id), value, exact=True)
-    arguments = render_arguments(_field(run, "arguments", []), refs)
-    job_config, node_count = _distribution(s, _field(run, "distribution"))
-    environment = build_environment(f"amlctl-{stack}-{request.name}",
-                                    _field(run, "environment"), bool(_field(run, "use_gpu")),
-                                    request.secrets, request.source_dir)
+    refs.add_named(run.inputs)
+    arguments = render_arguments(run.arguments, refs)
+    job_config, node_count = _distribution(s, run.distribution)
+    environment = build_environment(f"amlctl-{stack}-{request.name}", run.environment,
+                                    run.use_gpu, request.secrets, request.source_dir)
     source_dir, staged = request.source_dir, None
-    script, command = _field(run, "entry_script"), _field(run, "command")
-    if _field(run, "compat") == "batchai":
+    script, command = run.entry_script, run.command
+    if run.compat == "batchai":
         staged = stage_with_launcher(request.source_dir)
         source_dir = staged / "snapshot"
         variables = dict(environment.environment_variables or {})
@@ -285,11 +281,11 @@ def _build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], A
             variables["AMLCTL_BATCHAI_ENTRY_SCRIPT"] = script
         else:
             variables["AMLCTL_BATCHAI_COMMAND"] = command
-        variables["AMLCTL_BATCHAI_OUTPUTS"] = ",".join(_field(run, "outputs", []) or [])
-        role_args = _plain(_field(run, "role_arguments")) or {}
-        if role_args:
+        variables["AMLCTL_BATCHAI_OUTPUTS"] = ",".join(run.outputs)
+        if run.role_arguments:
             variables["AMLCTL_BATCHAI_ROLE_ARGS"] = json.dumps(
-                {role: render_arguments(args, refs) for role, args in role_args.items()})
+                {role: render_arguments(args, refs)
+                 for role, args in run.role_arguments.items()})
         environment.environment_variables = variables
         script, command = LAUNCHER, None
     elif command:
@@ -298,14 +294,13 @@ def _build_run(request: RunRequest, stack: str, datastore_for: Callable[[str], A
     config = s.ScriptRunConfig(
         source_directory=str(source_dir), script=script,
         arguments=arguments if script else None, command=command,
-        compute_target=_field(run, "compute"), environment=environment,
+        compute_target=run.compute, environment=environment,
         distributed_job_config=job_config,
-        max_run_duration_seconds=_field(run, "max_run_duration_seconds")
-        or DEFAULT_MAX_RUN_SECONDS)
+        max_run_duration_seconds=run.max_run_duration_seconds or DEFAULT_MAX_RUN_SECONDS)
     if node_count is not None:
         config.run_config.node_count = node_count
-    config.run_config.data_references = {k: r.to_config() for k, r in refs.refs.items()}
-    return BuiltRun(config, run_tags(request, stack), dict(refs.refs), staged)
+    config.run_config.data_references = {k: r.to_config() for k, r in refs.made.items()}
+    return BuiltRun(config, run_tags(request, stack), dict(refs.made), staged)
 
 
 def stage_with_launcher(source_dir: Path) -> Path:

@@ -1,10 +1,11 @@
 """Runs as SDK v2 command jobs: build offline, submit exactly once, read back as v1 records.
 
-`build_job` turns a manifest run into `azure.ai.ml.command(...)`: the entry script or command
-with the rendered arguments, `TensorFlowDistribution(parameter_server_count, worker_count)` or
-`MpiDistribution` with `instance_count` = the run's node_count, every datastore input as an
-`Input` of `azureml://datastores/NAME/paths/P` (`ro_mount` or `download`), an Environment from
-the conda file or pip list (docker image as the base), and v1's tags (`amlctl.stack`,
+`build_job` turns a run definition (amlctl.runs.definition) into `azure.ai.ml.command(...)`:
+the entry script or command with the rendered arguments,
+`TensorFlowDistribution(parameter_server_count, worker_count)` or `MpiDistribution` with
+`instance_count` = the run's node_count, every datastore input as an `Input` of
+`azureml://datastores/NAME/paths/P` (`ro_mount` or `download`), an Environment from the conda
+file or pip list (docker image as the base), and v1's tags (`amlctl.stack`,
 `amlctl.spec_hash`, `amlctl.run`), so a run submitted through either SDK is found by the other.
 
 The job name is the run id the v1 backend chooses (from the stack, the run name, the spec hash
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,17 @@ from amlctl.providers.azure.runs import (
     LAUNCHER,
     RUN_NAME_TAG,
     STATUS,
+    InputTable,
     RunRecord,
     _conda_path,
-    _field,
-    _plain,
     input_id,
-    pick_input_id,
     run_tags,
     stage_with_launcher,
 )
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import RunRequest
 from amlctl.runs.arguments import render_arguments
+from amlctl.runs.definition import RunDefinition, RunDistribution
 from amlctl.runs.identity import run_id
 
 # Azure ML's curated base images (what `az ml` v2 examples use)
@@ -72,28 +72,21 @@ class BuiltJob:
             self.staged = None
 
 
-class _Inputs:
-    """Datastore inputs of one job, each id used once (the v1 backend's rules)."""
+class _Inputs(InputTable):
+    """Datastore inputs of one job as SDK v2 `Input`s (the v1 backend's ids)."""
 
     def __init__(self, datastore_name: Callable[[str], str]) -> None:
-        self.datastore_name = datastore_name
-        self.inputs: dict[str, Any] = {}
-        self.keys: dict[str, tuple[str, str, str]] = {}
+        def job_input(ref_id: str, key: tuple[str, str, str]) -> Any:
+            path = f"azureml://datastores/{datastore_name(key[0])}/paths/{key[1]}"
+            return sdk.load().Input(type="uri_folder", path=path, mode=MODES[key[2]])
 
-    def add(self, ref_id: str, value: Any, exact: bool = False) -> str:
-        ml = sdk.load()
-        key, candidate = pick_input_id(self.keys, ref_id, value, exact)
-        if candidate not in self.keys:
-            path = f"azureml://datastores/{self.datastore_name(key[0])}/paths/{key[1]}"
-            self.inputs[candidate] = ml.Input(type="uri_folder", path=path, mode=MODES[key[2]])
-            self.keys[candidate] = key
-        return candidate
+        super().__init__(job_input)
 
     def exports(self) -> str:
         """Shell exports of AZUREML_DATAREFERENCE_<ID>, the variable v1 runs (and the Batch
         AI launcher) read an input's path from."""
         return "".join(f"export {DATAREFERENCE}{i}=\"${{{{inputs.{i}}}}}\"; "
-                       for i in self.inputs)
+                       for i in self.made)
 
 
 def _placeholder(input_name: str) -> str:
@@ -104,43 +97,31 @@ def _quote(arg: str) -> str:
     return arg if re.fullmatch(r"\$\{\{inputs\.[A-Za-z0-9_]+\}\}", arg) else shlex.quote(arg)
 
 
-def build_environment(run: Any, name: str, source_dir: Path) -> Any:
+def build_environment(run: RunDefinition, name: str, source_dir: Path) -> Any:
     """An anonymous Environment: the conda file, else the pip list; docker image as base."""
     entities = sdk.load().entities
-    env = _plain(_field(run, "environment")) or {}
-    image = env.get("docker_image") or (GPU_IMAGE if _field(run, "use_gpu") else CPU_IMAGE)
-    conda_file = env.get("conda_file")
-    if conda_file:
-        conda: Any = str(_conda_path(conda_file, source_dir))
+    env = run.environment
+    image = env.docker_image or (GPU_IMAGE if run.use_gpu else CPU_IMAGE)
+    if env.conda_file:
+        conda: Any = str(_conda_path(env.conda_file, source_dir))
     else:
         conda = {"name": name, "channels": ["conda-forge"],
-                 "dependencies": [PYTHON, "pip", {"pip": list(env.get("pip") or [])}]}
+                 "dependencies": [PYTHON, "pip", {"pip": list(env.pip)}]}
     return entities.Environment(image=image, conda_file=conda)
 
 
-def _variables(run: Any, secrets: Mapping[str, str]) -> dict[str, str]:
-    env = _plain(_field(run, "environment")) or {}
-    out = {}
-    for key, value in (env.get("env_vars") or {}).items():
-        out[key] = secrets.get(key) if key in secrets else (
-            value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
-    return out
-
-
-def _distribution(dist: Any) -> tuple[Any, int | None]:
+def _distribution(dist: RunDistribution) -> tuple[Any, int | None]:
     ml = sdk.load()
-    kind = _field(dist, "type", "none") if dist is not None else "none"
-    nodes = int(_field(dist, "node_count", 1)) if kind != "none" else None
-    if kind == "parameter_server":
-        return ml.TensorFlowDistribution(
-            parameter_server_count=int(_field(dist, "parameter_server_count", 1)),
-            worker_count=int(_field(dist, "worker_count", 1))), nodes
-    if kind == "multi_worker":
+    nodes = dist.node_count if dist.type != "none" else None
+    if dist.type == "parameter_server":
+        return ml.TensorFlowDistribution(parameter_server_count=dist.parameter_server_count,
+                                         worker_count=dist.worker_count), nodes
+    if dist.type == "multi_worker":
         return ml.TensorFlowDistribution(parameter_server_count=0,
-                                         worker_count=int(_field(dist, "worker_count", 1))), nodes
-    if kind == "mpi":
-        return ml.MpiDistribution(process_count_per_instance=int(_field(
-            dist, "process_count_per_node", 1))), nodes
+                                         worker_count=dist.worker_count), nodes
+    if dist.type == "mpi":
+        return ml.MpiDistribution(
+            process_count_per_instance=dist.process_count_per_node), nodes
     return None, None
 
 
@@ -150,43 +131,41 @@ def build_job(request: RunRequest, stack: str, datastore_name: Callable[[str], s
     ml = sdk.load()
     run = request.run
     inputs = _Inputs(datastore_name)
-    for ref_id, value in (_field(run, "inputs", {}) or {}).items():
-        inputs.add(str(ref_id), value, exact=True)
-    arguments = render_arguments(_field(run, "arguments", []),
+    inputs.add_named(run.inputs)
+    arguments = render_arguments(run.arguments,
                                  lambda hint, item: _placeholder(inputs.add(input_id(hint),
                                                                             item)))
-    variables = _variables(run, request.secrets)
+    variables = run.environment.values(request.secrets)
     source_dir, staged = request.source_dir, None
-    script, command = _field(run, "entry_script"), _field(run, "command")
-    if _field(run, "compat") == "batchai":
+    script, command = run.entry_script, run.command
+    if run.compat == "batchai":
         staged = stage_with_launcher(request.source_dir)
         source_dir = staged / "snapshot"
         if script:
             variables["AMLCTL_BATCHAI_ENTRY_SCRIPT"] = script
         else:
-            variables["AMLCTL_BATCHAI_COMMAND"] = command
-        variables["AMLCTL_BATCHAI_OUTPUTS"] = ",".join(_field(run, "outputs", []) or [])
-        role_args = _plain(_field(run, "role_arguments")) or {}
-        if role_args:
+            variables["AMLCTL_BATCHAI_COMMAND"] = command or ""
+        variables["AMLCTL_BATCHAI_OUTPUTS"] = ",".join(run.outputs)
+        if run.role_arguments:
             # the launcher expands $AZUREML_DATAREFERENCE_<ID>, exported below
             variables["AMLCTL_BATCHAI_ROLE_ARGS"] = json.dumps(
                 {role: render_arguments(args, lambda hint, item: "$" + DATAREFERENCE
                                         + inputs.add(input_id(hint), item))
-                 for role, args in role_args.items()})
+                 for role, args in run.role_arguments.items()})
         line = " ".join(["python", LAUNCHER, *(_quote(a) for a in arguments)])
     elif script:
         line = " ".join(["python", shlex.quote(script), *(_quote(a) for a in arguments)])
     else:
-        line = " ".join([command, *(_quote(a) for a in arguments)])
-    distribution, instances = _distribution(_field(run, "distribution"))
+        line = " ".join([command or "", *(_quote(a) for a in arguments)])
+    distribution, instances = _distribution(run.distribution)
     name = job_name(stack, request.name, request.spec_hash, request.supersedes)
     job = ml.command(
-        name=name, display_name=request.name, experiment_name=_field(run, "experiment"),
+        name=name, display_name=request.name, experiment_name=run.experiment,
         command=inputs.exports() + line, code=str(source_dir),
         environment=build_environment(run, f"amlctl-{stack}-{request.name}", source_dir),
-        environment_variables=variables, inputs=inputs.inputs or None,
-        compute=_field(run, "compute"), distribution=distribution, instance_count=instances,
-        timeout=_field(run, "max_run_duration_seconds"), tags=run_tags(request, stack))
+        environment_variables=variables, inputs=inputs.made or None,
+        compute=run.compute, distribution=distribution, instance_count=instances,
+        timeout=run.max_run_duration_seconds, tags=run_tags(request, stack))
     return BuiltJob(job, name, staged)
 
 

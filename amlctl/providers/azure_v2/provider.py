@@ -19,25 +19,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from amlctl.errors import ProviderError, UsageError
+from amlctl.errors import ProviderError
+from amlctl.providers.azure.common import DEFAULT_DATASTORE, AzureBase
 from amlctl.providers.azure.computes import ComputeSettings
-from amlctl.providers.azure.provider import DEFAULT_DATASTORE, UPDATABLE, _EmptyStore
+from amlctl.providers.azure.handlers import DatastoreService
 from amlctl.providers.azure.retry import DEFAULT_POLICY, AzureCallError, RetryPolicy, call
-from amlctl.providers.azure.runs import RUN_NAME_TAG, RunRecord
+from amlctl.providers.azure.runs import RunRecord
 from amlctl.providers.azure.state import LEASE_SECONDS
 from amlctl.providers.azure_v2 import sdk
 from amlctl.providers.base import (
     OWNER_TAG,
-    SPEC_HASH_TAG,
-    ComputeStatus,
-    FileStore,
     LiveObject,
     MetricSeries,
-    Provider,
     RunInfo,
     RunRequest,
 )
+from amlctl.providers.dispatch import Found, Handler, KindHandler
 from amlctl.providers.logroles import only_role
+from amlctl.providers.resources import Address
 
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
@@ -46,7 +45,7 @@ log = logging.getLogger("amlctl.azure_v2")
 ARCHIVED = "archived"
 
 
-class AzureV2Provider(Provider):
+class AzureV2Provider(AzureBase):
     """One Azure ML workspace of one stack, through SDK v2."""
 
     name = "azure-v2"
@@ -71,6 +70,7 @@ class AzureV2Provider(Provider):
         """Drop what one command keeps of what it read (a plan lists the jobs once)."""
         self._listed_jobs: dict[str | None, list[RunRecord]] = {}  # tag key (None: all)
         self._opened: Any = None  # the workspace `_open` read, for the next read_all
+        self._records_obj: Any = None  # amlctl's records, listed once per read
 
     # plumbing ----------------------------------------------------------------------------------
 
@@ -129,37 +129,19 @@ class AzureV2Provider(Provider):
             self._default = self._datastores().default()
         return self._default
 
-    def _container(self, ds: Any) -> Any:
-        from amlctl.providers.azure_v2.datastores import container_client
-
-        return container_client(ds)
-
     # state -------------------------------------------------------------------------------------
 
     def state_store(self) -> StateStore:
-        """The v1 backend's state: the same blob (and lease) per stack in the workspace's
-        default datastore, or where the manifest's `state:` block says, so both backends
+        """The v1 backend's state: the same blob (and lease) per stack, so both backends
         share one state and one lock."""
-        from amlctl.providers.azure.state import BlobState, default_blob_name
-
         sdk.load()  # first: names the extra when the SDK (and its storage client) is missing
-        config = self.state_config or {}
-        blob_name = config.get("key") or default_blob_name(self.stack)
-        if config:
-            url = (f"https://{config['account']}.blob."
-                   f"{config.get('endpoint') or 'core.windows.net'}")
-            return BlobState(self.stack, lambda: self._state_container(url, config["container"]),
-                             blob_name, self.state_dir, f"{url}/{config['container']}/{blob_name}",
-                             self.state_lease_seconds)
-        return BlobState(self.stack, self._default_container, blob_name, self.state_dir,
-                         f"blob {blob_name} of the workspace's default datastore",
-                         self.state_lease_seconds)
+        return super().state_store()
 
     def _default_container(self) -> Any | None:
         """The default datastore's container; None while the workspace does not exist."""
         if not self._open():
             return None
-        return self._container(self._default_datastore())
+        return self._blob_container(self._default_datastore())
 
     def _state_container(self, account_url: str, container: str) -> Any:
         """The `state:` block's container: with AMLCTL_STATE_ACCESS_KEY's account key, else
@@ -169,14 +151,16 @@ class AzureV2Provider(Provider):
         key = os.environ.get("AMLCTL_STATE_ACCESS_KEY")
         credential: Any = self.client()._credential
         if key:
-            credential = {"account_name": account_url.split("//", 1)[1].split(".", 1)[0],
-                          "account_key": key}
+            credential = self._account_key_credential(account_url, key)
         return ContainerClient(account_url, container, credential=credential)
 
     def _records(self) -> Any:
         from amlctl.providers.azure.records import Records
 
-        return Records(self._container(self._default_datastore()), self.policy)
+        if self._records_obj is None:
+            self._records_obj = Records(self._blob_container(self._default_datastore()),
+                                        self.policy)
+        return self._records_obj
 
     def _jobs(self, tag: str | None = None) -> list[RunRecord]:
         """Jobs of the workspace; with `tag`, only those carrying that tag key (filtered by
@@ -194,268 +178,43 @@ class AzureV2Provider(Provider):
             self._listed_jobs[tag] = [record_of(j) for j in found if j is not None]
         return self._listed_jobs[tag]
 
-    # objects -----------------------------------------------------------------------------------
+    # objects: one handler per kind ---------------------------------------------------------
+
+    def _workspace_handler(self) -> KindHandler:
+        return _Workspace(self)
+
+    def _experiment_handler(self) -> KindHandler:
+        return _Experiments(self)
+
+    def _datastore_service(self) -> DatastoreService:
+        return self._datastores()
+
+    def workspace_exists(self) -> bool:
+        return self._open()
 
     def read_all(self) -> dict[str, LiveObject]:
-        # the workspace opening the state just read, else a fresh read
-        ws, self._opened = self._opened or self._workspace(), None
-        self._exists = ws is not None
-        if ws is None:
-            return {}
-        tags = dict(ws.tags or {})
-        owner = tags.pop(OWNER_TAG, None)
-        out = {"workspace": LiveObject("workspace", {
-            "name": ws.name, "subscription_id": self.workspace["subscription_id"],
-            "resource_group": ws.resource_group or self.workspace["resource_group"],
-            "location": ws.location, "tags": tags}, owner)}
-        for name, (compute, compute_owner) in self._computes().read_all().items():
-            out[f"compute.{name}"] = LiveObject(f"compute.{name}", compute, compute_owner)
-        records = self._records()
-        owners = {n: r.get("owner") for n, r in records.list("datastore").items()}
-        for name, ds in self._datastores().read_all().items():
-            out[f"datastore.{name}"] = LiveObject(f"datastore.{name}", ds, owners.get(name))
-        for name, (tags_, exp_owner) in self._experiments(records).items():
-            out[f"experiment.{name}"] = LiveObject(f"experiment.{name}", {"tags": tags_},
-                                                   exp_owner)
-        for name, record in records.list("upload").items():
-            out[f"upload.{name}"] = LiveObject(
-                f"upload.{name}", {"datastore": record.get("datastore"),
-                                   "target_path": record.get("target_path")},
-                record.get("owner"))
-        return out
-
-    def _experiments(self, records: Any) -> dict[str, tuple[dict[str, str], str | None]]:
-        """name -> (tags, owner): amlctl's records, then experiments that only jobs name."""
-        out: dict[str, tuple[dict[str, str], str | None]] = {}
-        archived = set()
-        for name, record in records.list("experiment").items():
-            if record.get(ARCHIVED):
-                archived.add(name)
-            else:
-                out[name] = (dict(record.get("tags") or {}), record.get("owner"))
-        for job in sorted(self._jobs(), key=lambda r: r.created_at):
-            if job.experiment and job.experiment not in out and job.experiment not in archived:
-                out[job.experiment] = ({}, job.tags.get(OWNER_TAG))
-        return out
-
-    def updatable_fields(self, kind: str) -> frozenset[str]:
-        return UPDATABLE.get(kind, frozenset())
-
-    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
-        kind, _, name = address.partition(".")
-        if kind == "workspace":
-            self._create_workspace(attrs)
-        elif kind == "compute":
-            self._computes().create(name, attrs, secrets)
-        elif kind == "datastore":
-            # the record goes first: a crash then leaves an owned name, never an orphan
-            self._records().put("datastore", name, {"owner": self.stack})
-            self._datastores().register(name, attrs, secrets)
-        elif kind == "experiment":
-            self._record_experiment(name, attrs)
-        elif kind == "upload":
-            self._record_upload(name, attrs)
-        else:
-            raise ProviderError(f"{address}: the azure-v2 backend cannot create a {kind}")
-
-    def _create_workspace(self, attrs: dict[str, Any]) -> None:
-        entities = sdk.load().entities
-        if self._open():
-            self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
-            return
-        if self.workspace.get("create_resource_group"):
-            self._ensure_resource_group(attrs["resource_group"], attrs["location"])
-        ws = entities.Workspace(name=attrs["name"], location=attrs["location"],
-                                resource_group=attrs["resource_group"],
-                                tags={**(attrs.get("tags") or {}), OWNER_TAG: self.stack})
-        poller = call(f"creating workspace {attrs['name']}",
-                      lambda: self.client().workspaces.begin_create(ws), self.policy)
-        call(f"waiting for workspace {attrs['name']}", poller.result, self.policy)
-        self._exists = True
-        # SDK v2 adds its own `createdByToolkit` tag: set exactly the manifest's tags, as the v1
-        # backend leaves them, so neither backend plans a change to them next time
-        self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
-
-    def _ensure_resource_group(self, name: str, location: str) -> None:
-        """Create the resource group when it is missing, with the ARM client azure-ai-ml ships
-        (the one it deploys workspaces with), on the same cloud and credential."""
-        from azure.ai.ml._azure_environments import _get_base_url_from_metadata
-        from azure.ai.ml._vendor.azure_resources import ResourceManagementClient
-        from azure.ai.ml.constants._common import ArmConstants
-
-        client = self.client()
-        arm = ResourceManagementClient(client._credential, self.workspace["subscription_id"],
-                                       base_url=_get_base_url_from_metadata(self._cloud),
-                                       api_version=ArmConstants.AZURE_MGMT_RESOURCE_API_VERSION,
-                                       retry_total=0)
-
-        def ensure() -> None:
-            if not arm.resource_groups.check_existence(name):
-                arm.resource_groups.create_or_update(name, {"location": location})
-
-        call(f"creating resource group {name}", ensure, self.policy)
-
-    def _set_workspace_tags(self, tags: dict[str, str], owner: str | None) -> None:
-        self._opened = None  # changed below: read it again next time
-        ws = self._workspace()
-        if ws is None:
-            raise ProviderError(f"workspace {self.workspace['name']!r} does not exist")
-        ws.tags = {**tags, **({OWNER_TAG: owner} if owner else {})}
-        poller = call(f"updating tags of workspace {ws.name}",
-                      lambda: self.client().workspaces.begin_update(ws), self.policy)
-        call(f"waiting for workspace {ws.name}", poller.result, self.policy)
-
-    def _record_experiment(self, name: str, attrs: dict[str, Any]) -> None:
-        self._records().put("experiment", name, {"owner": self.stack,
-                                                 "tags": dict(attrs.get("tags") or {})})
-
-    def _record_upload(self, name: str, attrs: dict[str, Any]) -> None:
-        self._records().put("upload", name, {"owner": self.stack,
-                                             "datastore": attrs["datastore"],
-                                             "target_path": attrs["target_path"]})
-
-    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
-               secrets: dict[str, str]) -> None:
-        kind, _, name = address.partition(".")
-        refused = set(changed) - self.updatable_fields(kind)
-        if refused:
-            raise ProviderError(f"{address}: {', '.join(sorted(refused))} cannot change in "
-                                "place on Azure ML")
-        if kind == "workspace":
-            self._set_workspace_tags(attrs.get("tags") or {}, self.stack)
-        elif kind == "compute":
-            self._computes().update(name, attrs, secrets)
-        elif kind == "datastore":
-            self._datastores().register(name, attrs, secrets)
-        elif kind == "experiment":
-            self._record_experiment(name, attrs)
-        elif kind == "upload":
-            self._record_upload(name, attrs)
-
-    def delete(self, address: str, *, include_data: bool = False) -> None:
-        kind, _, name = address.partition(".")
-        if not self._open():
-            return
-        if kind == "workspace":
-            poller = call(f"deleting workspace {name or self.workspace['name']}",
-                          lambda: self.client().workspaces.begin_delete(
-                              self.workspace["name"], delete_dependent_resources=False),
-                          self.policy)
-            call("waiting for the workspace delete", poller.result, self.policy)
-            self._exists, self._default = False, None
-            self._forget()
-        elif kind == "compute":
-            self._computes().delete(name)
-        elif kind == "datastore":
-            self._datastores().unregister(name)
-            self._records().delete("datastore", name)
-        elif kind == "experiment":
-            # SDK v2 cannot archive an experiment: the record hides it from later plans
-            self._records().put("experiment", name, {ARCHIVED: True})
-        elif kind == "upload":
-            record = self._records().list("upload").get(name)
-            if record is not None and include_data:
-                store = self.file_store(record["datastore"], record["target_path"])
-                for relpath in store.list_files():
-                    store.delete_file(relpath)
-            self._records().delete("upload", name)
-
-    def adopt(self, address: str) -> LiveObject:
-        kind, _, name = address.partition(".")
-        live = self.read_all().get(address)
-        if live is None:
-            raise UsageError(f"{address} does not exist in workspace {self.workspace['name']!r}")
-        if live.owner not in (None, self.stack):
-            raise UsageError(f"{address} belongs to stack {live.owner!r}")
-        if kind == "workspace":
-            self._set_workspace_tags(live.attrs.get("tags") or {}, self.stack)
-        elif kind == "datastore":
-            self._records().put("datastore", name, {"owner": self.stack})
-        elif kind == "experiment":
-            self._record_experiment(name, live.attrs)
-        elif kind == "compute":
-            raise UsageError(f"{address}: Azure ML cannot re-tag an existing cluster, so amlctl "
-                             "cannot adopt it; let amlctl create a cluster under a new name")
-        else:
-            raise UsageError(f"{address}: cannot adopt a {kind}")
-        return LiveObject(address, live.attrs, self.stack)
-
-    def create_notes(self, address: str, attrs: dict[str, Any]) -> list[str]:
-        """A workspace to create: say so plainly, and name the workspaces its resource group
-        does have (a typo in the name would otherwise plan a whole new workspace quietly)."""
-        from amlctl.providers.azure.workspace import describe_creation
-
-        if address != "workspace":
-            return []
-        group = self.workspace["resource_group"]
-
-        def names() -> list[str] | None:
-            try:
-                with sdk.stderr_to_log():
-                    return [str(w.name) for w in self.client().workspaces.list()]
-            except Exception as e:
-                if sdk.is_not_found(e):
-                    return None  # no such resource group
-                raise
-
-        try:
-            existing = call(f"listing workspaces of resource group {group}", names,
-                            self.policy)
-        except AzureCallError as e:  # e.g. no right to list: the plan goes on without names
-            log.info("cannot list the workspaces of %s: %s", group, e)
-            existing = []
-        return describe_creation(self.workspace, existing)
-
-    def preflight(self, address: str, attrs: dict[str, Any]) -> list[str]:
-        """Problems Azure would report only when applying (VM size offered, vCPU quota)."""
-        if not address.startswith("compute.") or not self._open():
-            return []
-        return self._computes().preflight(attrs)
+        self._records_obj = None  # records are listed afresh by each read
+        return super().read_all()
 
     # uploads -----------------------------------------------------------------------------------
 
-    def _datastore(self, name: str) -> Any | None:
+    def _datastore_object(self, name: str) -> Any | None:
         stores = self._datastores()
         return self._default_datastore() if name == DEFAULT_DATASTORE else stores.get(name)
 
-    def use_credentials(self, datastores: dict[str, dict[str, str]]) -> None:
-        self._manifest_credentials = {k: dict(v) for k, v in datastores.items()}
-
-    def file_store(self, datastore: str, target_path: str) -> FileStore:
-        from amlctl.providers.azure.blobfiles import BlobFileStore
+    def _blob_container(self, ds: Any, account_key: str | None = None,
+                        sas_token: str | None = None) -> Any:
         from amlctl.providers.azure_v2.datastores import container_client
 
-        if not self._open():
-            return _EmptyStore()
-        ds = self._datastore(datastore)
-        if ds is None:
-            return _EmptyStore()  # registered later in the same apply
-        # the manifest's key, when it has one: a key rotated on the account is then fixed by
-        # the manifest alone (as on the v1 backend)
-        given = self._manifest_credentials.get(datastore, {})
-        return BlobFileStore(container_client(ds, given.get("account_key"),
-                                              given.get("sas_token")),
-                             target_path, self.policy)
+        return container_client(ds, account_key, sas_token)
 
     # runs --------------------------------------------------------------------------------------
-
-    def _info(self, record: RunRecord) -> RunInfo:
-        return RunInfo(id=record.id, name=record.tags.get(RUN_NAME_TAG, ""),
-                       experiment=record.experiment,
-                       spec_hash=record.tags.get(SPEC_HASH_TAG, ""), status=record.status,
-                       compute=record.target or "", created_at=record.created_at,
-                       started_at=record.started_at, ended_at=record.ended_at,
-                       error=record.error)
 
     def list_runs(self, experiment: str | None = None, spec_hash: str | None = None,
                   name: str | None = None) -> list[RunInfo]:
         if not self._open():
             return []
-        wanted = {OWNER_TAG: self.stack}
-        if spec_hash:
-            wanted[SPEC_HASH_TAG] = spec_hash
-        if name:
-            wanted[RUN_NAME_TAG] = name
+        wanted = self._run_filter(spec_hash, name)
         found = [r for r in self._jobs(tag=OWNER_TAG)
                  if (experiment is None or r.experiment == experiment)
                  and all(r.tags.get(k) == v for k, v in wanted.items())]
@@ -555,7 +314,153 @@ class AzureV2Provider(Provider):
             raise ProviderError(f"no run {run_id!r}")
         return self._history().metrics(run_id)
 
-    # status ------------------------------------------------------------------------------------
 
-    def compute_status(self, name: str) -> ComputeStatus:
-        return self._computes().status(name)
+class _Workspace(Handler):
+    """The workspace, owned through its `amlctl.stack` tag."""
+
+    updatable = frozenset({"tags"})
+
+    def __init__(self, provider: AzureV2Provider) -> None:
+        self.p = provider
+
+    def read_all(self) -> Found:
+        p = self.p
+        # the workspace opening the state just read, else a fresh read
+        ws, p._opened = p._opened or p._workspace(), None
+        p._exists = ws is not None
+        if ws is None:
+            return {}
+        tags = dict(ws.tags or {})
+        owner = tags.pop(OWNER_TAG, None)
+        return {"": ({"name": ws.name, "subscription_id": p.workspace["subscription_id"],
+                      "resource_group": ws.resource_group or p.workspace["resource_group"],
+                      "location": ws.location, "tags": tags}, owner)}
+
+    def create(self, address: Address, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        p = self.p
+        entities = sdk.load().entities
+        if p._open():
+            self.set_tags(attrs.get("tags") or {}, p.stack)
+            return
+        if p.workspace.get("create_resource_group"):
+            self._ensure_resource_group(attrs["resource_group"], attrs["location"])
+        ws = entities.Workspace(name=attrs["name"], location=attrs["location"],
+                                resource_group=attrs["resource_group"],
+                                tags={**(attrs.get("tags") or {}), OWNER_TAG: p.stack})
+        poller = call(f"creating workspace {attrs['name']}",
+                      lambda: p.client().workspaces.begin_create(ws), p.policy)
+        call(f"waiting for workspace {attrs['name']}", poller.result, p.policy)
+        p._exists = True
+        # SDK v2 adds its own `createdByToolkit` tag: set exactly the manifest's tags, as the v1
+        # backend leaves them, so neither backend plans a change to them next time
+        self.set_tags(attrs.get("tags") or {}, p.stack)
+
+    def _ensure_resource_group(self, name: str, location: str) -> None:
+        """Create the resource group when it is missing, with the ARM client azure-ai-ml ships
+        (the one it deploys workspaces with), on the same cloud and credential."""
+        from azure.ai.ml._azure_environments import _get_base_url_from_metadata
+        from azure.ai.ml._vendor.azure_resources import ResourceManagementClient
+        from azure.ai.ml.constants._common import ArmConstants
+
+        client = self.p.client()
+        arm = ResourceManagementClient(client._credential, self.p.workspace["subscription_id"],
+                                       base_url=_get_base_url_from_metadata(self.p._cloud),
+                                       api_version=ArmConstants.AZURE_MGMT_RESOURCE_API_VERSION,
+                                       retry_total=0)
+
+        def ensure() -> None:
+            if not arm.resource_groups.check_existence(name):
+                arm.resource_groups.create_or_update(name, {"location": location})
+
+        call(f"creating resource group {name}", ensure, self.p.policy)
+
+    def set_tags(self, tags: dict[str, str], owner: str | None) -> None:
+        """Set exactly these tags (and the owner tag) on the workspace."""
+        p = self.p
+        p._opened = None  # changed below: read it again next time
+        ws = p._workspace()
+        if ws is None:
+            raise ProviderError(f"workspace {p.workspace['name']!r} does not exist")
+        ws.tags = {**tags, **({OWNER_TAG: owner} if owner else {})}
+        poller = call(f"updating tags of workspace {ws.name}",
+                      lambda: p.client().workspaces.begin_update(ws), p.policy)
+        call(f"waiting for workspace {ws.name}", poller.result, p.policy)
+
+    def update(self, address: Address, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        self.set_tags(attrs.get("tags") or {}, self.p.stack)
+
+    def delete(self, address: Address, include_data: bool) -> None:
+        p = self.p
+        poller = call(f"deleting workspace {p.workspace['name']}",
+                      lambda: p.client().workspaces.begin_delete(
+                          p.workspace["name"], delete_dependent_resources=False), p.policy)
+        call("waiting for the workspace delete", poller.result, p.policy)
+        p._exists, p._default = False, None
+        p._forget()
+
+    def adopt(self, address: Address, live: LiveObject) -> None:
+        self.set_tags(live.attrs.get("tags") or {}, self.p.stack)
+
+    def create_notes(self, address: Address, attrs: dict[str, Any]) -> list[str]:
+        """Say plainly that a workspace is to be created, and name the workspaces its
+        resource group does have (a typo in the name would otherwise plan a whole new
+        workspace quietly)."""
+        from amlctl.providers.azure.workspace import describe_creation
+
+        p = self.p
+        group = p.workspace["resource_group"]
+
+        def names() -> list[str] | None:
+            try:
+                with sdk.stderr_to_log():
+                    return [str(w.name) for w in p.client().workspaces.list()]
+            except Exception as e:
+                if sdk.is_not_found(e):
+                    return None  # no such resource group
+                raise
+
+        try:
+            existing = call(f"listing workspaces of resource group {group}", names, p.policy)
+        except AzureCallError as e:  # e.g. no right to list: the plan goes on without names
+            log.info("cannot list the workspaces of %s: %s", group, e)
+            existing = []
+        return describe_creation(p.workspace, existing)
+
+
+class _Experiments(Handler):
+    """Experiments: SDK v2 has no API for them (a job names its `experiment_name`), so one is
+    live when a record says so or a job of it exists; its owner is the record's, else the
+    stack tag of its jobs. A delete marks the record archived (v2 cannot archive)."""
+
+    updatable = frozenset({"tags"})
+
+    def __init__(self, provider: AzureV2Provider) -> None:
+        self.p = provider
+
+    def read_all(self) -> Found:
+        out: Found = {}
+        archived = set()
+        for name, record in self.p._records().list("experiment").items():
+            if record.get(ARCHIVED):
+                archived.add(name)
+            else:
+                out[name] = ({"tags": dict(record.get("tags") or {})}, record.get("owner"))
+        for job in sorted(self.p._jobs(), key=lambda r: r.created_at):
+            if job.experiment and job.experiment not in out and job.experiment not in archived:
+                out[job.experiment] = ({"tags": {}}, job.tags.get(OWNER_TAG))
+        return out
+
+    def create(self, address: Address, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
+        self.p._records().put("experiment", address.name, {
+            "owner": self.p.stack, "tags": dict(attrs.get("tags") or {})})
+
+    def update(self, address: Address, attrs: dict[str, Any], changed: list[str],
+               secrets: dict[str, str]) -> None:
+        self.create(address, attrs, secrets)
+
+    def delete(self, address: Address, include_data: bool) -> None:
+        self.p._records().put("experiment", address.name, {ARCHIVED: True})
+
+    def adopt(self, address: Address, live: LiveObject) -> None:
+        self.create(address, live.attrs, {})

@@ -7,7 +7,6 @@ never stored, only their fingerprint; every object carries its owner stack.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,38 +15,29 @@ from amlctl.errors import ProviderError, UsageError
 from amlctl.providers.base import (
     ComputeStatus,
     FileStore,
-    LiveObject,
     MetricSeries,
-    Provider,
     RoleStatus,
     RunInfo,
     RunRequest,
 )
+from amlctl.providers.dispatch import HandlerProvider, KindHandler
 from amlctl.providers.local import pool
+from amlctl.providers.local.handlers import DEFAULT_DATASTORE, handlers
 from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
+from amlctl.providers.resources import Address
 
 if TYPE_CHECKING:
     from amlctl.metrics.filestore import StoreReader
 
-UPDATABLE = {
-    "workspace": frozenset({"tags"}),
-    "compute": frozenset({"min_nodes", "max_nodes", "idle_seconds_before_scaledown", "tags"}),
-    "datastore": frozenset({"account_name", "container_name", "share_name", "account_key",
-                            "sas_token", "endpoint"}),
-    "experiment": frozenset({"tags"}),
-    "upload": frozenset({"datastore", "target_path", "delete_extra", "exclude", "src_dir"}),
-}
-DEFAULT_DATASTORE = "default"
 # What Azure ML fills in for a cluster made elsewhere (portal, CLI) when not given.
 _SERVICE_DEFAULTS = {
     "compute": {"vm_priority": "dedicated", "min_nodes": 0,
                 "idle_seconds_before_scaledown": 1800, "vnet": None, "tags": {}},
     "experiment": {"tags": {}},
 }
-_UPLOAD_RECORD = ("datastore", "target_path")
 
 
-class LocalProvider(Provider):
+class LocalProvider(HandlerProvider):
     """A workspace in `<state_dir>`: state.db plus one folder per workspace."""
 
     name = "local"
@@ -64,7 +54,7 @@ class LocalProvider(Provider):
 
     # workspace -------------------------------------------------------------------------------
 
-    def _workspace(self) -> WorkspaceRow | None:
+    def find_workspace(self) -> WorkspaceRow | None:
         """The manifest's workspace, found by name (so a moved workspace shows as a change)."""
         matches = self.store.find_workspaces(self.workspace["name"])
         exact = [w for w in matches if w.subscription_id == self.workspace["subscription_id"]
@@ -73,8 +63,9 @@ class LocalProvider(Provider):
             return exact[0]
         return matches[0] if len(matches) == 1 else None
 
-    def _require_workspace(self) -> WorkspaceRow:
-        ws = self._workspace()
+    def require_workspace(self) -> WorkspaceRow:
+        """The manifest's workspace; ProviderError while it does not exist."""
+        ws = self.find_workspace()
         if ws is None:
             raise ProviderError(f"workspace {self.workspace['name']!r} does not exist yet; "
                                 "apply the workspace first")
@@ -82,122 +73,20 @@ class LocalProvider(Provider):
 
     def workspace_dir(self, ws: WorkspaceRow | None = None) -> Path:
         """Folder holding the workspace's datastores and runs."""
-        ws = ws or self._require_workspace()
+        ws = ws or self.require_workspace()
         return self.home / "workspaces" / f"{ws.name}-{ws.id}"
 
     def datastore_dir(self, name: str, ws: WorkspaceRow | None = None) -> Path:
         """The folder that is a datastore."""
         return self.workspace_dir(ws) / "datastores" / name
 
-    # reading ---------------------------------------------------------------------------------
+    # objects: one handler per kind (handlers.py) ---------------------------------------------
 
-    def read_all(self) -> dict[str, LiveObject]:
-        ws = self._workspace()
-        if ws is None:
-            return {}
-        out = {"workspace": LiveObject("workspace", {
-            "name": ws.name, "subscription_id": ws.subscription_id,
-            "resource_group": ws.resource_group, "location": ws.location, "tags": ws.tags,
-        }, ws.owner)}
-        for obj in self.store.list_objects(ws.id):
-            out[f"{obj.kind}.{obj.name}"] = LiveObject(f"{obj.kind}.{obj.name}", obj.attrs,
-                                                       obj.owner)
-        return out
+    def make_handlers(self) -> dict[str, KindHandler]:
+        return dict(handlers(self))
 
-    def updatable_fields(self, kind: str) -> frozenset[str]:
-        return UPDATABLE.get(kind, frozenset())
-
-    # writing ---------------------------------------------------------------------------------
-
-    def create(self, address: str, attrs: dict[str, Any], secrets: dict[str, str]) -> None:
-        kind, _, name = address.partition(".")
-        if kind == "workspace":
-            ws = self.store.create_workspace(
-                attrs["subscription_id"], attrs["resource_group"], attrs["name"],
-                attrs["location"], attrs.get("tags") or {}, self.stack,
-                built_in={"datastore": {DEFAULT_DATASTORE: {"type": "workspace_default"}}})
-            self.datastore_dir(DEFAULT_DATASTORE, ws).mkdir(parents=True, exist_ok=True)
-            (self.workspace_dir(ws) / "runs").mkdir(exist_ok=True)
-            return
-        ws = self._require_workspace()
-        existing = self.store.get_object(ws.id, kind, name)
-        if existing is not None and existing.owner not in (None, self.stack):
-            raise ProviderError(f"{address} belongs to stack {existing.owner!r}")
-        if kind == "datastore":
-            self.datastore_dir(name, ws).mkdir(parents=True, exist_ok=True)
-        self.store.put_object(ws.id, kind, name, self._stored(kind, attrs), self.stack)
-
-    def update(self, address: str, attrs: dict[str, Any], changed: list[str],
-               secrets: dict[str, str]) -> None:
-        kind, _, name = address.partition(".")
-        refused = set(changed) - self.updatable_fields(kind)
-        if refused:
-            raise ProviderError(f"{address}: {', '.join(sorted(refused))} cannot change in "
-                                "place")
-        ws = self._require_workspace()
-        if kind == "workspace":
-            self.store.update_workspace(ws.id, attrs.get("tags") or {}, ws.owner)
-            return
-        current = self.store.get_object(ws.id, kind, name)
-        if current is None:
-            raise ProviderError(f"{address} does not exist")
-        merged = dict(current.attrs)
-        merged.update({k: v for k, v in self._stored(kind, attrs).items() if k in changed
-                       or kind == "upload"})
-        self.store.put_object(ws.id, kind, name, merged, current.owner)
-
-    def delete(self, address: str, *, include_data: bool = False) -> None:
-        kind, _, name = address.partition(".")
-        ws = self._workspace()
-        if ws is None:
-            return
-        if kind == "workspace":
-            folder = self.workspace_dir(ws)
-            # Datastore folders hold the data: kept unless asked, as deleting an Azure ML
-            # workspace keeps its storage account.
-            doomed = [folder] if include_data else [
-                child for child in (folder.iterdir() if folder.is_dir() else ())
-                if child.name != "datastores"]
-            for path in doomed:
-                shutil.rmtree(path, ignore_errors=True)
-            self.store.delete_workspace(ws.id)
-            return
-        current = self.store.get_object(ws.id, kind, name)
-        if current is None:
-            return
-        if kind == "upload" and include_data:
-            store = self.file_store(current.attrs["datastore"], current.attrs["target_path"])
-            for relpath in store.list_files():
-                store.delete_file(relpath)
-        if kind == "compute":
-            for run in self.store.list_runs(ws.id):
-                if run.compute == name and run.status not in ("Completed", "Failed",
-                                                               "Canceled"):
-                    self.cancel_run(run.id)
-        self.store.delete_object(ws.id, kind, name)
-
-    def adopt(self, address: str) -> LiveObject:
-        kind, _, name = address.partition(".")
-        ws = self._require_workspace()
-        if kind == "workspace":
-            if ws.owner not in (None, self.stack):
-                raise UsageError(f"workspace belongs to stack {ws.owner!r}")
-            self.store.update_workspace(ws.id, ws.tags, self.stack)
-            return self.read_all()["workspace"]
-        current = self.store.get_object(ws.id, kind, name)
-        if current is None:
-            raise UsageError(f"{address} does not exist in workspace {ws.name!r}")
-        if current.owner not in (None, self.stack):
-            raise UsageError(f"{address} belongs to stack {current.owner!r}")
-        self.store.put_object(ws.id, kind, name, current.attrs, self.stack)
-        return LiveObject(address, current.attrs, self.stack)
-
-    @staticmethod
-    def _stored(kind: str, attrs: dict[str, Any]) -> dict[str, Any]:
-        """What the backend keeps: attrs already hold secret fingerprints, never values."""
-        if kind == "upload":
-            return {k: attrs[k] for k in _UPLOAD_RECORD}
-        return dict(attrs)
+    def workspace_exists(self) -> bool:
+        return self.find_workspace() is not None
 
     # testing aid -----------------------------------------------------------------------------
 
@@ -206,8 +95,9 @@ class LocalProvider(Provider):
 
         With `create`, make a new object that no stack owns.
         """
-        kind, _, name = address.partition(".")
-        ws = self._require_workspace()
+        where = Address.parse(address)
+        kind, name = where.kind, where.name
+        ws = self.require_workspace()
         if kind == "workspace":
             tags = changes.get("tags", ws.tags)
             self.store.update_workspace(ws.id, tags, ws.owner)
@@ -228,7 +118,7 @@ class LocalProvider(Provider):
     def file_store(self, datastore: str, target_path: str) -> FileStore:
         from amlctl.uploads import FolderFileStore
 
-        ws = self._workspace()
+        ws = self.find_workspace()
         if ws is None:  # nothing uploaded yet: an empty listing under a not-yet-made folder
             folder = self.home / "workspaces" / "_none" / datastore
         else:
@@ -242,7 +132,7 @@ class LocalProvider(Provider):
                   name: str | None = None) -> list[RunInfo]:
         from amlctl.providers.local.runs.submit import reconcile
 
-        ws = self._workspace()
+        ws = self.find_workspace()
         if ws is None:
             return []
         rows = self.store.list_runs(ws.id, experiment, spec_hash, name)
@@ -259,12 +149,12 @@ class LocalProvider(Provider):
         from amlctl.providers.local.runs.spec import build_spec
         from amlctl.providers.local.runs.submit import submit
 
-        ws = self._require_workspace()
+        ws = self.require_workspace()
         datastores = {DEFAULT_DATASTORE: self.datastore_dir(DEFAULT_DATASTORE, ws)}
         for obj in self.store.list_objects(ws.id, "datastore"):
             datastores[obj.name] = self.datastore_dir(obj.name, ws)
         spec = build_spec(request.name, request.run, workspace=ws,
-                          max_nodes=request.compute_max_nodes, datastore_dirs=datastores,
+                          max_nodes=request.compute.max_nodes, datastore_dirs=datastores,
                           secrets=request.secrets)
         row = submit(self.store, ws, self.workspace_dir(ws), spec, request.source_dir,
                      spec_hash=request.spec_hash, owner=self.stack)
@@ -307,7 +197,7 @@ class LocalProvider(Provider):
         return role_states(row)
 
     def recover(self) -> list[str]:
-        ws = self._workspace()
+        ws = self.find_workspace()
         if ws is None:
             return []
         repaired = []
@@ -324,7 +214,7 @@ class LocalProvider(Provider):
     # status ----------------------------------------------------------------------------------
 
     def compute_status(self, name: str) -> ComputeStatus:
-        ws = self._require_workspace()
+        ws = self.require_workspace()
         obj = self.store.get_object(ws.id, "compute", name)
         if obj is None:
             raise UsageError(f"no compute {name!r} in workspace {ws.name!r}")

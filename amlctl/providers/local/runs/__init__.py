@@ -1,6 +1,6 @@
 """Runs on the local backend: real processes, supervised, with Azure ML's statuses.
 
-- `spec`: RunSpec, what a submitted run is (`build_spec` from a manifest run).
+- `spec`: RunSpec, what a submitted run is (`build_spec` from a run definition).
 - `submit`: submit, ensure_supervised, cancel, wait_for.
 - `supervisor`: the detached process that queues, prepares, runs and stops a run.
 - `topology`: task placement over nodes, ports, TF_CONFIG and the other variables.

@@ -1,6 +1,6 @@
 """RunSpec: everything a local run needs once submitted, as plain JSON-serialisable data.
 
-A spec is built from a manifest run (`build_spec`) before submission, with an empty run id
+A spec is built from a run definition (`build_spec`) before submission, with an empty run id
 and no folders; `submit` fills those in. After that it is stored with the run and is all the
 supervisor reads: later edits to the manifest or the source cannot change a submitted run.
 
@@ -18,17 +18,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amlctl.providers.local.store import WorkspaceRow
 from amlctl.runs.arguments import render_arguments
+from amlctl.runs.definition import (
+    DISTRIBUTIONS,
+    DataInputRef,
+    RunDefinition,
+    RunDistribution,
+    RunEnvironment,
+    definition_of,
+)
 from amlctl.runs.errors import RunError
 
 DATAREFERENCE_PREFIX = "AZUREML_DATAREFERENCE_"
 MODES = ("mount", "download")
-DISTRIBUTIONS = ("none", "parameter_server", "multi_worker", "mpi")
 
 
 @dataclass(frozen=True)
@@ -52,15 +59,8 @@ class InputSpec:
         return f"${DATAREFERENCE_PREFIX}{self.id}"
 
 
-@dataclass(frozen=True)
-class DistributionSpec:
-    """How many processes of which role, over how many nodes."""
-
-    type: str = "none"  # none | parameter_server | multi_worker | mpi
-    node_count: int = 1
-    worker_count: int = 1
-    parameter_server_count: int = 0
-    process_count_per_node: int = 1
+# How many processes of which role over how many nodes: the backend-neutral record, stored as is.
+DistributionSpec = RunDistribution
 
 
 @dataclass(frozen=True)
@@ -144,52 +144,52 @@ class RunSpec:
         return self.arguments + self.role_arguments.get(role, ())
 
 
-# building from a manifest run -----------------------------------------------------------------
+# building from a run definition ---------------------------------------------------------------
 
 
-def build_spec(name: str, run: Any, *, workspace: WorkspaceRow, max_nodes: int,
-               datastore_dirs: Mapping[str, Path], secrets: Mapping[str, str] | None = None
-               ) -> RunSpec:
-    """A spec (not yet submitted) from a manifest run.
+def build_spec(name: str, run: RunDefinition | Any, *, workspace: WorkspaceRow,
+               max_nodes: int, datastore_dirs: Mapping[str, Path],
+               secrets: Mapping[str, str] | None = None) -> RunSpec:
+    """A spec (not yet submitted) from a run's definition.
 
-    `run` is `amlctl.manifest.models.Run` or a mapping of the same shape; `datastore_dirs`
-    maps every datastore name the workspace has (`default` included) to its local folder;
-    `secrets` maps the names of secret environment variables to their values: those values
-    replace the manifest's and are kept out of the stored spec (the manifest model wraps
-    every env_vars value in SecretStr, so secrecy is known from `secrets` alone).
+    `run` is a RunDefinition (or a manifest run, or a mapping of its shape, made into one);
+    `datastore_dirs` maps every datastore name the workspace has (`default` included) to its
+    local folder; `secrets` maps the names of secret environment variables to their values:
+    those values are kept out of the stored spec.
     """
-    data = run.model_dump() if hasattr(run, "model_dump") else dict(run)
+    secrets = dict(secrets or {})
+    definition = run if isinstance(run, RunDefinition) else definition_of(run, secrets)
     where = f"run.{name}"
     inputs = _InputIds(where, datastore_dirs)
-    for input_id, value in (data.get("inputs") or {}).items():
+    for input_id, value in definition.inputs.items():
         inputs.add_named(input_id, value)
-    arguments = _arguments(data.get("arguments") or [], inputs)
+    arguments = _arguments(definition.arguments, inputs)
     role_arguments = {
         role: _arguments(args, inputs)
-        for role, args in (data.get("role_arguments") or {}).items() if args
+        for role, args in definition.role_arguments.items() if args
     }
     return RunSpec(
         run_id="",
         name=name,
-        experiment=data["experiment"],
-        compute=data["compute"],
+        experiment=definition.experiment,
+        compute=definition.compute,
         max_nodes=max_nodes,
         workspace_id=workspace.id,
         subscription_id=workspace.subscription_id,
         resource_group=workspace.resource_group,
         workspace_name=workspace.name,
-        entry_script=data.get("entry_script"),
-        command=data.get("command"),
+        entry_script=definition.entry_script,
+        command=definition.command,
         arguments=arguments,
         role_arguments=role_arguments,
         inputs=inputs.specs,
-        outputs=tuple(data.get("outputs") or ()),
-        distribution=_distribution(data.get("distribution") or {}),
-        environment=_environment(data.get("environment") or {}, secrets or {}),
-        compat=data.get("compat"),
-        max_run_duration_seconds=data.get("max_run_duration_seconds"),
-        use_gpu=bool(data.get("use_gpu", False)),
-        secrets=dict(secrets or {}),
+        outputs=definition.outputs,
+        distribution=_distribution(definition.distribution),
+        environment=_environment(definition.environment, secrets),
+        compat=definition.compat,
+        max_run_duration_seconds=definition.max_run_duration_seconds,
+        use_gpu=definition.use_gpu,
+        secrets=secrets,
     )
 
 
@@ -209,9 +209,8 @@ class _InputIds:
         self.datastore_dirs = datastore_dirs
         self.specs: dict[str, InputSpec] = {}
 
-    def _spec(self, input_id: str, value: Mapping[str, Any]) -> InputSpec:
-        datastore, path = str(value["datastore"]), str(value["path"])
-        mode = str(value.get("mode") or "mount")
+    def _spec(self, input_id: str, value: DataInputRef) -> InputSpec:
+        datastore, path, mode = value.datastore, value.path, value.mode
         if mode not in MODES:
             raise RunError(f"{self.where}: input {input_id}: mode must be mount or download, "
                            f"not {mode!r}")
@@ -227,10 +226,10 @@ class _InputIds:
         # absolute: tasks resolve it from the run's folder, not from the caller's
         return InputSpec(input_id, datastore, path, mode, str(Path(folder).resolve()))
 
-    def add_named(self, input_id: str, value: Mapping[str, Any]) -> None:
+    def add_named(self, input_id: str, value: DataInputRef) -> None:
         self.specs[input_id] = self._spec(input_id, value)
 
-    def add(self, hint: str, value: Mapping[str, Any]) -> InputSpec:
+    def add(self, hint: str, value: DataInputRef) -> InputSpec:
         base = _identifier(hint)
         candidate, n = base, 2
         while True:
@@ -247,33 +246,24 @@ def _arguments(value: Any, inputs: _InputIds) -> tuple[str, ...]:
     return tuple(render_arguments(value, lambda hint, item: inputs.add(hint, item).reference))
 
 
-def _distribution(data: Mapping[str, Any]) -> DistributionSpec:
-    kind = data.get("type") or "none"
+def _distribution(given: RunDistribution) -> DistributionSpec:
+    """The distribution with only the counts its type uses (the rest at their defaults)."""
+    kind = given.type
     if kind not in DISTRIBUTIONS:
         raise RunError(f"unknown distribution type {kind!r}; expected one of {DISTRIBUTIONS}")
     if kind == "none":
         return DistributionSpec()
-    return DistributionSpec(
-        type=kind,
-        node_count=int(data.get("node_count", 1)),
-        worker_count=int(data.get("worker_count", 1)) if kind != "mpi" else 1,
-        parameter_server_count=(int(data.get("parameter_server_count", 1))
-                                if kind == "parameter_server" else 0),
-        process_count_per_node=int(data.get("process_count_per_node", 1)) if kind == "mpi"
-        else 1,
-    )
+    return replace(given, worker_count=given.worker_count if kind != "mpi" else 1,
+                   parameter_server_count=given.parameter_server_count
+                   if kind == "parameter_server" else 0,
+                   process_count_per_node=given.process_count_per_node if kind == "mpi" else 1)
 
 
-def _plain(value: Any) -> str:
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-
-
-def _environment(data: Mapping[str, Any], secrets: Mapping[str, str]) -> EnvironmentSpec:
-    env_vars = data.get("env_vars") or {}
+def _environment(given: RunEnvironment, secrets: Mapping[str, str]) -> EnvironmentSpec:
     return EnvironmentSpec(
-        pip=tuple(data.get("pip") or ()),
-        env_vars={k: _plain(v) for k, v in env_vars.items() if k not in secrets},
+        pip=given.pip,
+        env_vars={k: v for k, v in given.env_vars.items() if v is not None and k not in secrets},
         secret_env_vars=tuple(sorted(secrets)),
-        docker_image=data.get("docker_image"),
-        conda_file=data.get("conda_file"),
+        docker_image=given.docker_image,
+        conda_file=given.conda_file,
     )
