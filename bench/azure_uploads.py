@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller numbers (smoke run)")
     parser.add_argument("--small-files", type=int, help="small files of the first upload")
     parser.add_argument("--resync-files", type=int, help="files of the re-sync tree")
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--repeat", type=int, default=5,
                         help="turns of the first uploads and of the re-syncs")
     args = parser.parse_args()
     small, large_mib = (500, 8) if args.quick else (2_000, 64)
