@@ -1,11 +1,13 @@
-"""Two CI runners on one azure stack: separate checkouts and state folders, one shared state.
+"""Two CI runners on one Azure ML stack: separate checkouts and state folders, one shared state.
 
-Runners are engine contexts in this process (AzureProvider instances with their own local
-state folder and checkout path) over the same fake service and Azurite, except the runner
-killed with -9, which is a real process. The run history service is the in-memory double.
+Every story runs on both backends (`backend` is parametrized): `azure` (AzureProvider, SDK v1,
+against FakeAzure; its run history service is the in-memory double) and `azure-v2`
+(AzureV2Provider, azure-ai-ml, against FakeV2Azure: jobs live in the fake). Runners are engine
+contexts in this process (providers with their own local state folder and checkout path) over
+the same fake service and Azurite, except the runner killed with -9, which is a real process.
 What runners share is only what Azure holds: the state blob, its lease, the workspace. The
 CLI is driven in-process where the fake serves what a command needs (state pull,
-force-unlock); end-to-end CLI runs in subprocesses are not part of these tests.
+force-unlock); end-to-end CLI runs in subprocesses are in test_azure_cli.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import json
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,13 +32,33 @@ from amlctl.errors import LockError
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.provider import AzureProvider
 from amlctl.providers.azure.retry import RetryPolicy
-from amlctl.providers.base import OWNER_TAG
+from amlctl.providers.base import OWNER_TAG, Provider
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
+V2_TESTS = Path(__file__).resolve().parents[1] / "azure_v2"
+pytestmark = pytest.mark.parametrize("backend", ["azure", "azure-v2"])
+
+
+def make_provider(backend: str, workspace: dict[str, Any], state_dir: Path, token_auth: Any,
+                  history: HistoryDouble, **tuning: Any) -> Provider:
+    """The backend's provider of the mnist stack, with tokens minted locally (v1: the SDK's
+    TokenAuthentication, runs in `history`; v2: an azure-core token credential, jobs in the
+    fake)."""
+    if backend == "azure":
+        return AzureProvider(workspace, "mnist", state_dir, auth=token_auth, cloud="AzureCloud",
+                             run_service=history, **tuning)
+    if str(V2_TESTS) not in sys.path:
+        sys.path.insert(0, str(V2_TESTS))
+    from v2_support import FakeTokenCredential
+
+    from amlctl.providers.azure_v2.provider import AzureV2Provider
+
+    return AzureV2Provider(workspace, "mnist", state_dir, credential=FakeTokenCredential(),
+                           cloud="AzureCloud", **tuning)
 
 
 @pytest.fixture
-def runners(fake: FakeAzure, token_auth: Any, tmp_path: Path,
+def runners(fake: FakeAzure, backend: str, token_auth: Any, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """`open_runner(name)`: the mnist stack checked out at `tmp/<name>/checkout`, state folder
     beside it, as a CI job of that runner would see it."""
@@ -45,8 +68,8 @@ def runners(fake: FakeAzure, token_auth: Any, tmp_path: Path,
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
     monkeypatch.delenv("AMLCTL_HOME", raising=False)
     fake.add_workspace("mnist-rg", "mnist-ws", tags={"team": "vision", OWNER_TAG: "mnist"})
-    history = HistoryDouble()  # the workspace's run history: one service for both runners
     opened: list[Any] = []
+    history = HistoryDouble()  # v1: the workspace's run history, one service for both runners
 
     def open_runner(name: str) -> Any:
         checkout = tmp_path / name / "checkout"
@@ -54,11 +77,10 @@ def runners(fake: FakeAzure, token_auth: Any, tmp_path: Path,
             shutil.copytree(EXAMPLE, checkout)
         loaded = load_manifest(checkout / "amlctl.yaml")
         state_dir = tmp_path / name / "state"
-        provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", state_dir,
-                                 auth=token_auth, cloud="AzureCloud", run_service=history,
-                                 policy=RetryPolicy(sleep=lambda _s: None),
+        provider = make_provider(backend, loaded.manifest.workspace.model_dump(), state_dir,
+                                 token_auth, history, policy=RetryPolicy(sleep=lambda _s: None),
                                  compute_settings=ComputeSettings(sleep=lambda _s: None))
-        ctx = bind_state(Context(loaded, provider, provider.state_store(), state_dir, "azure"))
+        ctx = bind_state(Context(loaded, provider, provider.state_store(), state_dir, backend))
         opened.append(ctx)
         return ctx
 
@@ -88,8 +110,7 @@ def test_runner_b_sees_what_runner_a_applied_and_drift(runners: Any, fake: FakeA
     # the state blob sits in the default container, but is never an upload's file
     from amlctl.providers.azure.blobfiles import BlobFileStore
 
-    default = a.provider._datastores().default()
-    container = default.blob_service.get_container_client(default.container_name)
+    container = a.provider._default_container()
     assert container.get_blob_client("amlctl-state/mnist.json").exists()
     assert not [p for p in BlobFileStore(container, "").list_files()
                 if p.startswith("amlctl-state/")]
@@ -164,8 +185,8 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 
 def test_state_pull_and_force_unlock_from_the_cli(
-        runners: Any, fake: FakeAzure, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        runners: Any, fake: FakeAzure, backend: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     a = runners("a")
     _apply(a)
     fake.add_service_principal("ci-app", "s3cret")
@@ -174,7 +195,7 @@ def test_state_pull_and_force_unlock_from_the_cli(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AMLCTL_HOME", str(tmp_path / "cli-state"))
     manifest = str(tmp_path / "a" / "checkout" / "amlctl.yaml")
-    code, out, err = _cli(capsys, "--backend", "azure", "state", "pull", "-f", manifest)
+    code, out, err = _cli(capsys, "--backend", backend, "state", "pull", "-f", manifest)
     assert code == 0, err
     pulled = json.loads(out)
     assert pulled["location"] == "blob amlctl-state/mnist.json of the workspace's default " \
@@ -184,7 +205,7 @@ def test_state_pull_and_force_unlock_from_the_cli(
     assert base64.b64encode(a.state.fingerprint_key).decode() not in out
 
     with a.state.lock("amlctl apply") as lock_id:
-        code, out, err = _cli(capsys, "--backend", "azure", "force-unlock", lock_id,
+        code, out, err = _cli(capsys, "--backend", backend, "force-unlock", lock_id,
                               "-f", manifest)
         assert code == 0, err
         assert f"Removed lock {lock_id} (held by amlctl apply" in out
@@ -207,15 +228,16 @@ with route_hosts({fake_port}, {blob_port}):
     from amlctl.engine.executor import apply_plan, recover
     from amlctl.engine.planner import Context, bind_state, make_plan
     from amlctl.manifest.loader import load_manifest
-    from amlctl.providers.azure.provider import AzureProvider
     from amlctl.render.events import TextView
     from pausing import PausingView
+    from test_azure_runners import make_provider
     loaded = load_manifest(Path({manifest!r}))
     auth = TokenAuthentication(lambda audience: make_token(str(audience)), cloud="AzureCloud")
-    provider = AzureProvider(loaded.manifest.workspace.model_dump(), "mnist", Path({state!r}),
-                             auth=auth, cloud="AzureCloud", run_service=HistoryDouble())
+    provider = make_provider({backend!r}, loaded.manifest.workspace.model_dump(),
+                             Path({state!r}), auth, HistoryDouble())
     provider.state_lease_seconds = {lease}
-    ctx = bind_state(Context(loaded, provider, provider.state_store(), Path({state!r}), "azure"))
+    ctx = bind_state(Context(loaded, provider, provider.state_store(), Path({state!r}),
+                             {backend!r}))
     # shown as the CLI shows it; paused once the first action is done, before its journal
     view = PausingView(TextView(lambda text: print(text, end="", flush=True)), "in-step", 1)
     with ctx.state.lock("amlctl apply"):
@@ -225,7 +247,7 @@ with route_hosts({fake_port}, {blob_port}):
 
 
 def test_runner_a_killed_mid_apply_runner_b_proceeds_when_the_lease_expires(
-        runners: Any, tmp_path: Path, azure_edge: Any) -> None:
+        runners: Any, fake: FakeAzure, backend: str, tmp_path: Path, azure_edge: Any) -> None:
     """A (another process) is killed -9 inside its first step, lease held; B waits with a
     lock timeout, gets the lock once A's 15 s lease expires, repairs and converges."""
     import os
@@ -244,7 +266,7 @@ def test_runner_a_killed_mid_apply_runner_b_proceeds_when_the_lease_expires(
     shutil.copytree(EXAMPLE, checkout)
     script = RUNNER_A.format(tests=str(Path(__file__).parent),
                              pausing=str(Path(__file__).parents[1]),
-                             fake_port=azure_edge.service.port,
+                             fake_port=fake.port, backend=backend,
                              blob_port=azure_edge.azurite.port,
                              manifest=str(checkout / "amlctl.yaml"),
                              state=str(tmp_path / "a" / "state"), lease=15)

@@ -148,3 +148,25 @@ def test_a_missing_sdk_names_the_extra(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "pip install 'amlctl[azure-v2]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_sdks_log_records_show_with_debug_logging_only(fake: FakeV2Azure) -> None:
+    """azure-ai-ml's loggers (activity telemetry, "experimental class" notes) stay out of a
+    normal (or `-v`) run's stderr, and reach it with `amlctl -vv` (the root logger at DEBUG)."""
+    import logging
+
+    from amlctl.providers.azure_v2 import sdk
+
+    root = logging.getLogger()
+    before = root.level
+    telemetry = logging.getLogger("azure.ai.ml._telemetry.some.operations")
+    try:
+        for level, shown in ((logging.WARNING, False), (logging.INFO, False),
+                             (logging.DEBUG, True)):
+            root.setLevel(level)
+            sdk.quiet_loggers()
+            assert telemetry.isEnabledFor(logging.ERROR) is shown, logging.getLevelName(level)
+            assert telemetry.propagate
+    finally:
+        root.setLevel(before)
+        sdk.quiet_loggers()

@@ -94,6 +94,11 @@ def test_logs_follow_and_metrics_of_a_run(fake: FakeV2Azure, azure_v2_edge: Any,
     only = amlctl("logs", "run.ps", "--role", "worker:1").splitlines()
     assert only == [line for line in everything if line.startswith("[worker:1] ")]
 
+    # watch (piped: plain lines) names each process, as its log file does
+    watched = amlctl("watch", "run.ps", "--interval", "0.1").splitlines()
+    assert "ps:0 Completed, worker:0 Completed, worker:1 Completed" in watched[0], watched
+    assert watched[-1] == f"Run {job}: Completed"
+
     for step, loss in enumerate((2.3, 0.8, 0.2)):
         fake.log_job_metric(RG, WS, job, "loss", loss, step)
     fake.log_job_metric(RG, WS, job, "accuracy", 0.93, 2)

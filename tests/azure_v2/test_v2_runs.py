@@ -270,6 +270,43 @@ def test_follow_reads_until_the_job_ends(provider: AzureV2Provider, fake: FakeV2
     assert len(waits) == 3 and waits == sorted(waits), "polls back off until the job ended"
 
 
+def test_watch_shows_each_process_of_a_parameter_server_job(
+        provider: AzureV2Provider, fake: FakeV2Azure, tmp_path: Path) -> None:
+    """`run_roles` (what `amlctl watch` shows): the job's declared processes while it waits,
+    then each process's state and the last line of its own log file."""
+    from amlctl.providers.base import RoleStatus
+
+    info = provider.submit_run(request(tmp_path))
+    details = f"/runs/{info.id}/details"
+    assert provider.run_roles(info.id) == [RoleStatus("ps:0", "Queued"),
+                                           RoleStatus("worker:0", "Queued"),
+                                           RoleStatus("worker:1", "Queued")]
+    assert not fake.calls_to("GET", details), "a job not started has no logs to read"
+    fake.set_job_status(RG, WS, info.id, "Running")
+    running = provider.run_roles(info.id)
+    assert [(r.name, r.state) for r in running] == [
+        ("ps:0", "Running"), ("worker:0", "Running"), ("worker:1", "Running")]
+    for role in running:  # each process's own file: its name is in its line
+        proc = role.name.replace(":", "_")
+        assert role.last_line is not None and role.last_line.startswith(
+            f"{proc}: starting ") and role.last_line.endswith(" on cpu"), running
+    fake.set_job_status(RG, WS, info.id, "Failed")
+    ended = provider.run_roles(info.id)
+    assert [(r.name, r.state, r.last_line) for r in ended] == [
+        (name, "Failed", f"{name.replace(':', '_')}: run {info.id} ended Failed")
+        for name in ("ps:0", "worker:0", "worker:1")]
+    assert provider.run_roles("nope") == []
+
+
+def test_watch_shows_each_rank_of_an_mpi_job(provider: AzureV2Provider, fake: FakeV2Azure,
+                                             tmp_path: Path) -> None:
+    info = provider.submit_run(request(tmp_path, distribution={
+        "type": "mpi", "node_count": 2, "process_count_per_node": 2}, inputs={},
+        arguments=[]))
+    assert [r.name for r in provider.run_roles(info.id)] == [
+        "worker:0", "worker:1", "worker:2", "worker:3"]
+
+
 def test_logs_of_an_unknown_job(provider: AzureV2Provider, fake: FakeV2Azure) -> None:
     with pytest.raises(ProviderError, match="no run 'nope'"):
         list(provider.run_logs("nope"))

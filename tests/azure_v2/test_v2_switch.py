@@ -178,3 +178,24 @@ def test_applied_with_v2_plans_no_change_with_v1(loaded: Any, fake: FakeV2Azure,
     finally:
         v1.close()
     assert history.submissions == [], "v1 submitted nothing"
+
+
+def test_a_v1_runner_and_a_v2_runner_take_turns_on_one_lock(loaded: Any, fake: FakeV2Azure,
+                                                            token_auth: Any) -> None:
+    """During a migration some pipelines run `azure`, others `azure-v2`: both take the same
+    lease on the same state blob, so one refuses while the other holds it, naming it."""
+    from amlctl.errors import LockError
+
+    v1 = _context(loaded, _v1(loaded, fake, token_auth), "azure")
+    v2 = _context(loaded, _v2(loaded), "azure-v2")
+    try:
+        for holder, other in ((v1, v2), (v2, v1)):
+            with holder.state.lock("amlctl apply") as lock_id:
+                with pytest.raises(LockError) as refused, other.state.lock("amlctl apply"):
+                    pass
+                assert f"lock {lock_id} held by amlctl apply" in str(refused.value)
+            with other.state.lock("amlctl apply"):
+                pass  # free once the holder let go
+    finally:
+        v1.close()
+        v2.close()

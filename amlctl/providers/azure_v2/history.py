@@ -8,6 +8,9 @@ SDK v2's own run history client and HTTP pipeline, so a finished or running job 
 process's log and `--follow` keeps reading until the job ends, each line prefixed by its role
 in the vocabulary every backend uses (`worker:0`, `ps:1`).
 
+Roles (for `amlctl watch`): the processes a job declares (its distribution), and any other
+process that has a log file, each with its latest log line.
+
 Metrics: the metric service of run history (`/metric/v2.0/.../runs/NAME/list` and `/full`),
 where `mlflow.log_metric` in a job lands through the workspace's MLflow tracking URI; read with
 SDK v2's run history client, so no MLflow install is needed to read them.
@@ -23,8 +26,8 @@ from typing import Any
 
 from amlctl.providers.azure.metrics import _number
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
-from amlctl.providers.base import MetricSeries
-from amlctl.providers.logroles import role_of_log
+from amlctl.providers.base import TERMINAL_RUN_STATES, MetricSeries, RoleStatus
+from amlctl.providers.logroles import ROLES, role_of_log, task_name
 
 ENDED = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
 # what the common runtime writes per process (the SDK's JobLogPattern); older runtimes' logs
@@ -37,6 +40,43 @@ def role_of(log_name: str) -> str:
     """The role a log file belongs to (`user_logs/std_log_worker_0.txt` -> `worker:0`), named
     as on the other backends; other files keep their stem."""
     return role_of_log(PurePosixPath(log_name).stem)
+
+
+def declared_tasks(job: Any) -> list[str]:
+    """The processes a v2 command job starts, named as its log files name them: a
+    TensorFlow job's parameter servers and workers, an MPI (or PyTorch) job's ranks, else one
+    process per instance."""
+    dist = getattr(job, "distribution", None)
+    resources = getattr(job, "resources", None)
+    instances = int(getattr(resources, "instance_count", None) or 1)
+    if dist is not None and hasattr(dist, "worker_count"):  # TensorFlowDistribution
+        return ([task_name("ps", i) for i in range(int(dist.parameter_server_count or 0))]
+                + [task_name("worker", i) for i in range(int(dist.worker_count or 1))])
+    per_instance = int(getattr(dist, "process_count_per_instance", None) or 1)
+    return [task_name("worker", i) for i in range(per_instance * instances)]
+
+
+def _task_order(name: str) -> tuple[int, int]:
+    role, _, index = name.partition(":")
+    return ROLES.index(role), int(index)
+
+
+def _is_task(name: str) -> bool:
+    role, _, index = name.partition(":")
+    return role in ROLES and index.isdigit()
+
+
+def _last_line(text: str) -> str | None:
+    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), None)
+
+
+def role_state(run_status: str, has_log: bool) -> str:
+    """A process's state from its job's (per-process states are not reported by Azure ML):
+    queued until the job runs and the process has written a log, then running, then the
+    job's final state."""
+    if run_status in TERMINAL_RUN_STATES:
+        return run_status
+    return "Running" if run_status == "Running" and has_log else "Queued"
 
 
 class JobHistory:
@@ -113,6 +153,19 @@ class JobHistory:
                 return
             self.sleep(wait)
             wait = min(MAX_POLL_S, wait * 1.5)
+
+    def roles(self, run_id: str, run_status: str, declared: list[str]) -> list[RoleStatus]:
+        """Each process of the job (`declared`, and any other whose log file is listed), in
+        task order (ps first), with its state and the last line of its log. A job the
+        service has not started has no logs: its run history is not read."""
+        tails: dict[str, str | None] = {}
+        if run_status not in ("Queued", "Preparing"):
+            for name, url in self._logs_of(self._details(run_id)).items():
+                role = role_of(name)
+                if _is_task(role):
+                    tails[role] = _last_line(self._text(name, url))
+        names = sorted(set(declared) | set(tails), key=_task_order)
+        return [RoleStatus(n, role_state(run_status, n in tails), tails.get(n)) for n in names]
 
     # metrics -----------------------------------------------------------------------------------
 

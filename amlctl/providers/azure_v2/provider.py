@@ -31,6 +31,7 @@ from amlctl.providers.base import (
     OWNER_TAG,
     LiveObject,
     MetricSeries,
+    RoleStatus,
     RunInfo,
     RunRequest,
 )
@@ -307,6 +308,18 @@ class AzureV2Provider(AzureBase):
         history = self._history()
         yield from only_role(history.follow(run_id) if follow else history.logs(run_id),
                              role, run_id)
+
+    def run_roles(self, run_id: str) -> list[RoleStatus]:
+        """Each process of the job (`ps:0`, `worker:1`, ...) with its state and the last line
+        of its log file, for `amlctl watch`."""
+        from amlctl.providers.azure_v2.history import declared_tasks
+        from amlctl.providers.azure_v2.jobs import record_of
+
+        job = self._get_job(run_id)
+        if job is None:
+            return []
+        status = self._info(record_of(job)).status
+        return self._history().roles(run_id, status, declared_tasks(job))
 
     def run_metrics(self, run_id: str) -> list[MetricSeries]:
         """The job's metrics from run history (where `mlflow.log_metric` values land)."""

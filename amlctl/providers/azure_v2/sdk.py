@@ -52,12 +52,15 @@ def load() -> Any:
 def quiet_loggers() -> None:
     """Keep the SDK's own console output out of amlctl's: some of its modules attach a
     stderr handler at INFO (activity telemetry, "experimental class" notes, an ERROR line for
-    every 404 amlctl expects). Their records go to `amlctl -v` logging instead. Called again
+    every 404 amlctl expects). Their records show with `amlctl -vv` only, as v1's do. Called again
     after each call that may import more SDK modules (they create loggers on import)."""
-    logging.getLogger("azure.ai.ml").setLevel(logging.CRITICAL)
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG  # `amlctl -vv`
+    logging.getLogger("azure.ai.ml").setLevel(logging.NOTSET if debug else logging.CRITICAL)
     logging.getLogger("azure.identity").setLevel(logging.WARNING)
     for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if not name.startswith("azure.ai.ml") or not isinstance(logger, logging.Logger):
+        # its children only: they inherit the level set above (resetting it too would let
+        # every record through to amlctl's stderr handler)
+        if not name.startswith("azure.ai.ml.") or not isinstance(logger, logging.Logger):
             continue
         for handler in list(logger.handlers):
             if isinstance(handler, logging.StreamHandler):
