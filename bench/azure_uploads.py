@@ -145,7 +145,8 @@ def start_azurite(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     with open(work / "azurite.log", "wb") as log:
         process = subprocess.Popen(
             [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--location", str(location), "--silent", "--skipApiVersionCheck"],
+             "--location", str(location), "--silent", "--skipApiVersionCheck",
+             "--disableTelemetry"],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
