@@ -88,7 +88,7 @@ def start_azurite(folder: Path, cert: Path, key: Path, timeout: float = 30) -> A
         log = open(folder / f"azurite-{attempt}.log", "wb")  # noqa: SIM115 - child keeps it
         process = subprocess.Popen(
             [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--location", str(location), "--silent", "--skipApiVersionCheck",
+             "--location", str(location), "--silent", "--skipApiVersionCheck", "--disableTelemetry",
              "--cert", str(cert), "--key", str(key)],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -524,6 +524,9 @@ class RunHistory:
             return ([f"ps_{i}" for i in range(int(tf.get("parameterServerCount") or 0))]
                     + [f"worker_{i}" for i in range(int(tf.get("workerCount") or 1))])
         nodes = int(definition.get("nodeCount") or 1)
+        if "mpi" in str(definition.get("communicator") or "").lower():  # one log per rank
+            per_node = int((definition.get("mpi") or {}).get("processCountPerNode") or 1)
+            return [f"process_{i}" for i in range(nodes * per_node)]
         return [f"worker_{i}" for i in range(nodes)]
 
     def _artifacts_by_prefix(self, call: Call, ws: Workspace, origin: str, container: str,
@@ -536,6 +539,14 @@ class RunHistory:
                       "container": container, "path": path}
                      for path, blob in sorted(run.logs.items()) if path.startswith(prefix)]
         return self._json(200, {"value": found, "continuationToken": None})
+
+    def write_log(self, ws: Workspace, run_id: str, name: str, text: str) -> None:
+        """A log file the run's processes wrote beside the declared ones (e.g. a process
+        the run definition does not name)."""
+        run = self._run(ws, run_id)
+        blob = f"ExperimentRun/dcid.{run.id}/{name}"
+        self._put_blob(ws, LOG_CONTAINER, blob, text.encode())
+        run.logs[name] = blob
 
     def _write_logs(self, ws: Workspace, run: RunRecord) -> None:
         """What each process of the run printed so far, as the common runtime stores it."""

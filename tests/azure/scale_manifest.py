@@ -53,23 +53,25 @@ def write_scale_manifest(folder: Path, fake: FakeAzure, *, computes: int, datast
 
 @contextmanager
 def counted_requests() -> Iterator[list[tuple[str, str]]]:
-    """Record (method, url) of every HTTP request any SDK sends meanwhile: the azureml SDK
-    and the storage SDK both send through `requests`, so ARM, Azure ML and blob (Azurite)
-    requests are all seen."""
-    import requests
+    """Record (method, url) of every HTTP request any SDK sends meanwhile, at urllib3's
+    connection pools: the azureml SDK and the storage SDK send through `requests`, amlctl's
+    own blob requests through its urllib3 pool transport, and all of them through urllib3,
+    so ARM, Azure ML and blob (Azurite) requests are all seen."""
+    from urllib3.connectionpool import HTTPConnectionPool
 
     seen: list[tuple[str, str]] = []
-    real_send = requests.Session.send
+    real_urlopen = HTTPConnectionPool.urlopen
 
-    def send(self: Any, request: Any, **kwargs: Any) -> Any:
-        seen.append((request.method, request.url))
-        return real_send(self, request, **kwargs)
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # a pool is given the path (and query) only; put the origin back for the record
+        seen.append((method, url if "://" in url else f"{self.scheme}://{self.host}{url}"))
+        return real_urlopen(self, method, url, *args, **kwargs)
 
-    requests.Session.send = send  # type: ignore[method-assign]
+    HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        requests.Session.send = real_send  # type: ignore[method-assign]
+        HTTPConnectionPool.urlopen = real_urlopen  # type: ignore[method-assign]
 
 
 def request_kind(method: str, url: str) -> str:

@@ -243,9 +243,9 @@ def hold_runs(fake: FakeAzure, backend: str) -> None:
 def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, backend: str,
                                                    runner: Callable[[str], Runner],
                                                    tmp_path: Path) -> None:
-    """validate, plan (--out, --json, markdown), apply of a new workspace, no-op plan, scale in
-    place, replace, upload add/change/delete, a parameter-server run, runs, logs per role,
-    status, destroy."""
+    """validate, plan (--out, --json, markdown), apply of a new workspace (stderr free of the
+    SDK's noise), no-op plan, scale in place, replace, upload add/change/delete, a
+    parameter-server run, runs, logs per role, status, destroy."""
     hold_runs(fake, backend)  # the run stays queued until the test moves it
     amlctl = runner("a")
     checkout = write_project(tmp_path / "checkout-a")
@@ -268,6 +268,9 @@ def test_a_pipeline_takes_a_stack_through_its_life(fake: FakeAzure, backend: str
     assert "Apply complete" in applied.stdout
     assert "get_workspace error" not in applied.stderr
     assert not sdk_log_records(applied.stderr), applied.stderr
+    # nor the SDK's Python warnings (v1 warns that it creates the resource group)
+    assert "Warning" not in applied.stderr and "resource group" not in applied.stderr, \
+        applied.stderr
     assert ("e2e-rg", "e2e-ws") in fake.workspaces
     (ws,) = fake.workspaces.values()
     assert ws.computes["cpu"]["properties"]["properties"]["scaleSettings"]["maxNodeCount"] == 2

@@ -86,7 +86,9 @@ def test_the_cli_shows_a_runs_metrics(fake: FakeAzure, runner: Callable[[str], R
     # watch, piped: plain lines until the run (driven by the fake) completes; exit 0
     watched = ok(amlctl("--backend", "azure", "watch", "run.ps", "--interval", "0.1",
                         cwd=checkout))
-    views = [line for line in watched.stdout.splitlines() if "run " in line]
+    views = [line for line in watched.stdout.splitlines() if "worker:0 " in line]
     assert views[-1].split("  ")[1].startswith("Completed ")
-    assert "run Completed" in views[-1] and views[-1].endswith("loss=0.25")
+    # each process by the name its log gives it, as on the other backends
+    assert "ps:0 Completed, worker:0 Completed, worker:1 Completed" in views[-1], views
+    assert views[-1].endswith("loss=0.25")
     assert f"Run {run_id}: Completed" in watched.stdout

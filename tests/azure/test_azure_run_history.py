@@ -150,6 +150,57 @@ def test_cancel_and_logs_per_role(fake: FakeAzure, provider: AzureProvider,
     assert len(fake.calls_to("POST", "/cancel")) == 1
 
 
+def roles_of(provider: AzureProvider, run: str) -> list[tuple[str, str, str | None]]:
+    return [(r.name, r.state, r.last_line) for r in provider.run_roles(run)]
+
+
+def test_watch_shows_each_process_of_a_parameter_server_run(fake: FakeAzure,
+                                                             provider: AzureProvider,
+                                                             source: Path) -> None:
+    """`run_roles` (what `amlctl watch` shows): the processes the run declares, queued until
+    they log, then running with their latest log line, then the run's end state; a process
+    the definition does not name shows once it has a log."""
+    fake.history.hold_runs = True
+    info = provider.submit_run(request(source))
+    (ws,) = fake.workspaces.values()
+    fake.history.write_log(ws, info.id, "user_logs/std_log_worker_2.txt", "step 1\nstep 2\n\n")
+    # a run the service has not started: its logs are not read
+    assert roles_of(provider, info.id) == [
+        ("ps:0", "Queued", None), ("worker:0", "Queued", None), ("worker:1", "Queued", None)]
+
+    fake.history.set_status(ws, info.id, "Running")
+    assert roles_of(provider, info.id) == [
+        ("ps:0", "Running", "ps_0: starting train.py on cpu"),
+        ("worker:0", "Running", "worker_0: starting train.py on cpu"),
+        ("worker:1", "Running", "worker_1: starting train.py on cpu"),
+        ("worker:2", "Running", "step 2")]
+
+    fake.history.set_status(ws, info.id, "Failed")
+    assert roles_of(provider, info.id) == [
+        ("ps:0", "Failed", f"ps_0: run {info.id} ended Failed"),
+        ("worker:0", "Failed", f"worker_0: run {info.id} ended Failed"),
+        ("worker:1", "Failed", f"worker_1: run {info.id} ended Failed"),
+        ("worker:2", "Failed", "step 2")]
+    assert provider.run_roles("no-such-run") == []
+
+
+def test_watch_shows_each_rank_of_an_mpi_run(fake: FakeAzure, provider: AzureProvider,
+                                             source: Path) -> None:
+    """An MPI run's ranks (processes per node x nodes), named `worker:RANK` as on the
+    local backend, from the per-process logs Azure ML writes (`std_log_process_N`)."""
+    mpi = {**PS_RUN, "distribution": {"type": "mpi", "node_count": 2,
+                                      "process_count_per_node": 2}}
+    fake.history.hold_runs = True
+    info = provider.submit_run(RunRequest(
+        name="mpi", spec_hash="fedcba9876543210", run=definition_of(Run.model_validate(mpi)),
+        source_dir=source, compute=ComputeRef("cpu", max_nodes=2), secrets={}))
+    (ws,) = fake.workspaces.values()
+    fake.history.set_status(ws, info.id, "Completed")
+    assert roles_of(provider, info.id) == [
+        (f"worker:{rank}", "Completed", f"process_{rank}: run {info.id} ended Completed")
+        for rank in range(4)]
+
+
 def test_following_a_run_streams_until_it_ends(fake: FakeAzure, provider: AzureProvider,
                                                source: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,10 +20,12 @@ from amlctl.providers.azure import sdk
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter; the SDK itself needs a HOME (`home`) to import."""
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, check=False,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                               **({"HOME": str(home)} if home else {})})
 
 
 def test_importing_the_backend_does_not_import_the_sdk() -> None:
@@ -80,3 +82,25 @@ def test_router_passes_through_outside_capture() -> None:
     router = sdk._ThreadRoutedStdout(target)
     router.write("plain\n")
     assert target.getvalue() == "plain\n"
+
+
+def test_sdk_warnings_show_only_with_debug_logging_and_ours_always(tmp_path: Path) -> None:
+    """The SDK's Python warnings (the resource group note `Workspace.create` gives through
+    the SDK's own `give_warning`) are log records of the quiet `azureml` logger: off stderr,
+    shown at DEBUG (`-vv`); a warning raised outside the SDK is shown as before."""
+    script = (
+        "import logging, warnings\n"
+        "from amlctl.providers.azure import sdk\n"
+        "sdk.load()\n"
+        "from azureml._base_sdk_common.common import give_warning\n"
+        "give_warning('AzureML SDK is creating a resource group=quiet-rg')\n"
+        "warnings.warn('a warning of our own', UserWarning)\n"
+        "logging.basicConfig(level=logging.DEBUG, format='%(levelname)s %(name)s: %(message)s')\n"
+        "logging.getLogger('azureml').setLevel(logging.NOTSET)  # as -vv leaves it\n"
+        "give_warning('AzureML SDK is creating a resource group=loud-rg')\n")
+    done = run_python(script, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "a warning of our own" in done.stderr
+    assert "quiet-rg" not in done.stderr, done.stderr
+    assert ("WARNING azureml.warnings: AzureML SDK is creating a resource group=loud-rg"
+            in done.stderr), done.stderr

@@ -28,6 +28,7 @@ from amlctl.providers.base import (
     OWNER_TAG,
     LiveObject,
     MetricSeries,
+    RoleStatus,
     RunInfo,
     RunRequest,
 )
@@ -205,6 +206,11 @@ class AzureProvider(AzureBase):
         if follow and role is not None:
             raise UsageError(FOLLOW_ONE_ROLE)
         yield from only_role(self.runs().logs(run_id, follow), role, run_id)
+
+    def run_roles(self, run_id: str) -> list[RoleStatus]:
+        """Each process of the run (`ps:0`, `worker:1`, ...) with its state and the last line
+        of its log file, for `amlctl watch`."""
+        return self.runs().roles(run_id)
 
     def run_metrics(self, run_id: str) -> list[MetricSeries]:
         from amlctl.providers.azure.metrics import read_run_metrics

@@ -42,8 +42,8 @@ from amlctl.providers.azure.retry import (
     first_line,
     is_transient,
 )
-from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RunRequest
-from amlctl.providers.logroles import role_of_log
+from amlctl.providers.azure.roles import NOT_STARTED, declared, log_tails, role_of, role_statuses
+from amlctl.providers.base import OWNER_TAG, SPEC_HASH_TAG, RoleStatus, RunRequest
 from amlctl.runs.arguments import render_arguments as shared_render_arguments
 from amlctl.runs.definition import Arguments, DataInputRef, RunDistribution, RunEnvironment
 
@@ -111,6 +111,10 @@ class RunService(Protocol):
 
     def logs(self, run_id: str, follow: bool) -> Iterator[str]:
         """Log lines, streaming while the run is active when `follow`."""
+        ...
+
+    def roles(self, run_id: str) -> list[RoleStatus]:
+        """Each process of the run with its derived state and the last line of its log."""
         ...
 
 
@@ -319,6 +323,21 @@ def stage_with_launcher(source_dir: Path) -> Path:
 # --- the SDK edge -----------------------------------------------------------------------------
 
 
+def declared_tasks(definition: Mapping[str, Any]) -> list[str]:
+    """The processes a v1 run starts, from its run definition as the service returns it: a
+    TensorFlow job's parameter servers and workers, an MPI job's ranks (processes per node
+    times nodes), else one process per node."""
+    nodes = int(definition.get("nodeCount") or 1)
+    if str(definition.get("framework") or "").lower() == "tensorflow":
+        tf = definition.get("tensorflow") or {}
+        return declared(int(tf.get("parameterServerCount") or 0),
+                        int(tf.get("workerCount") or nodes))
+    if "mpi" in str(definition.get("communicator") or "").lower():
+        per_node = int((definition.get("mpi") or {}).get("processCountPerNode") or 1)
+        return declared(0, per_node * nodes)
+    return declared(0, nodes)
+
+
 def _timestamp(value: Any) -> float | None:
     if not value:
         return None
@@ -451,11 +470,32 @@ class SdkRunService:
             files = call(f"downloading logs of {run_id}",
                          lambda: run.get_all_logs(destination=folder), self.policy)
             for path in sorted(files):
-                role = role_of_log(Path(path).stem)
+                role = role_of(path)
                 with open(path, encoding="utf-8", errors="replace") as f:
                     for line in f:
                         yield f"[{role}] {line.rstrip()}"
 
+
+    def roles(self, run_id: str) -> list[RoleStatus]:
+        """The processes the run declares and any other with a log file, each with the last
+        line of its log. One read of the run's details gives its status, definition and log
+        files (SAS URLs); a run the service has not started has no logs to download."""
+        run = self._run(run_id)
+        if run is None:
+            return []
+        details = call(f"reading run {run_id}", run.get_details, self.policy)
+        raw = str(details.get("status") or run.status)
+        status = STATUS.get(raw, raw)
+        tails = ({} if status in NOT_STARTED
+                 else log_tails(details.get("logFiles") or {}, self._log_text))
+        return role_statuses(status, declared_tasks(details.get("runDefinition") or {}), tails)
+
+    def _log_text(self, name: str, url: str) -> str:
+        from azureml._file_utils import download_file_stream
+
+        # one attempt per call (the SDK retries 5 times with sleeps by default): ours retries
+        return str(call(f"downloading log {name}",
+                        lambda: download_file_stream(url, max_retries=1), self.policy))
 
     def _follow(self, run: Any) -> Iterator[str]:
         """Stream what `wait_for_completion(show_output=True)` prints, line by line."""

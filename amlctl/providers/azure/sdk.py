@@ -64,6 +64,7 @@ def load() -> Sdk:
     global _sdk
     with _lock:
         if _sdk is not None:
+            _route_sdk_warnings()  # again: a catch_warnings block may have restored the hook
             return _sdk
         # The SDK retries 429s itself starting at 32 s (then 64, 128); our retry layer owns the
         # policy instead, so the SDK makes one attempt unless the user asked otherwise.
@@ -100,6 +101,7 @@ def load() -> Sdk:
                 f"Install it with: {INSTALL_HINT}") from e
         _single_attempt_rest_clients()
         _quiet_sdk_loggers()
+        _route_sdk_warnings()
         _sdk = Sdk(Workspace, ComputeTarget, AmlCompute, Datastore, Experiment, Run,
                    ScriptRunConfig, RunConfiguration, Environment, CondaDependencies,
                    TensorflowConfiguration, MpiConfiguration, ServicePrincipalAuthentication,
@@ -116,6 +118,33 @@ def _quiet_sdk_loggers() -> None:
     if sdk_logger.level == logging.NOTSET and logging.getLogger().getEffectiveLevel() > \
             logging.DEBUG:
         sdk_logger.setLevel(logging.CRITICAL)
+
+
+def _sdk_dirs() -> tuple[str, ...]:
+    import azureml
+
+    return tuple(os.path.join(os.path.abspath(p), "") for p in azureml.__path__)
+
+
+def _route_sdk_warnings() -> None:
+    """Python warnings the SDK's own code raises (`UserWarning: The resource group doesn't
+    exist ... AzureML SDK is creating a resource group`) go to the `azureml.warnings` logger
+    with its other records: off stderr unless -vv. Warnings from anywhere else (amlctl's own,
+    the user's) are shown as before."""
+    shown = warnings.showwarning
+    if getattr(shown, "routes_sdk_warnings", False):
+        return
+    sdk_dirs = _sdk_dirs()
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if os.path.abspath(filename).startswith(sdk_dirs):
+            logging.getLogger("azureml.warnings").warning("%s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.routes_sdk_warnings = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def _single_attempt_rest_clients() -> None:

@@ -18,28 +18,24 @@ SDK v2's run history client, so no MLflow install is needed to read them.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
-from pathlib import PurePosixPath
 from typing import Any
 
 from amlctl.providers.azure.metrics import _number
 from amlctl.providers.azure.retry import DEFAULT_POLICY, RetryPolicy, call
-from amlctl.providers.base import TERMINAL_RUN_STATES, MetricSeries, RoleStatus
-from amlctl.providers.logroles import ROLES, role_of_log, task_name
+from amlctl.providers.azure.roles import (
+    NOT_STARTED,
+    declared,
+    log_tails,
+    process_logs,
+    role_of,
+    role_statuses,
+)
+from amlctl.providers.base import MetricSeries, RoleStatus
 
 ENDED = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")
-# what the common runtime writes per process (the SDK's JobLogPattern); older runtimes' logs
-# under azureml-logs/ are read when there is none of these
-USER_LOG = re.compile(r"user_logs/std_log.*\.txt")
 FIRST_POLL_S, MAX_POLL_S = 1.0, 10.0
-
-
-def role_of(log_name: str) -> str:
-    """The role a log file belongs to (`user_logs/std_log_worker_0.txt` -> `worker:0`), named
-    as on the other backends; other files keep their stem."""
-    return role_of_log(PurePosixPath(log_name).stem)
 
 
 def declared_tasks(job: Any) -> list[str]:
@@ -50,33 +46,9 @@ def declared_tasks(job: Any) -> list[str]:
     resources = getattr(job, "resources", None)
     instances = int(getattr(resources, "instance_count", None) or 1)
     if dist is not None and hasattr(dist, "worker_count"):  # TensorFlowDistribution
-        return ([task_name("ps", i) for i in range(int(dist.parameter_server_count or 0))]
-                + [task_name("worker", i) for i in range(int(dist.worker_count or 1))])
+        return declared(int(dist.parameter_server_count or 0), int(dist.worker_count or 1))
     per_instance = int(getattr(dist, "process_count_per_instance", None) or 1)
-    return [task_name("worker", i) for i in range(per_instance * instances)]
-
-
-def _task_order(name: str) -> tuple[int, int]:
-    role, _, index = name.partition(":")
-    return ROLES.index(role), int(index)
-
-
-def _is_task(name: str) -> bool:
-    role, _, index = name.partition(":")
-    return role in ROLES and index.isdigit()
-
-
-def _last_line(text: str) -> str | None:
-    return next((line.strip() for line in reversed(text.splitlines()) if line.strip()), None)
-
-
-def role_state(run_status: str, has_log: bool) -> str:
-    """A process's state from its job's (per-process states are not reported by Azure ML):
-    queued until the job runs and the process has written a log, then running, then the
-    job's final state."""
-    if run_status in TERMINAL_RUN_STATES:
-        return run_status
-    return "Running" if run_status == "Running" and has_log else "Queued"
+    return declared(0, per_instance * instances)
 
 
 class JobHistory:
@@ -125,9 +97,7 @@ class JobHistory:
 
     @staticmethod
     def _logs_of(details: Any) -> dict[str, str]:
-        files = dict(getattr(details, "log_files", None) or {})
-        user = {n: u for n, u in files.items() if USER_LOG.fullmatch(n)}
-        return dict(sorted((user or files).items()))
+        return process_logs(dict(getattr(details, "log_files", None) or {}))
 
     def logs(self, run_id: str) -> Iterator[str]:
         """Every process's log as it is now, file by file."""
@@ -154,18 +124,14 @@ class JobHistory:
             self.sleep(wait)
             wait = min(MAX_POLL_S, wait * 1.5)
 
-    def roles(self, run_id: str, run_status: str, declared: list[str]) -> list[RoleStatus]:
-        """Each process of the job (`declared`, and any other whose log file is listed), in
-        task order (ps first), with its state and the last line of its log. A job the
-        service has not started has no logs: its run history is not read."""
-        tails: dict[str, str | None] = {}
-        if run_status not in ("Queued", "Preparing"):
-            for name, url in self._logs_of(self._details(run_id)).items():
-                role = role_of(name)
-                if _is_task(role):
-                    tails[role] = _last_line(self._text(name, url))
-        names = sorted(set(declared) | set(tails), key=_task_order)
-        return [RoleStatus(n, role_state(run_status, n in tails), tails.get(n)) for n in names]
+    def roles(self, run_id: str, run_status: str, tasks: list[str]) -> list[RoleStatus]:
+        """Each process of the job (`tasks`, those it declares, and any other whose log file
+        is listed), in task order (ps first), with its state and the last line of its log. A
+        job the service has not started has no logs: its run history is not read."""
+        tails = ({} if run_status in NOT_STARTED
+                 else log_tails(dict(getattr(self._details(run_id), "log_files", None) or {}),
+                                self._text))
+        return role_statuses(run_status, tasks, tails)
 
     # metrics -----------------------------------------------------------------------------------
 
