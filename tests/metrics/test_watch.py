@@ -285,3 +285,27 @@ def test_ctrl_c_in_the_terminal_stops_apply_wait_not_the_run(tmp_path: Path) -> 
     watched = amlctl(folder, "watch", "run.staggered", "--interval", "0.2")
     assert watched.returncode == 0, watched.stdout + watched.stderr
     assert run_record(folder)["status"] == "Completed"
+
+
+def test_apply_wait_holds_no_lock_while_it_follows_the_run(tmp_path: Path) -> None:
+    """Following a run writes nothing, so `apply --wait` lets go of the workspace lock first:
+    another apply in the meantime is not refused (it finds nothing to do)."""
+    folder, release = project(tmp_path, 0)
+    waiting = subprocess.Popen([sys.executable, "-m", "amlctl", "apply", "--auto-approve",
+                                "--wait"], cwd=folder, env=env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    assert waiting.stdout is not None
+    output = Output(waiting.stdout.fileno())
+    try:
+        output.wait_for(lambda text: "worker 0 waiting" in text, "the run's logs streamed")
+        other = amlctl(folder, "apply", "--auto-approve")
+        assert other.returncode == 0, other.stdout + other.stderr
+        assert "Nothing to do" in other.stdout
+        assert waiting.poll() is None  # still following the run
+        release.write_text("go")
+        output.drain()
+        assert waiting.wait(timeout=TIMEOUT) == 0, output.text
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert run_record(folder)["status"] == "Completed"
