@@ -102,13 +102,14 @@ def plan(
     include_data: IncludeData = False,
 ) -> None:
     """Show what apply would change to make the workspace match the manifest."""
-    from amlctl.engine.planfile import check_destination, save_plan
     from amlctl.engine.planner import make_destroy_plan, make_plan
 
     fmt = "json" if json_output else output_format
     if fmt not in ("text", "json", "markdown"):
         raise UsageError(f"--format {fmt!r}: expected text, json or markdown")
-    if out is not None:
+    if out is not None:  # plan files are written only with --out: loaded only then
+        from amlctl.engine.planfile import check_destination, save_plan
+
         check_destination(out)
     with engine_context(ctx, file) as context:
         if destroy:
