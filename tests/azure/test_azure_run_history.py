@@ -184,6 +184,21 @@ def test_watch_shows_each_process_of_a_parameter_server_run(fake: FakeAzure,
     assert provider.run_roles("no-such-run") == []
 
 
+def test_watch_shows_a_listed_log_that_is_gone_as_empty(fake: FakeAzure,
+                                                         provider: AzureProvider,
+                                                         source: Path) -> None:
+    """A log file the run lists but storage no longer holds (or has not written yet) is shown
+    without a line, as on azure-v2, rather than failing the whole view."""
+    fake.history.hold_runs = True
+    info = provider.submit_run(request(source))
+    (ws,) = fake.workspaces.values()
+    fake.history.set_status(ws, info.id, "Running")
+    fake.history._run(ws, info.id).logs["user_logs/std_log_worker_2.txt"] = "ExperimentRun/gone"
+    assert roles_of(provider, info.id)[-2:] == [
+        ("worker:1", "Running", "worker_1: starting train.py on cpu"),
+        ("worker:2", "Running", None)]
+
+
 def test_watch_shows_each_rank_of_an_mpi_run(fake: FakeAzure, provider: AzureProvider,
                                              source: Path) -> None:
     """An MPI run's ranks (processes per node x nodes), named `worker:RANK` as on the

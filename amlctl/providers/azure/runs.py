@@ -36,6 +36,7 @@ from amlctl.errors import ProviderError
 from amlctl.providers.azure import sdk
 from amlctl.providers.azure.retry import (
     DEFAULT_POLICY,
+    AzureCallError,
     RetryPolicy,
     call,
     failure,
@@ -494,8 +495,13 @@ class SdkRunService:
         from azureml._file_utils import download_file_stream
 
         # one attempt per call (the SDK retries 5 times with sleeps by default): ours retries
-        return str(call(f"downloading log {name}",
-                        lambda: download_file_stream(url, max_retries=1), self.policy))
+        try:
+            return str(call(f"downloading log {name}",
+                            lambda: download_file_stream(url, max_retries=1), self.policy))
+        except AzureCallError as err:
+            if err.status == 404:  # listed but gone (or not yet written): shown empty, as on v2
+                return ""
+            raise
 
     def _follow(self, run: Any) -> Iterator[str]:
         """Stream what `wait_for_completion(show_output=True)` prints, line by line."""
