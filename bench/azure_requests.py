@@ -85,48 +85,21 @@ def main() -> None:
 
 def plan_requests(folder: Path, fake: Any, auth: Any, sizes: dict[str, int]) -> Counter[str]:
     from history_double import HistoryDouble
-    from scale_manifest import (
-        RESOURCE_GROUP,
-        STACK,
-        WORKSPACE,
-        counted_requests,
-        request_kind,
-        write_scale_manifest,
-    )
+    from scale_manifest import STACK, noop_plan_requests
 
-    from amlctl.engine.executor import apply_plan
-    from amlctl.engine.planner import Context, bind_state, make_plan
-    from amlctl.manifest.loader import load_manifest
     from amlctl.providers.azure.computes import ComputeSettings
     from amlctl.providers.azure.provider import AzureProvider
     from amlctl.providers.azure.retry import RetryPolicy
-    from amlctl.providers.base import OWNER_TAG
 
-    folder.mkdir()
-    fake.add_workspace(RESOURCE_GROUP, WORKSPACE, tags={OWNER_TAG: STACK})
-    path, key = write_scale_manifest(folder, fake, **sizes)
-    os.environ["SCALE_KEY"] = key
-    loaded = load_manifest(path)
-    state = folder / ".amlctl"
-    history = HistoryDouble()
+    history = HistoryDouble()  # the runs the apply submitted, seen again by the plan
 
-    def context() -> Any:
-        provider = AzureProvider(loaded.manifest.workspace.model_dump(), STACK, state,
-                                 auth=auth, cloud="AzureCloud", run_service=history,
-                                 policy=RetryPolicy(sleep=lambda _s: None),
-                                 compute_settings=ComputeSettings(sleep=lambda _s: None))
-        return bind_state(Context(loaded, provider, provider.state_store(), state, "azure"))
+    def make_provider(workspace: dict[str, Any], state: Path) -> AzureProvider:
+        return AzureProvider(workspace, STACK, state, auth=auth, cloud="AzureCloud",
+                             run_service=history, policy=RetryPolicy(sleep=lambda _s: None),
+                             compute_settings=ComputeSettings(sleep=lambda _s: None))
 
-    ctx = context()
-    result = apply_plan(ctx, make_plan(ctx))
-    assert result.ok, result.failed
-    ctx.close()
-    with counted_requests() as seen:  # a fresh process's view: nothing read yet
-        ctx = context()
-        plan = make_plan(ctx)
-    ctx.close()
-    assert not plan.has_changes
-    return Counter(request_kind(method, url) for method, url in seen)
+    return noop_plan_requests(folder, fake, "azure", make_provider, os.environ.__setitem__,
+                              **sizes)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,42 @@ def write_scale_manifest(folder: Path, fake: FakeAzure, *, computes: int, datast
     path = folder / "amlctl.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path, key
+
+
+def noop_plan_requests(folder: Path, fake: Any, backend: str,
+                       make_provider: Callable[[dict[str, Any], Path], Any],
+                       setenv: Callable[[str, str], None], **counts: int) -> Counter[str]:
+    """Apply a scale manifest of `counts` into `fake`, then count the requests of a no-change
+    plan by a fresh provider and state (as a new process), by kind (see `request_kind`).
+    `make_provider(workspace, state_dir)` builds the backend's provider; `setenv` sets the
+    datastores' key (monkeypatch.setenv, or os.environ's)."""
+    from amlctl.engine.executor import apply_plan
+    from amlctl.engine.planner import Context, bind_state, make_plan
+    from amlctl.manifest.loader import load_manifest
+    from amlctl.providers.base import OWNER_TAG
+
+    folder.mkdir()
+    fake.add_workspace(RESOURCE_GROUP, WORKSPACE, tags={OWNER_TAG: STACK})
+    path, key = write_scale_manifest(folder, fake, **counts)
+    setenv("SCALE_KEY", key)
+    loaded = load_manifest(path)
+    state = folder / ".amlctl"
+    workspace = loaded.manifest.workspace.model_dump()
+
+    def context() -> Any:
+        provider = make_provider(workspace, state)
+        return bind_state(Context(loaded, provider, provider.state_store(), state, backend))
+
+    ctx = context()
+    result = apply_plan(ctx, make_plan(ctx))
+    ctx.close()
+    assert result.ok, result.failed
+    with counted_requests() as seen:  # a fresh process's view: nothing read yet
+        ctx = context()
+        plan = make_plan(ctx)
+    ctx.close()
+    assert not plan.has_changes, [c.address for c in plan.actionable]
+    return Counter(request_kind(method, url) for method, url in seen)
 
 
 @contextmanager

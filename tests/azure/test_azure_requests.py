@@ -21,8 +21,7 @@ from scale_manifest import (
     STACK,
     WORKSPACE,
     counted_requests,
-    request_kind,
-    write_scale_manifest,
+    noop_plan_requests,
 )
 
 from amlctl.providers.azure.computes import ComputeSettings
@@ -31,57 +30,29 @@ from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.base import OWNER_TAG
 
 
-def applied_context(folder: Path, fake: FakeAzure, token_auth: Any,
-                    monkeypatch: pytest.MonkeyPatch, **counts: int) -> Any:
-    """An engine context for a scale manifest, applied once."""
-    from amlctl.engine.executor import apply_plan
-    from amlctl.engine.planner import Context, bind_state, make_plan
-    from amlctl.manifest.loader import load_manifest
+def plan_requests(folder: Path, fake: FakeAzure, token_auth: Any,
+                  monkeypatch: pytest.MonkeyPatch, **counts: int) -> Counter[str]:
+    """Requests of a no-change plan of a scale manifest applied with the azure backend."""
+    history = HistoryDouble()  # the runs the apply submitted, seen again by the plan
 
-    folder.mkdir()
-    fake.add_workspace(RESOURCE_GROUP, WORKSPACE, tags={OWNER_TAG: STACK})
-    path, key = write_scale_manifest(folder, fake, **counts)
-    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-    monkeypatch.setenv("SCALE_KEY", key)
-    loaded = load_manifest(path)
-    state = folder / ".amlctl"
-    provider = AzureProvider(loaded.manifest.workspace.model_dump(), STACK, state,
-                             auth=token_auth, cloud="AzureCloud", run_service=HistoryDouble(),
-                             policy=RetryPolicy(sleep=lambda _s: None),
+    def make_provider(workspace: dict[str, Any], state: Path) -> AzureProvider:
+        return AzureProvider(workspace, STACK, state, auth=token_auth, cloud="AzureCloud",
+                             run_service=history, policy=RetryPolicy(sleep=lambda _s: None),
                              compute_settings=ComputeSettings(sleep=lambda _s: None))
-    ctx = bind_state(Context(loaded, provider, provider.state_store(), state, "azure"))
-    result = apply_plan(ctx, make_plan(ctx))
-    assert result.ok, result.failed
-    return ctx
 
-
-def plan_requests(ctx: Any) -> Counter[str]:
-    """Requests of one no-change plan by a fresh provider and state (as a new process), by
-    kind (see scale_manifest.request_kind)."""
-    from amlctl.engine.planner import Context, bind_state, make_plan
-
-    old = ctx.provider
-    provider = AzureProvider(old.workspace, STACK, ctx.state_dir, auth=old._auth,
-                             cloud="AzureCloud", run_service=old._run_service,
-                             policy=RetryPolicy(sleep=lambda _s: None))
-    ctx.close()
-    with counted_requests() as seen:
-        fresh = bind_state(Context(ctx.loaded, provider, provider.state_store(), ctx.state_dir,
-                                   "azure"))
-        plan = make_plan(fresh)
-    fresh.close()
-    assert not plan.has_changes, [c.address for c in plan.actionable]
-    return Counter(request_kind(method, url) for method, url in seen)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+    return noop_plan_requests(folder, fake, "azure", make_provider, monkeypatch.setenv,
+                              **counts)
 
 
 def test_requests_per_plan_do_not_grow_with_resources(fake: FakeAzure, token_auth: Any,
                                                        tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    small = plan_requests(applied_context(tmp_path / "small", fake, token_auth, monkeypatch,
-                                          computes=1, datastores=1, uploads=1, runs=1))
+    small = plan_requests(tmp_path / "small", fake, token_auth, monkeypatch,
+                          computes=1, datastores=1, uploads=1, runs=1)
     fake.reset()
-    big = plan_requests(applied_context(tmp_path / "big", fake, token_auth, monkeypatch,
-                                        computes=50, datastores=20, uploads=10, runs=10))
+    big = plan_requests(tmp_path / "big", fake, token_auth, monkeypatch,
+                        computes=50, datastores=20, uploads=10, runs=10)
     # One listing of each upload's target folder (its files) is inherent; every other
     # request is made once per plan, whatever the number of clusters, datastores or runs.
     assert big["LIST upN/"] == 10 and small["LIST upN/"] == 1

@@ -19,16 +19,13 @@ from scale_manifest import (
     RESOURCE_GROUP,
     STACK,
     WORKSPACE,
-    counted_requests,
-    request_kind,
-    write_scale_manifest,
+    noop_plan_requests,
 )
 from v2_support import SUBSCRIPTION, FakeTokenCredential
 
 from amlctl.providers.azure.computes import ComputeSettings
 from amlctl.providers.azure.retry import RetryPolicy
 from amlctl.providers.azure_v2.provider import AzureV2Provider
-from amlctl.providers.base import OWNER_TAG
 
 
 def make_provider(workspace: dict[str, Any], state: Path,
@@ -40,34 +37,14 @@ def make_provider(workspace: dict[str, Any], state: Path,
 
 def plan_requests(folder: Path, fake: FakeV2Azure, credential: FakeTokenCredential,
                   monkeypatch: pytest.MonkeyPatch, **counts: int) -> Counter[str]:
-    """Apply a scale manifest, then count the requests of a no-change plan by a fresh
-    provider and state, by kind (see scale_manifest.request_kind)."""
-    from amlctl.engine.executor import apply_plan
-    from amlctl.engine.planner import Context, bind_state, make_plan
-    from amlctl.manifest.loader import load_manifest
-
-    folder.mkdir()
-    fake.add_workspace(RESOURCE_GROUP, WORKSPACE, tags={OWNER_TAG: STACK})
-    path, key = write_scale_manifest(folder, fake, **counts)
+    """Requests of a no-change plan of a scale manifest applied with the azure-v2 backend
+    (its runs submitted as jobs)."""
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
-    monkeypatch.setenv("SCALE_KEY", key)
-    loaded = load_manifest(path)
-    state = folder / ".amlctl"
-    workspace = loaded.manifest.workspace.model_dump()
-    provider = make_provider(workspace, state, credential)
-    ctx = bind_state(Context(loaded, provider, provider.state_store(), state, "azure-v2"))
-    result = apply_plan(ctx, make_plan(ctx))
-    assert result.ok, result.failed
+    counted = noop_plan_requests(folder, fake, "azure-v2",
+                                 lambda ws, state: make_provider(ws, state, credential),
+                                 monkeypatch.setenv, **counts)
     assert len(fake.job_bodies(RESOURCE_GROUP, WORKSPACE)) == counts["runs"]
-    ctx.close()
-    fresh_provider = make_provider(workspace, state, credential)
-    with counted_requests() as seen:
-        fresh = bind_state(Context(loaded, fresh_provider, fresh_provider.state_store(), state,
-                                   "azure-v2"))
-        plan = make_plan(fresh)
-    fresh.close()
-    assert not plan.has_changes, [c.address for c in plan.actionable]
-    return Counter(request_kind(method, url) for method, url in seen)
+    return counted
 
 
 def test_requests_per_plan_do_not_grow_with_runs(fake: FakeV2Azure,
