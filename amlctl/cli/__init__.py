@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from typing import Any
 
 import typer
@@ -68,10 +69,37 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+# pydantic's plugin finder: the module pydantic imports the first time it builds a validator.
+PYDANTIC_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def _no_pydantic_plugins() -> None:
+    """Tell pydantic, for this process, that no plugin is installed.
+
+    The first validator pydantic builds imports its plugin finder, and that module imports
+    importlib.metadata (email, zipfile, csv, socket...): about a tenth of the time `validate`
+    takes, before the finder even reads every installed package's entry points. amlctl has
+    no use for plugins (observability hooks): typer and the manifest loader already build
+    their validators with plugins disabled. So the finder is answered here with "none",
+    before anything loads pydantic. Were pydantic to move the finder, this one would just
+    go unused. Library users of amlctl (no `main`) keep pydantic as it is.
+    """
+    if PYDANTIC_PLUGIN_LOADER in sys.modules:
+        return
+    finder = types.ModuleType(PYDANTIC_PLUGIN_LOADER, "No pydantic plugins (amlctl CLI).")
+
+    def get_plugins(*_args: Any, **_kwargs: Any) -> tuple[()]:
+        return ()
+
+    finder.get_plugins = get_plugins  # type: ignore[attr-defined]
+    sys.modules[PYDANTIC_PLUGIN_LOADER] = finder
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map domain errors to exit codes (0 ok, 1 error, 2 changes present)."""
     from amlctl.errors import AmlctlError, ManifestError
 
+    _no_pydantic_plugins()
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(build_app(first_command(args)))
     try:
