@@ -554,21 +554,19 @@ def _check_nul(value: Any, path: Path_, walk: _Walk) -> None:
 def _validate_models(data: dict[str, Any], walk: _Walk) -> Any:
     from pydantic import ValidationError
 
-    registry: dict[int, type] = {}
-    # the validators are built on first use (defer_build), so at the first model_validate
     with _without_pydantic_plugins():
         from amlctl.manifest.models import MODEL_OF_MAPPING, Manifest
 
-        token = MODEL_OF_MAPPING.set(registry)
-        try:
-            return Manifest.model_validate(data)
-        except ValidationError as err:
-            problems = err.errors(include_url=False)
-        finally:
-            MODEL_OF_MAPPING.reset(token)
-    for path, message in _model_problems(problems, data, registry):
-        walk.problems.append(problem_at(walk.file, walk.positions, path, message))
-    return None
+    registry: dict[int, type] = {}
+    token = MODEL_OF_MAPPING.set(registry)
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as err:
+        for path, message in _model_problems(err.errors(include_url=False), data, registry):
+            walk.problems.append(problem_at(walk.file, walk.positions, path, message))
+        return None
+    finally:
+        MODEL_OF_MAPPING.reset(token)
 
 
 @contextmanager

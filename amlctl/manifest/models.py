@@ -4,7 +4,7 @@ Every field carries a description: it feeds the JSON Schema (editor completion) 
 Cross-resource rules (references, node counts, paths on disk) live in `validate.py`.
 
 No `from __future__ import annotations` here: pydantic would then have to eval() every field's
-annotation string when it builds a class, about a fifth of the cost of importing this module,
+annotation string when it builds a class, about a tenth of the cost of importing this module,
 which every command that reads a manifest pays.
 """
 
@@ -39,11 +39,7 @@ NAME_DESCRIPTION = "Named map: each key is the resource's name, as it appears in
 class StrictModel(BaseModel):
     """Base of every manifest model: unknown keys are errors, values are immutable."""
 
-    # defer_build: a model's validator is built on first use, not at import. Validating a
-    # manifest builds Manifest's, which holds every other model's schema: the nested models'
-    # own validators (built at import otherwise) would be work a command never uses.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
-                              defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="before")
     @classmethod
