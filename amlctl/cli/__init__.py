@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from importlib.machinery import ModuleSpec
 from typing import Any
 
 import typer
@@ -73,26 +74,41 @@ def __getattr__(name: str) -> Any:
 PYDANTIC_PLUGIN_LOADER = "pydantic.plugin._loader"
 
 
-def _no_pydantic_plugins() -> None:
-    """Tell pydantic, for this process, that no plugin is installed.
+class _NoPydanticPlugins:
+    """Import hook answering pydantic's plugin finder with one that finds none.
 
     The first validator pydantic builds imports its plugin finder, and that module imports
     importlib.metadata (email, zipfile, csv, socket...): about a tenth of the time `validate`
     takes, before the finder even reads every installed package's entry points. amlctl has
     no use for plugins (observability hooks): typer and the manifest loader already build
-    their validators with plugins disabled. So the finder is answered here with "none",
-    before anything loads pydantic. Were pydantic to move the finder, this one would just
-    go unused. Library users of amlctl (no `main`) keep pydantic as it is.
+    their validators with plugins disabled. Were pydantic to move its finder, this hook would
+    just go unused. Library users of amlctl (no `main`) keep pydantic as it is.
     """
-    if PYDANTIC_PLUGIN_LOADER in sys.modules:
-        return
-    finder = types.ModuleType(PYDANTIC_PLUGIN_LOADER, "No pydantic plugins (amlctl CLI).")
 
-    def get_plugins(*_args: Any, **_kwargs: Any) -> tuple[()]:
-        return ()
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        """A spec for the plugin finder only; every other import goes on as usual."""
+        return ModuleSpec(name, _NoPydanticPlugins) if name == PYDANTIC_PLUGIN_LOADER else None
 
-    finder.get_plugins = get_plugins  # type: ignore[attr-defined]
-    sys.modules[PYDANTIC_PLUGIN_LOADER] = finder
+    @staticmethod
+    def create_module(spec: ModuleSpec) -> None:
+        """The default module object."""
+        return None
+
+    @staticmethod
+    def exec_module(module: types.ModuleType) -> None:
+        """Fill the module: `get_plugins()`, which finds no plugin."""
+        module.get_plugins = _no_plugins  # type: ignore[attr-defined]
+
+
+def _no_plugins(*_args: Any, **_kwargs: Any) -> tuple[()]:
+    return ()
+
+
+def _no_pydantic_plugins() -> None:
+    """Install the hook, before anything loads pydantic (see _NoPydanticPlugins)."""
+    if PYDANTIC_PLUGIN_LOADER not in sys.modules and _NoPydanticPlugins not in sys.meta_path:
+        sys.meta_path.insert(0, _NoPydanticPlugins)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> None:
