@@ -74,15 +74,18 @@ def _styler(ctx: typer.Context) -> Any:
 
 
 def _print_plan(ctx: typer.Context, plan: Plan, output_format: str) -> None:
-    from amlctl.render.human import render_plan
-    from amlctl.render.jsonplan import render_json
-    from amlctl.render.markdown import render_markdown
-
+    # each renderer is imported only when its format is asked for
     if output_format == "json":
+        from amlctl.render.jsonplan import render_json
+
         typer.echo(render_json(plan), nl=False)
     elif output_format == "markdown":
+        from amlctl.render.markdown import render_markdown
+
         typer.echo(render_markdown(plan), nl=False)
     else:
+        from amlctl.render.human import render_plan
+
         typer.echo(render_plan(plan, _styler(ctx)), nl=False)
 
 
