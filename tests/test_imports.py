@@ -155,7 +155,12 @@ def test_a_no_op_plan_loads_only_what_it_uses(tmp_path: Path) -> None:
     imported = full_modules_of(tmp_path, "plan", home=home)
     assert {"amlctl.engine.planner", "amlctl.render.human"} <= imported  # it did plan
     unused = {"amlctl.runs.definition", "amlctl.manifest.vmsizes", "amlctl.providers.local.pool",
-              "amlctl.render.jsonplan", "amlctl.render.markdown", "importlib.metadata"}
+              "amlctl.render.jsonplan", "amlctl.render.markdown", "amlctl.engine.planfile",
+              "importlib.metadata"}
+    assert not imported & unused, sorted(imported & unused)
+    # a no-op apply takes the lock and reads no plan file
+    imported = full_modules_of(tmp_path, "apply", "--auto-approve", home=home)
+    assert {"amlctl.engine.lock", "amlctl.engine.operation"} <= imported  # it did apply
     assert not imported & unused, sorted(imported & unused)
 
 

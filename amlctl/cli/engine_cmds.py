@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from amlctl.engine.executor import ApplyResult
     from amlctl.engine.operation import ApplyRequest
     from amlctl.engine.plan import Plan
+    from amlctl.engine.planfile import SavedPlan
     from amlctl.engine.planner import Context
     from amlctl.providers.base import ComputeStatus, RunInfo
 
@@ -148,10 +149,12 @@ def apply(
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.operation import ApplyRequest, backend_for_saved
-    from amlctl.engine.planfile import load_plan, manifest_of
 
-    saved = load_plan(planfile) if planfile is not None else None
-    if saved is not None:
+    saved: SavedPlan | None = None
+    if planfile is not None:  # the plan-file module is loaded only for `apply FILE`
+        from amlctl.engine.planfile import load_plan, manifest_of
+
+        saved = load_plan(planfile)
         if file is None:
             file = manifest_of(saved, planfile)  # type: ignore[arg-type]
         settings(ctx).backend = backend_for_saved(
