@@ -10,8 +10,8 @@ Target: `validate` of the quickstart manifest within 1.5x that floor. --strict e
 target is missed (for CI); without it the figures are only printed.
 
 Also printed, without a target: a no-op `plan` of a manifest with a one-file local upload
-(applied once first, in a temporary folder). It is the fixed part of every plan and apply:
-what a re-sync pays whatever the size of the tree.
+(applied once first, in a temporary folder that also holds its state). It is the fixed part
+of every plan and apply: what a re-sync pays whatever the size of the tree.
 """
 
 from __future__ import annotations
@@ -120,7 +120,6 @@ def measure(runs: int, work: Path) -> dict[str, tuple[float, float]]:
            if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
     # This checkout's amlctl, whichever one the venv's console script was installed from.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["AMLCTL_HOME"] = str(work / "home")  # the plan's state, kept out of the project
     todo = commands(one_file_project(work, env))
     for argv in todo.values():
         time_once(argv, env)
