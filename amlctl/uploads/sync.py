@@ -25,16 +25,18 @@ calling thread.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import itemgetter
 from pathlib import Path
+from typing import Protocol, cast
 
 from amlctl.uploads.atomic import Hashed, hash_file
 from amlctl.uploads.errors import UploadError
-from amlctl.uploads.hashcache import HashCache
+from amlctl.uploads.hashcache import HashCache, NoOpMemo
 from amlctl.uploads.model import (
     FileChange,
     FileStat,
@@ -62,7 +64,7 @@ def listing_digest(listing: Mapping[str, RemoteFile]) -> str:
 
 def plan_sync(
     src_dir: Path,
-    store_listing: Mapping[str, RemoteFile] | Callable[[], Mapping[str, RemoteFile]],
+    store_listing: Mapping[str, RemoteFile] | Callable[[], Mapping[str, RemoteFile]] | FileStore,
     exclude: Sequence[str] = (),
     delete_extra: bool = False,
     cache: HashCache | None = None,
@@ -78,16 +80,63 @@ def plan_sync(
     symlink leaving src_dir. Files hashed here are recorded in `cache` (flushed before
     returning). Folders in `never` (amlctl's state folder) are never part of the upload,
     wherever they sit under src_dir (see `scan`). `store_listing` may be a function listing
-    the store (`store.list_files`): it then runs on a thread while src_dir is scanned, so
-    the two walks' stat calls overlap.
+    the store (`store.list_files`) or the store itself: it is then listed on a thread while
+    src_dir is scanned, so the two walks' stat calls overlap; a store that can fingerprint
+    its files (see `FileStore`) may spare the plan the listing (see "Nothing to do").
     """
-    if callable(store_listing):
-        with ThreadPoolExecutor(max_workers=1) as lister:
-            listed = lister.submit(store_listing)
-            scan = _scan_and_warm(src_dir, exclude, cache, never)
-            store_listing = listed.result()
+    memo_key = memo = None
+    if (cache is not None and not resend_all and hasattr(store_listing, "fingerprint")
+            and hasattr(store_listing, "list_files_fingerprinted")):
+        store = cast(_Fingerprinting, store_listing)
+        memo_key = f"{src_dir.absolute()}\0{store.fingerprint_key}"
+        memo = cache.no_op_memo(memo_key)
+        if memo is not None:
+            with ThreadPoolExecutor(max_workers=1) as lister:
+                fingerprinted = lister.submit(store.fingerprint)
+                scan = scan_tree(src_dir, exclude, never)
+                remote_print = fingerprinted.result()
+            inputs = _inputs(scan, remote_print, delete_extra, cache)
+            if remote_print is not None and inputs == memo.inputs:
+                return SyncPlan(add=(), change=(), delete=(), unchanged=memo.unchanged,
+                                kept_extra=memo.kept_extra, hashed=0,
+                                delete_extra=delete_extra, remote_digest=memo.remote_digest,
+                                warnings=scan.warnings)
+            # something changed: the slow way (the store is walked once more)
+        listing_fn: Callable[[], tuple[Mapping[str, RemoteFile], str | None]] = \
+            store.list_files_fingerprinted
+    elif hasattr(store_listing, "list_files"):
+        listing_fn = _no_print(cast(FileStore, store_listing).list_files)
+    elif callable(store_listing):
+        listing_fn = _no_print(store_listing)
     else:
-        scan = _scan_and_warm(src_dir, exclude, cache, never)
+        listing_fn = _no_print(lambda: cast(Mapping[str, RemoteFile], store_listing))
+    if memo is not None:  # src_dir was scanned above
+        listing, remote_print = listing_fn()
+        if cache is not None:
+            cache.warm(src_dir.absolute())
+    else:
+        with ThreadPoolExecutor(max_workers=1) as lister:
+            listed = lister.submit(listing_fn)
+            scan = _scan_and_warm(src_dir, exclude, cache, never)
+            listing, remote_print = listed.result()
+    plan, doubts = _compare(scan, listing, cache, src_dir, delete_extra, resend_all, workers)
+    if memo_key is not None and cache is not None:
+        # Only a plan that trusted the hash cache for every file (none read: no racy entry)
+        # and the store's index for every remote file may spare the next one its work.
+        if not plan.has_changes and not doubts and remote_print is not None:
+            fresh = NoOpMemo(_inputs(scan, remote_print, delete_extra, cache),
+                             plan.unchanged, plan.kept_extra, plan.remote_digest)
+            if fresh != memo:
+                cache.record_no_op(memo_key, fresh)
+        elif memo is not None:
+            cache.record_no_op(memo_key, None)
+    return plan
+
+
+def _compare(scan: Scan, store_listing: Mapping[str, RemoteFile], cache: HashCache | None,
+             src_dir: Path, delete_extra: bool, resend_all: bool, workers: int
+             ) -> tuple[SyncPlan, int]:
+    """The plan from a scan and a listing, and how many files were read for it."""
     add: list[FileChange] = []
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
@@ -128,7 +177,30 @@ def plan_sync(
         delete_extra=delete_extra,
         remote_digest=listing_digest(store_listing),
         warnings=scan.warnings,
-    )
+    ), len(doubts)
+
+
+class _Fingerprinting(Protocol):
+    """The optional part of the FileStore contract a no-op plan uses (see `store`)."""
+
+    fingerprint_key: str
+
+    def fingerprint(self) -> str | None: ...
+
+    def list_files_fingerprinted(self) -> tuple[dict[str, RemoteFile], str | None]: ...
+
+
+def _no_print(list_files: Callable[[], Mapping[str, RemoteFile]]
+              ) -> Callable[[], tuple[Mapping[str, RemoteFile], str | None]]:
+    return lambda: (list_files(), None)
+
+
+def _inputs(scan: Scan, remote_print: str | None, delete_extra: bool, cache: HashCache) -> str:
+    """A digest of what a plan depends on: every local file's path and stat, the store's
+    fingerprint, delete_extra and the racy window the cache's answers were judged by."""
+    local = marshal.dumps([(relpath, *stat) for relpath, _, stat in scan.files], 2)
+    head = f"{remote_print}\0{delete_extra}\0{cache.racy_window_ns}\0".encode()
+    return hashlib.sha256(head + local).hexdigest()
 
 
 def _scan_and_warm(src_dir: Path, exclude: Sequence[str], cache: HashCache | None,
