@@ -60,7 +60,7 @@ from amlctl.uploads.atomic import (
     remove_stale_temp,
     write_temp,
 )
-from amlctl.uploads.dirfd import open_chain, open_file, walk_files
+from amlctl.uploads.dirfd import open_chain, open_file, stat_files, walk_files
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import FileStat, RemoteFile
 from amlctl.uploads.store import check_relpath
@@ -139,17 +139,15 @@ class FolderFileStore:
         FileStore contract): equal to what `list_files_fingerprinted` gave with the same
         files unchanged. None while temp files lie there (a write may be under way)."""
         self._writes.commit(final=False)
-        stats: list[_Stat] = []
-        append = stats.append
-        for relpath, _dir_fd, entry in self._walk():
-            name = entry.name
-            if name.startswith(TEMP_PREFIX):
-                return None
-            if entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                if statmod.S_ISREG(st.st_mode):
-                    append((relpath, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-        return _digest(self._index.key, stats)
+        try:
+            chain = open_chain(self._base, self._parts, create=False)
+        except NotADirectoryError:
+            chain = None  # root is a file: no folder, no files
+        if chain is None:
+            return _digest(self._index.key, [])
+        with chain:
+            stats = stat_files(chain, TEMP_PREFIX)
+        return None if stats is None else _digest(self._index.key, stats)
 
     def list_files_fingerprinted(self) -> tuple[dict[str, RemoteFile], str | None]:
         """`list_files`, and the `fingerprint` of the files listed: None unless the index

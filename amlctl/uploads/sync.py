@@ -198,7 +198,7 @@ def _no_print(list_files: Callable[[], Mapping[str, RemoteFile]]
 def _inputs(scan: Scan, remote_print: str | None, delete_extra: bool, cache: HashCache) -> str:
     """A digest of what a plan depends on: every local file's path and stat, the store's
     fingerprint, delete_extra and the racy window the cache's answers were judged by."""
-    local = marshal.dumps([(relpath, *stat) for relpath, _, stat in scan.files], 2)
+    local = marshal.dumps(scan.rows, 2)
     head = f"{remote_print}\0{delete_extra}\0{cache.racy_window_ns}\0".encode()
     return hashlib.sha256(head + local).hexdigest()
 
