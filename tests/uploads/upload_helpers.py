@@ -80,11 +80,15 @@ class Env:
     def cache(self) -> HashCache:
         return HashCache(self.cache_db, racy_window_ns=self.racy_window_ns)
 
-    def plan(self, exclude: tuple[str, ...] = (), delete_extra: bool = False) -> SyncPlan:
+    def plan(self, exclude: tuple[str, ...] = (), delete_extra: bool = False, *,
+             listing: bool = False, resend_all: bool = False) -> SyncPlan:
+        """A plan given the store itself, as amlctl plans (so the memo of a plan that found
+        nothing to do is used and kept); `listing`: given the store's listing instead."""
         with self.store() as store, self.cache() as cache:
-            return plan_sync(self.src, store.list_files(), exclude, delete_extra, cache)
+            return plan_sync(self.src, store.list_files() if listing else store, exclude,
+                             delete_extra, cache, resend_all=resend_all)
 
     def sync(self, exclude: tuple[str, ...] = (), delete_extra: bool = False) -> SyncResult:
         with self.store() as store, self.cache() as cache:
-            plan = plan_sync(self.src, store.list_files(), exclude, delete_extra, cache)
+            plan = plan_sync(self.src, store, exclude, delete_extra, cache)
             return apply_sync(plan, self.src, store, cache=cache)
