@@ -11,6 +11,18 @@ is compared by sha256, taken from the hash cache when its stat is unchanged, els
 `hashed` count). Equal sizes against a store that does not know the remote hash count as a
 change. Store files absent locally are deleted only with delete_extra.
 
+Nothing to do: given a store that can fingerprint its files (see `FileStore`) and a hash
+cache, a plan that changes nothing, read no file (every local hash came from a cache entry
+outside the racy window) and listed every remote file on the strength of the store's index
+leaves a memo in the cache (`HashCache.no_op_memo`): a digest of every local relpath and
+stat, the store's fingerprint, delete_extra and the racy window, with the plan's figures.
+The next plan scans src_dir and fingerprints the store (both walks, one stat a file, as
+ever); when the digest is the same, the plan is the same, and it is given without the
+listing or the per-file comparison. Whether a cache entry is racy depends only on its stat
+and the time it was hashed, so an answer trusted then is trusted now for the same stat.
+Anything else (a changed stat on either side, a temp file in the store, other inputs,
+`resend_all`) takes the full plan, which replaces or drops the memo.
+
 `apply_sync` deletes first (so a file can replace a folder of the same name), then copies
 the files to add and change in a thread pool (see `workpool`), large files first (largest
 first), then small ones in path order, each read once and hashed while copied by the store,
