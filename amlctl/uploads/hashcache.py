@@ -45,9 +45,10 @@ CREATE TABLE IF NOT EXISTS hashes (
 """
 
 _MEMO_SCHEMA = """
-CREATE TABLE IF NOT EXISTS no_op_plans (
+CREATE TABLE IF NOT EXISTS upload_no_op_memo (
     upload TEXT PRIMARY KEY,
-    inputs TEXT NOT NULL,
+    local TEXT NOT NULL,
+    remote TEXT NOT NULL,
     unchanged INTEGER NOT NULL,
     kept_extra INTEGER NOT NULL,
     remote_digest TEXT NOT NULL
@@ -56,9 +57,11 @@ CREATE TABLE IF NOT EXISTS no_op_plans (
 
 
 class NoOpMemo(NamedTuple):
-    """What a plan that found nothing to do was made from (`inputs`, a digest) and gave."""
+    """What a plan that found nothing to do was made from (`local`: a digest of src_dir's
+    files and the plan's options; `remote`: the store's fingerprint) and what it gave."""
 
-    inputs: str
+    local: str
+    remote: str
     unchanged: int
     kept_extra: int
     remote_digest: str
@@ -168,7 +171,7 @@ class HashCache:
         """The memo recorded for `upload` by `record_no_op`, if any."""
         try:
             row = self._db.execute(
-                "SELECT inputs, unchanged, kept_extra, remote_digest FROM no_op_plans"
+                "SELECT local, remote, unchanged, kept_extra, remote_digest FROM upload_no_op_memo"
                 " WHERE upload = ?", (upload,)).fetchone()
         except sqlite3.OperationalError:
             return None  # a read-only file from before the memo existed: no such table
@@ -179,9 +182,9 @@ class HashCache:
         if self._read_only:
             return
         if memo is None:
-            self._db.execute("DELETE FROM no_op_plans WHERE upload = ?", (upload,))
+            self._db.execute("DELETE FROM upload_no_op_memo WHERE upload = ?", (upload,))
         else:
-            self._db.execute("INSERT OR REPLACE INTO no_op_plans VALUES (?, ?, ?, ?, ?)",
+            self._db.execute("INSERT OR REPLACE INTO upload_no_op_memo VALUES (?, ?, ?, ?, ?, ?)",
                              (upload, *memo))
         self._db.commit()
 

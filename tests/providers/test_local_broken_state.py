@@ -131,7 +131,7 @@ def test_a_cache_from_before_the_no_op_memo_works_read_only(project: Path, cli: 
     assert cli("apply", "--auto-approve").code == 0
     cache = project / ".amlctl" / "hashcache.db"
     with contextlib.closing(sqlite3.connect(cache)) as db:
-        db.execute("DROP TABLE no_op_plans")  # as a cache written by an older amlctl
+        db.execute("DROP TABLE upload_no_op_memo")  # as a cache written by an older amlctl
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     with read_only(project / ".amlctl"):
         plan = cli("plan")

@@ -23,7 +23,7 @@ def paths(changes: tuple[FileChange, ...]) -> list[str]:
 
 def memos(env: Env) -> int:
     with sqlite3.connect(env.cache_db) as db:
-        return int(db.execute("SELECT count(*) FROM no_op_plans").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM upload_no_op_memo").fetchone()[0])
 
 
 def synced(env: Env) -> None:
@@ -186,6 +186,6 @@ def test_a_cache_from_before_the_memo_gains_it(env: Env) -> None:
     write(env.src, FILES)
     env.sync()
     with sqlite3.connect(env.cache_db) as db:
-        db.execute("DROP TABLE no_op_plans")
+        db.execute("DROP TABLE upload_no_op_memo")
     assert not env.plan().has_changes
     assert memos(env) == 1
