@@ -81,8 +81,7 @@ class HashCache:
         # Not a database (or damaged): it only ever held a cache, so it is set aside and
         # started afresh. WAL, synchronous=NORMAL: no fsync per commit.
         self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA, _MEMO_SCHEMA),
-                                   rebuild=True,
-                                   isolation_level="")
+                                   rebuild=True, isolation_level="")
         # A read-only state folder: answer from the file, remember nothing new.
         self._read_only = statedb.is_read_only(self._db)
 
