@@ -34,6 +34,9 @@ from amlctl.uploads.model import FileStat, LocalFile
 StatRow = tuple[str, int, int, int, int, int]
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
 @dataclass(frozen=True)
 class Scan:
     """The files of src_dir to upload, and what was skipped, in words.
@@ -82,37 +85,48 @@ def scan_tree(src_dir: Path, exclude: Sequence[str] = (), never: Sequence[Path] 
     pending: list[tuple[str, str, tuple[str, ...]]] = [(top, "", (root_real,))]
     while pending:
         folder, prefix, ancestors = pending.pop()
+        # Listed through a descriptor, so each stat below resolves one name, not the whole
+        # path again (cheaper in a deep tree); folders are opened by path, as scandir would.
         try:
-            with os.scandir(folder) as it:
-                entries = list(it)
+            fd = os.open(folder, _DIR_FLAGS)
         except OSError as exc:
             raise UploadError(f"{prefix or '.'}: cannot list folder: {exc.strerror}") from exc
-        for entry in entries:
-            name = entry.name
-            relpath = prefix + name
-            # The common case, kept short (it runs once per file of the tree): a regular
-            # file, not ignored: one stat, one tuple.
-            if (
-                entry.is_file(follow_symlinks=False)
-                and (relpath.isascii() or _is_utf8(relpath))
-                and not (has_rules and rules.ignored(relpath, False))
-                and not name.startswith(TEMP_PREFIX)
-            ):
-                st = entry.stat(follow_symlinks=False)
-                append((relpath, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-                        st.st_dev))
-            elif not relpath.isascii() and not _is_utf8(relpath):
-                warnings.append(f"skipped {relpath!r}: file name is not valid UTF-8")
-            else:
-                _visit(entry, relpath, root_real, ancestors, rules, files, warnings, pending,
-                       skipped, label)
+        try:
+            try:
+                with os.scandir(fd) as it:
+                    entries = list(it)
+            except OSError as exc:
+                raise UploadError(
+                    f"{prefix or '.'}: cannot list folder: {exc.strerror}") from exc
+            for entry in entries:
+                name = entry.name
+                relpath = prefix + name
+                # The common case, kept short (it runs once per file of the tree): a regular
+                # file, not ignored: one stat, one tuple.
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and (relpath.isascii() or _is_utf8(relpath))
+                    and not (has_rules and rules.ignored(relpath, False))
+                    and not name.startswith(TEMP_PREFIX)
+                ):
+                    st = entry.stat(follow_symlinks=False)
+                    append((relpath, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                            st.st_dev))
+                elif not relpath.isascii() and not _is_utf8(relpath):
+                    warnings.append(f"skipped {relpath!r}: file name is not valid UTF-8")
+                else:
+                    _visit(entry, os.path.join(folder, name), relpath, root_real, ancestors,
+                           rules, files, warnings, pending, skipped, label)
+        finally:
+            os.close(fd)
     files.sort()  # by relpath: it comes first in each tuple and is unique
-    # every path scanned is top joined with its relpath (folders are entered by entry.path)
+    # every path scanned is top joined with its relpath (folders are entered by their path)
     return Scan(top if top.endswith("/") else top + "/", tuple(files), tuple(sorted(warnings)))
 
 
 def _visit(
     entry: os.DirEntry[str],
+    path: str,
     relpath: str,
     root_real: str,
     ancestors: tuple[str, ...],
@@ -125,7 +139,7 @@ def _visit(
 ) -> None:
     is_link = entry.is_symlink()
     try:
-        st = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
+        st = os.stat(path) if is_link else entry.stat(follow_symlinks=False)
     except FileNotFoundError:
         st = None  # a dangling symlink, or the entry vanished under us
     is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
@@ -133,7 +147,7 @@ def _visit(
         return
     real = None
     if is_link:
-        real = os.path.realpath(entry.path)
+        real = os.path.realpath(path)
         if real != root_real and not real.startswith(root_real.rstrip(os.sep) + os.sep):
             raise UploadError(
                 f"{relpath}: symlink points outside {label} (to {real}); replace it with the "
@@ -147,7 +161,7 @@ def _visit(
         real = real or os.path.join(ancestors[-1], entry.name)
         if real in ancestors:
             raise UploadError(f"{relpath}: symlink loop (points to an enclosing folder)")
-        pending.append((entry.path, relpath + "/", (*ancestors, real)))
+        pending.append((path, relpath + "/", (*ancestors, real)))
     elif statmod.S_ISREG(st.st_mode):
         if is_temp_name(entry.name):
             warnings.append(f"skipped {relpath}: name is reserved for upload temp files")

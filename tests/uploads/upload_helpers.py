@@ -24,6 +24,9 @@ _recorders: list[list[str]] = []
 def _audit(event: str, args: tuple[object, ...]) -> None:
     # "amlctl.open": a datastore file read through a folder descriptor, by its full path.
     if event in ("open", "amlctl.open") and _recorders and args and args[0] is not None:
+        if event == "open" and len(args) > 2 and isinstance(args[2], int) and (
+                args[2] & os.O_DIRECTORY):
+            return  # a folder opened to be listed: no file content read
         path = args[0]
         if isinstance(path, int):
             return
