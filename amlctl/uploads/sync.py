@@ -16,9 +16,11 @@ cache, a plan that changes nothing, read no file (every local hash came from a c
 outside the racy window) and listed every remote file on the strength of the store's index
 leaves a memo in the cache (`HashCache.no_op_memo`): a digest of every local relpath and
 stat, the store's fingerprint, delete_extra and the racy window, with the plan's figures.
-The next plan scans src_dir and fingerprints the store (both walks, one stat a file, as
-ever); when the digest is the same, the plan is the same, and it is given without the
-listing or the per-file comparison. Whether a cache entry is racy depends only on its stat
+The next plan scans src_dir (one stat a file, as ever) and, when its files are as the memo
+saw them, fingerprints the store (one stat a file of the store's folder, as a listing does:
+the folder is the truth, a change made there behind our back is seen); when both digests
+are the same, the plan is the same, and it is given without the listing, the hash cache
+lookups or the per-file comparison. Whether a cache entry is racy depends only on its stat
 and the time it was hashed, so an answer trusted then is trusted now for the same stat.
 Anything else (a changed stat on either side, a temp file in the store, other inputs,
 `resend_all`) takes the full plan, which replaces or drops the memo.
