@@ -141,6 +141,21 @@ def test_the_cli_never_loads_pydantics_plugin_finder(tmp_path: Path) -> None:
     assert "email" not in imported
 
 
+def test_the_plugin_finder_stand_in_passes_other_names_to_pydantics_own() -> None:
+    """Were a newer pydantic to ask its finder for a name the stand-in lacks, it gets the
+    real one (read from pydantic's file), not an ImportError that would stop every command."""
+    script = (
+        "import sys\n"
+        "from amlctl.cli import _no_pydantic_plugins\n"
+        "_no_pydantic_plugins()\n"
+        "import pydantic.plugin._loader as finder\n"
+        "print(list(finder.get_plugins()), finder.PYDANTIC_ENTRY_POINT_GROUP)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.split() == ["[]", "pydantic"]
+
+
 def test_a_no_op_plan_loads_only_what_it_uses(tmp_path: Path) -> None:
     """Every plan and apply pays its imports: a plan of an upload (no runs, no computes, text
     output) loads no run definitions, VM size catalogue, node pools or other renderers."""

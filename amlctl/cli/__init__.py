@@ -82,7 +82,9 @@ class _NoPydanticPlugins:
     takes, before the finder even reads every installed package's entry points. amlctl has
     no use for plugins (observability hooks): typer and the manifest loader already build
     their validators with plugins disabled. Were pydantic to move its finder, this hook would
-    just go unused. Library users of amlctl (no `main`) keep pydantic as it is.
+    just go unused; were it to ask the finder for another name, that name is taken from
+    pydantic's own finder (`_real_finder_attribute`). Library users of amlctl (no `main`)
+    keep pydantic as it is.
     """
 
     @staticmethod
@@ -99,10 +101,30 @@ class _NoPydanticPlugins:
     def exec_module(module: types.ModuleType) -> None:
         """Fill the module: `get_plugins()`, which finds no plugin."""
         module.get_plugins = _no_plugins  # type: ignore[attr-defined]
+        module.__getattr__ = _real_finder_attribute  # type: ignore[method-assign]
 
 
 def _no_plugins(*_args: Any, **_kwargs: Any) -> tuple[()]:
     return ()
+
+
+def _real_finder_attribute(name: str) -> Any:
+    """A name the stand-in lacks (a newer pydantic asking for more): pydantic's own finder
+    is loaded from its file, under a private name, and asked for it. Dunder names (the
+    import system asks for `__path__`) are not forwarded: the stand-in is a plain module."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    import importlib.util
+
+    import pydantic.plugin
+
+    path = f"{pydantic.plugin.__path__[0]}/_loader.py"
+    spec = importlib.util.spec_from_file_location("amlctl._pydantic_plugin_loader", path)
+    if spec is None or spec.loader is None:
+        raise AttributeError(name)
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    return getattr(real, name)
 
 
 def _no_pydantic_plugins() -> None:
