@@ -15,7 +15,7 @@ from amlctl.errors import UsageError
 MANIFEST_ONLY = frozenset({"validate", "render", "graph", "schema"})
 
 
-@dataclass
+@dataclass(eq=False)  # one per command, never compared: no __eq__ compiled at start
 class Settings:
     """What the global options said, handed to every command through the typer context."""
 

@@ -17,7 +17,9 @@ from amlctl.providers.resources import KIND_BY_NAME, PRUNABLE, Address
 WORKSPACE_IDENTITY = ("subscription_id", "resource_group", "location")
 
 
-@dataclass(frozen=True)
+# An argument bundle, never compared or shown: no generated __eq__/__hash__/__repr__ to
+# compile on every start.
+@dataclass(frozen=True, eq=False, repr=False)
 class DiffInput:
     """What the differ needs besides desired and live state."""
 

@@ -24,7 +24,7 @@ from amlctl.providers.base import LiveObject, Provider
 STATE_DIR_NAME = ".amlctl"
 
 
-@dataclass
+@dataclass(eq=False)  # one per command, never compared: no __eq__ compiled at start
 class Context:
     """One manifest bound to its backend: what every engine operation works on."""
 

@@ -52,7 +52,8 @@ class LoadedManifest:
         return self.path.parent
 
 
-@dataclass
+# Private working state, never compared or shown: no generated __eq__/__repr__ to compile.
+@dataclass(eq=False, repr=False)
 class _Walk:
     """State of one YAML-to-data walk."""
 
@@ -588,7 +589,7 @@ def _without_pydantic_plugins() -> Iterator[None]:
         os.environ.pop(name, None)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # private, never compared or shown
 class _Failure:
     """One pydantic error mapped onto the data: where it is, and whether a union produced it."""
 

@@ -67,7 +67,9 @@ CREATE INDEX IF NOT EXISTS runs_by_hash ON runs (workspace_id, experiment, spec_
 """
 
 
-@dataclass(frozen=True)
+# Rows are read, never compared: eq=False spares compiling __eq__ and __hash__ on every
+# start (their dict fields made them unhashable anyway). Immutable as before.
+@dataclass(frozen=True, eq=False)
 class WorkspaceRow:
     """A workspace of the local backend."""
 
@@ -80,7 +82,7 @@ class WorkspaceRow:
     owner: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ObjectRow:
     """A compute, datastore, upload or experiment: its attributes as the backend holds them."""
 
@@ -90,7 +92,7 @@ class ObjectRow:
     owner: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunRow:
     """A run as recorded by the local backend."""
 
