@@ -177,6 +177,9 @@ def test_a_no_op_plan_loads_only_what_it_uses(tmp_path: Path) -> None:
     imported = full_modules_of(tmp_path, "apply", "--auto-approve", home=home)
     assert {"amlctl.engine.lock", "amlctl.engine.operation"} <= imported  # it did apply
     assert not imported & unused, sorted(imported & unused)
+    # it only told its view the plan: the step events' classes are not built
+    assert "amlctl.engine.events" in imported
+    assert "amlctl.engine.step_events" not in imported
 
 
 def test_loading_a_manifest_reads_no_plugin_entry_points() -> None:

@@ -15,33 +15,12 @@ operation; the journal still records what the backend really did (executor._Runn
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from amlctl.engine.plan import Action, Plan
+from amlctl.engine.plan import Plan
 
 if TYPE_CHECKING:
     from amlctl.uploads.progress import SyncProgress
-
-
-@dataclass(frozen=True)
-class StateNote:
-    """Something the state store has to say before any change (e.g. a lease broken)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class InterruptedSteps:
-    """A previous apply ended during these (address, step) actions; this one converges."""
-
-    steps: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Repaired:
-    """The backend repaired something an interrupted apply left (e.g. a half-submitted run)."""
-
-    what: str
 
 
 @dataclass(frozen=True)
@@ -52,80 +31,46 @@ class PlanReady:
     saved: bool = False
 
 
-@dataclass(frozen=True)
-class StepStarted:
-    """A resource's step begins (nothing journalled for it yet)."""
+# The recovery and step events are defined in step_events.py and loaded on first use (PEP 562):
+# an apply with nothing to do only tells its view the plan. Import them from here as ever.
+_STEP_EVENTS = frozenset({
+    "StateNote", "InterruptedSteps", "Repaired", "StepStarted", "ActionDone", "Synced",
+    "RunSubmitted", "RunsCanceled", "StepOutcome", "StepFinished", "StepFailed",
+    "UploadWarning", "Event",
+})
 
-    address: str
-    kind: str
-    action: Action
-
-
-@dataclass(frozen=True)
-class ActionDone:
-    """One primitive action (create, update, delete, sync, submit, cancel) of `address` is done
-    in the backend and not yet journalled: the window a crash is hardest to recover from."""
-
-    address: str
-    step: str
-
-
-@dataclass(frozen=True)
-class Synced:
-    """What an upload's sync sent and deleted."""
-
-    files_sent: int
-    bytes_sent: int
-    files_deleted: int
-
-
-@dataclass(frozen=True)
-class RunSubmitted:
-    """The run a submit step made (or found already made)."""
-
-    run_id: str
-    status: str
+if TYPE_CHECKING:
+    from amlctl.engine.step_events import (
+        ActionDone,
+        Event,
+        InterruptedSteps,
+        Repaired,
+        RunsCanceled,
+        RunSubmitted,
+        StateNote,
+        StepFailed,
+        StepFinished,
+        StepOutcome,
+        StepStarted,
+        Synced,
+        UploadWarning,
+    )
 
 
-@dataclass(frozen=True)
-class RunsCanceled:
-    """The runs a run's delete step canceled."""
-
-    run_ids: tuple[str, ...]
-
-
-StepOutcome = Synced | RunSubmitted | RunsCanceled
+__all__ = [
+    "ActionDone", "ApplyView", "Event", "InterruptedSteps", "NullView", "PlanReady", "Repaired",
+    "RunSubmitted", "RunsCanceled", "StateNote", "StepFailed", "StepFinished", "StepOutcome",
+    "StepStarted", "Synced", "UploadWarning",
+]
 
 
-@dataclass(frozen=True)
-class StepFinished:
-    """A resource's step succeeded and its new state is recorded."""
+def __getattr__(name: str) -> Any:
+    if name in _STEP_EVENTS:
+        from amlctl.engine import step_events
 
-    address: str
-    kind: str
-    action: Action
-    elapsed: float  # seconds
-    outcome: StepOutcome | None = None
-
-
-@dataclass(frozen=True)
-class StepFailed:
-    """A resource's step failed; steps that depend on it do not start."""
-
-    address: str
-    error: str
-
-
-@dataclass(frozen=True)
-class UploadWarning:
-    """An upload went through with something the user should know (e.g. a skipped file)."""
-
-    address: str
-    message: str
-
-
-Event = (StateNote | InterruptedSteps | Repaired | PlanReady | StepStarted | ActionDone
-         | StepFinished | StepFailed | UploadWarning)
+        value = globals()[name] = getattr(step_events, name)  # looked up here only once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ApplyView(Protocol):

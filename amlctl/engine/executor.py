@@ -15,31 +15,20 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# The step events are loaded on their first use (events.py): not by an apply with nothing to do.
+from amlctl.engine import events
 from amlctl.engine.address import kind_of
 from amlctl.engine.desired import Desired, run_request, secret_env_fingerprints
-from amlctl.engine.events import (
-    ActionDone,
-    ApplyView,
-    Event,
-    InterruptedSteps,
-    NullView,
-    Repaired,
-    RunsCanceled,
-    RunSubmitted,
-    StateNote,
-    StepFailed,
-    StepFinished,
-    StepOutcome,
-    StepStarted,
-    Synced,
-    UploadWarning,
-)
+from amlctl.engine.events import ApplyView, NullView
 from amlctl.engine.plan import Action, Change, Plan
 from amlctl.engine.planner import Context
 from amlctl.errors import AmlctlError, ProviderError
 from amlctl.providers.base import RunInfo
+
+if TYPE_CHECKING:
+    from amlctl.engine.events import Event, StepOutcome, Synced
 
 PARALLELISM = 4
 
@@ -93,12 +82,13 @@ def recover(ctx: Context, view: ApplyView | None = None) -> list[str]:
     interrupted = ctx.state.interrupted()
     repaired = ctx.provider.recover()
     for note in ctx.state.notes():
-        view.event(StateNote(note))
+        view.event(events.StateNote(note))
     if interrupted:
-        view.event(InterruptedSteps(tuple((address, step) for address, step in interrupted)))
+        steps = tuple((address, step) for address, step in interrupted)
+        view.event(events.InterruptedSteps(steps))
         ctx.state.clear_interrupted()
     for line in repaired:
-        view.event(Repaired(line))
+        view.event(events.Repaired(line))
     return [f"{step} {address}" for address, step in interrupted] + repaired
 
 
@@ -155,7 +145,7 @@ class _Runner:
                         self.result.done.append(address)
                     else:
                         self.result.failed[address] = str(error)
-                        self.emit(StepFailed(address, str(error)))
+                        self.emit(events.StepFailed(address, str(error)))
                         # Dependents of a failed step do not run.
                         for other, other_deps in list(pending.items()):
                             if address in other_deps:
@@ -165,14 +155,14 @@ class _Runner:
 
     def step(self, change: Change) -> None:
         started = time.monotonic()
-        self.emit(StepStarted(change.address, change.kind, change.action))
+        self.emit(events.StepStarted(change.address, change.kind, change.action))
         try:
             outcome = self._do(change)
         except AmlctlError:
             raise
         except Exception as err:  # a backend bug or an SDK error: name the step
             raise ProviderError(f"{type(err).__name__}: {err}") from err
-        self.emit(StepFinished(change.address, change.kind, change.action,
+        self.emit(events.StepFinished(change.address, change.kind, change.action,
                                time.monotonic() - started, outcome))
 
     def _journal(self, change: Change, step: str, action: Callable[[], Any]) -> Any:
@@ -183,7 +173,7 @@ class _Runner:
             self.ctx.state.end(entry, False, str(err)[:500])
             raise
         try:
-            self.emit(ActionDone(change.address, step))
+            self.emit(events.ActionDone(change.address, step))
         finally:
             # Done in the backend whatever the view did (raised, or was interrupted): the
             # journal says so. Only a dead process leaves the entry begun, for `recover`.
@@ -234,8 +224,8 @@ class _Runner:
             outcome = apply_sync(sync_plan, self.ctx.loaded.root / want.attrs["src_dir"], store,
                                  progress=progress, cache=cache)
         for warning in outcome.warnings:
-            self.emit(UploadWarning(want.address, warning))
-        return Synced(len(outcome.sent), outcome.bytes_sent, len(outcome.deleted))
+            self.emit(events.UploadWarning(want.address, warning))
+        return events.Synced(len(outcome.sent), outcome.bytes_sent, len(outcome.deleted))
 
     def _run(self, change: Change, want: Desired | None) -> StepOutcome:
         provider = self.ctx.provider
@@ -244,7 +234,7 @@ class _Runner:
             for run_id in run_ids:
                 self._journal(change, "cancel", lambda r=run_id: provider.cancel_run(r))
             self.ctx.state.record_applied(change.address, None)
-            return RunsCanceled(tuple(run_ids))
+            return events.RunsCanceled(tuple(run_ids))
         assert want is not None
         request = run_request(self.ctx.loaded, want, change.detail.get("supersedes"))
         info = self._journal(change, "submit", lambda: provider.submit_run(request))
@@ -252,4 +242,4 @@ class _Runner:
         # what this submission's secrets were, fingerprinted: the plan notes a rotation later
         self.ctx.state.record_applied(change.address, {"env_secrets": secret_env_fingerprints(
             want.secrets, self.ctx.state.fingerprint_key)} if want.secrets else None)
-        return RunSubmitted(info.id, info.status)
+        return events.RunSubmitted(info.id, info.status)

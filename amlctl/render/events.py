@@ -6,26 +6,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from amlctl.engine.events import (
-    Event,
-    InterruptedSteps,
-    PlanReady,
-    Repaired,
-    RunsCanceled,
-    RunSubmitted,
-    StateNote,
-    StepFailed,
-    StepFinished,
-    StepOutcome,
-    StepStarted,
-    Synced,
-    UploadWarning,
-)
+# Only PlanReady is needed up front; the step events are loaded when one happens (events.py).
+from amlctl.engine import events
+from amlctl.engine.events import PlanReady
 from amlctl.engine.plan import Action
 from amlctl.render.human import Style, plain, render_plan
 from amlctl.render.values import human_bytes
 
 if TYPE_CHECKING:
+    from amlctl.engine.events import Event, StepOutcome
     from amlctl.uploads.progress import SyncProgress
 
 VERBS = {Action.CREATE: "Creating", Action.UPDATE: "Updating", Action.REPLACE: "Replacing",
@@ -35,35 +24,35 @@ VERBS = {Action.CREATE: "Creating", Action.UPDATE: "Updating", Action.REPLACE: "
 def event_line(event: Event) -> str | None:
     """The line shown for an event; None for events people are not shown (an action done
     inside a step, a plan: render_plan shows that)."""
-    if isinstance(event, StepStarted):
+    if isinstance(event, events.StepStarted):
         verb = VERBS[event.action]
         if event.kind == "run":
             verb = "Canceling" if event.action is Action.DELETE else "Submitting"
         return f"{event.address}: {verb}..."
-    if isinstance(event, StepFinished):
+    if isinstance(event, events.StepFinished):
         return f"{event.address}: done after {event.elapsed:.1f}s{outcome_text(event.outcome)}"
-    if isinstance(event, StepFailed):
+    if isinstance(event, events.StepFailed):
         return f"{event.address}: failed: {event.error}"
-    if isinstance(event, UploadWarning):
+    if isinstance(event, events.UploadWarning):
         return f"{event.address}: warning: {event.message}"
-    if isinstance(event, StateNote):
+    if isinstance(event, events.StateNote):
         return event.text
-    if isinstance(event, InterruptedSteps):
+    if isinstance(event, events.InterruptedSteps):
         steps = ", ".join(f"{step} {address}" for address, step in event.steps)
         return f"A previous apply was interrupted during: {steps}. Converging from live state."
-    if isinstance(event, Repaired):
+    if isinstance(event, events.Repaired):
         return f"Recovered: {event.what}"
     return None
 
 
 def outcome_text(outcome: StepOutcome | None) -> str:
     """What a finished step did, as a parenthesised suffix ("" when there is nothing to say)."""
-    if isinstance(outcome, Synced):
+    if isinstance(outcome, events.Synced):
         return (f" ({outcome.files_sent} files, {human_bytes(outcome.bytes_sent)} sent, "
                 f"{outcome.files_deleted} deleted)")
-    if isinstance(outcome, RunSubmitted):
+    if isinstance(outcome, events.RunSubmitted):
         return f" (run {outcome.run_id}, {outcome.status})"
-    if isinstance(outcome, RunsCanceled):
+    if isinstance(outcome, events.RunsCanceled):
         return f" (canceled {', '.join(outcome.run_ids)})"
     return ""
 

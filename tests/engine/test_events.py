@@ -255,3 +255,22 @@ def test_the_text_view_words_each_event(event: Event, line: str | None) -> None:
     TextView(written.append).event(event)
     assert event_line(event) == line
     assert written == ([] if line is None else [line + "\n"])
+
+
+def test_every_event_is_imported_from_events_whatever_module_defines_it() -> None:
+    """The step events are defined apart (loaded on first use), yet events.py stays their
+    one public home: the same classes, one Event union, and a clear error for a typo."""
+    import amlctl.engine.events as events
+    import amlctl.engine.step_events as step_events
+
+    for name in ("StateNote", "InterruptedSteps", "Repaired", "StepStarted", "ActionDone",
+                 "Synced", "RunSubmitted", "RunsCanceled", "StepFinished", "StepFailed",
+                 "UploadWarning", "StepOutcome", "Event"):
+        assert getattr(events, name) is getattr(step_events, name), name
+        assert name in events.__all__
+    assert StepStarted is step_events.StepStarted
+    assert isinstance(PlanReady(Plan(stack="s", backend="local", manifest="m", changes=())),
+                      Event)
+    with pytest.raises(AttributeError, match="StepStartd"):
+        events.StepStartd  # noqa: B018
+
