@@ -171,7 +171,7 @@ def test_a_no_op_plan_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert {"amlctl.engine.planner", "amlctl.render.human"} <= imported  # it did plan
     unused = {"amlctl.runs.definition", "amlctl.manifest.vmsizes", "amlctl.providers.local.pool",
               "amlctl.render.jsonplan", "amlctl.render.markdown", "amlctl.engine.planfile",
-              "importlib.metadata"}
+              "amlctl.providers.records", "importlib.metadata"}
     assert not imported & unused, sorted(imported & unused)
     # a no-op apply takes the lock and reads no plan file
     imported = full_modules_of(tmp_path, "apply", "--auto-approve", home=home)
@@ -197,3 +197,18 @@ def test_loading_a_manifest_reads_no_plugin_entry_points() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["mnist", "mnist-ws"]
+
+
+def test_the_provider_records_are_imported_from_the_provider_interface() -> None:
+    """Run requests, metrics, roles and cluster status are defined apart (loaded on first
+    use), yet amlctl.providers.base stays their public home: the very same classes."""
+    import amlctl.providers.base as base
+    import amlctl.providers.records as records
+    from amlctl.providers.base import ComputeStatus
+
+    assert ComputeStatus is records.ComputeStatus
+    for name in ("MetricSeries", "RoleStatus", "ComputeStatus", "ComputeRef", "RunRequest"):
+        assert getattr(base, name) is getattr(records, name), name
+    with pytest.raises(AttributeError, match="ComputeStatuss"):
+        base.ComputeStatuss  # noqa: B018
+

@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, SecretStr
 
 from amlctl.engine.address import make
 from amlctl.manifest.loader import LoadedManifest
 from amlctl.manifest.validate import DEFAULT_DATASTORE
-from amlctl.providers.base import ComputeRef, RunRequest, fingerprint
+from amlctl.providers.base import fingerprint
+
+if TYPE_CHECKING:
+    from amlctl.providers.records import RunRequest
 
 # Fields that steer amlctl itself and are not part of the object in the workspace.
 _NOT_LIVE = {"prevent_destroy"}
@@ -115,6 +118,7 @@ def run_request(loaded: LoadedManifest, want: Desired, supersedes: str | None = 
                 ) -> RunRequest:
     """What a provider needs to submit the run `want`: its definition as backend-neutral
     data, the folder it snapshots, and the attributes of its compute."""
+    from amlctl.providers.records import ComputeRef, RunRequest
     from amlctl.runs.definition import definition_of
 
     run = want.model

@@ -12,14 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amlctl.errors import ProviderError, UsageError
-from amlctl.providers.base import (
-    ComputeStatus,
-    FileStore,
-    MetricSeries,
-    RoleStatus,
-    RunInfo,
-    RunRequest,
-)
+from amlctl.providers.base import FileStore, RunInfo
 from amlctl.providers.dispatch import HandlerProvider, KindHandler
 from amlctl.providers.local.handlers import DEFAULT_DATASTORE, handlers
 from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
@@ -27,6 +20,7 @@ from amlctl.providers.resources import Address
 
 if TYPE_CHECKING:
     from amlctl.metrics.filestore import StoreReader
+    from amlctl.providers.records import ComputeStatus, MetricSeries, RoleStatus, RunRequest
 
 # What Azure ML fills in for a cluster made elsewhere (portal, CLI) when not given.
 _SERVICE_DEFAULTS = {
@@ -176,6 +170,7 @@ class LocalProvider(HandlerProvider):
 
     def run_metrics(self, run_id: str) -> list[MetricSeries]:
         from amlctl.metrics.filestore import StoreReader, store_dir
+        from amlctl.providers.records import MetricSeries
 
         row = self.store.get_run(run_id)
         if row is None:
@@ -218,6 +213,7 @@ class LocalProvider(HandlerProvider):
         if obj is None:
             raise UsageError(f"no compute {name!r} in workspace {ws.name!r}")
         from amlctl.providers.local import pool  # node pools matter to status and runs only
+        from amlctl.providers.records import ComputeStatus
 
         state = pool.status(self.store, ws.id, name, obj.attrs.get("min_nodes", 0),
                             obj.attrs.get("idle_seconds_before_scaledown", 1800))
