@@ -6,6 +6,8 @@ command, not the other fifteen, which keeps startup close to the cost of the lib
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import sys
 import types
@@ -133,12 +135,66 @@ def _no_pydantic_plugins() -> None:
         sys.meta_path.insert(0, _NoPydanticPlugins)  # type: ignore[arg-type]
 
 
+# The cyclic garbage collector at start-up: importing the libraries, building the manifest's
+# validators, loading it and opening the state allocate a few hundred thousand objects that
+# live until the process ends, and the collector scanned them again and again (about a tenth
+# of a no-op plan's own time), then once more as the interpreter exits. Start-up garbage has
+# almost no cycles (reference counting frees it), so `main` pauses the collector for these
+# commands until they have their engine context (`resume_gc`): what start-up built is then
+# frozen (never scanned again) and the collector runs as usual for the command's real work
+# (an apply, waiting on runs). The manifest-only commands never resume: they are short, and
+# the manifest's budgets bound what they build. The other commands (following logs, watching
+# runs) are not paused. At exit all is frozen too, which spares the interpreter's last full
+# collection: it could only run finalizers of garbage in cycles, and the process ends anyway.
+GC_PAUSED = frozenset({"plan", "apply", "destroy", "show", "status", "import", "force-unlock",
+                       "validate", "render", "graph", "schema"})
+_gc_pause = {"paused": False, "frozen": False}
+
+
+def resume_gc() -> None:
+    """End `main`'s start-up pause of the garbage collector (see GC_PAUSED): freeze what
+    start-up built, collect as usual from here. Does nothing when no pause is on."""
+    if _gc_pause["paused"]:
+        _gc_pause.update(paused=False, frozen=True)
+        gc.freeze()
+        gc.enable()
+
+
+def _pause_gc(command: str | None) -> None:
+    if command in GC_PAUSED and gc.isenabled():
+        gc.disable()
+        _gc_pause["paused"] = True
+    atexit.unregister(gc.freeze)  # registered once, however often main runs in one process
+    atexit.register(gc.freeze)
+
+
+def _end_gc_pause() -> None:
+    """Give a program that called `main` its collector back as it was."""
+    if _gc_pause["paused"]:
+        # Everything the paused command built is still "young": the first collection after
+        # `enable` would scan it all. Freezing then unfreezing files it with the old objects.
+        gc.freeze()
+    if _gc_pause["paused"] or _gc_pause["frozen"]:
+        gc.unfreeze()
+    if _gc_pause["paused"]:
+        gc.enable()
+    _gc_pause.update(paused=False, frozen=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map domain errors to exit codes (0 ok, 1 error, 2 changes present)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _pause_gc(first_command(args))
+    try:
+        _run(args)
+    finally:
+        _end_gc_pause()
+
+
+def _run(args: list[str]) -> None:
     from amlctl.errors import AmlctlError, ManifestError
 
     _no_pydantic_plugins()
-    args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(build_app(first_command(args)))
     try:
         args = hoist_global_options(command, args)

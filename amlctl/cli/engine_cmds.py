@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from amlctl.cli import resume_gc
 from amlctl.cli.manifest_cmds import load
 from amlctl.cli.options import ManifestOption, settings
 from amlctl.errors import UsageError
@@ -53,6 +54,7 @@ def engine_context(ctx: typer.Context, file: Path | None,
 
     loaded = load(ctx, file, allow_missing_secrets=allow_missing_secrets)
     context = open_context(loaded, settings(ctx).backend)
+    resume_gc()  # start-up is over (see amlctl.cli): the command's own work collects as usual
     try:
         yield context
     finally:
