@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.server
 import socket
 import threading
 from pathlib import Path
@@ -173,6 +174,53 @@ def test_proxy_and_ca_settings_come_from_the_environment(
     container = ContainerClient("https://acct.blob.core.windows.net", "c",
                                 credential={"account_name": "acct", "account_key": "a2V5"})
     assert transport.twin(container) is container
+
+
+def test_a_connection_the_service_closed_while_idle_is_replaced() -> None:
+    """A keep-alive connection the server drops while it sits in the pool (an idle timeout)
+    costs nothing: the request is sent again on a new connection, once; a connection that
+    fails on its first request is an error (ServiceResponseError, retried by `call`)."""
+    from azure.core.exceptions import ServiceResponseError
+    from azure.core.pipeline.transport import HttpRequest
+
+    connections: list[int] = []
+    received: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the client pools the connection
+
+        def do_PUT(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/broken":
+                self.close_connection = True  # no answer at all
+                return
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = True  # as an idle timeout would, unannounced
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with transport.PoolTransport() as pool:
+            for body in (b"one", b"two"):
+                response = pool.send(HttpRequest("PUT", f"{base}/b", data=body))
+                assert response.status_code == 201
+            assert (received, len(connections)) == ([b"one", b"two"], 2)
+            with pytest.raises(ServiceResponseError):
+                pool.send(HttpRequest("PUT", f"{base}/broken", data=b"three"))
+            assert (received[-1], len(connections)) == (b"three", 3)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(("tail", "marker"), [
