@@ -58,7 +58,7 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
 
 
 class Unsupported(Exception):
-    """The origin's settings need the client's own transport (a SOCKS proxy)."""
+    """The origin's settings need the client's own transport (a SOCKS or an HTTPS proxy)."""
 
 
 def twin(container: Any) -> Any:
