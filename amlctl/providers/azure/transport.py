@@ -201,8 +201,9 @@ class PoolTransport(HttpTransport):
         headers = dict(request.headers)
         if origin.proxy and origin.scheme == "http":
             headers.update(origin.proxy_headers)
+        fresh = False
         while True:
-            conn, reused = self._checkout(origin, kwargs)
+            conn, reused = self._checkout(origin, kwargs, fresh)
             try:
                 conn.request(request.method, target, body=body, headers=headers)
                 response = conn.getresponse()
@@ -212,7 +213,9 @@ class PoolTransport(HttpTransport):
                 raise ServiceResponseTimeoutError(exc, error=exc) from exc
             except _STALE as exc:
                 conn.close()
-                if reused:  # closed by the service while idle: once more, on a new one
+                if reused:  # closed by the service while idle: once more, on a new one (the
+                    self._drop_idle(origin)  # others idled as long)
+                    fresh = True
                     continue
                 raise ServiceResponseError(exc, error=exc) from exc
             except (http.client.HTTPException, OSError) as exc:  # incomplete read, bad line
@@ -229,11 +232,17 @@ class PoolTransport(HttpTransport):
                     conn.close()
             return PoolResponse(request, response, data)
 
-    def _checkout(self, origin: _Origin,
-                  kwargs: dict[str, Any]) -> tuple[http.client.HTTPConnection, bool]:
-        """An idle connection (most recent first), else a new one."""
+    def _drop_idle(self, origin: _Origin) -> None:
         with self._lock:
-            if origin.idle:
+            idle, origin.idle = origin.idle, []
+        for conn in idle:
+            conn.close()
+
+    def _checkout(self, origin: _Origin, kwargs: dict[str, Any],
+                  fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (most recent first), else (or when `fresh`) a new one."""
+        with self._lock:
+            if origin.idle and not fresh:
                 return origin.idle.pop(), True
         try:
             return origin.connect(kwargs.get("connection_timeout", CONNECT_TIMEOUT),
