@@ -46,9 +46,10 @@ import stat as statmod
 import sys
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from amlctl import statedb
 from amlctl.uploads.atomic import (
@@ -180,7 +181,7 @@ class FolderFileStore:
         """Write src as relpath; visible whole at the next commit (see module doc)."""
         return self.put_file_stat(src, relpath)[0]
 
-    def put_file_stat(self, src: Path, relpath: str) -> tuple[RemoteFile, FileStat]:
+    def put_file_stat(self, src: str | Path, relpath: str) -> tuple[RemoteFile, FileStat]:
         """`put_file`, also giving src's stat taken as it was opened, before any byte was
         read (see the FileStore contract)."""
         *folder, name = check_relpath(relpath).split("/")
@@ -351,7 +352,7 @@ class _Writes:
                 self._unsynced = set()
 
     def _publish(self, batch: list[_Pending]) -> None:
-        make_durable(self._base, [os.path.join(self._base, *p.folder, p.tmp) for p in batch])
+        make_durable(self._base, _TempPaths(self._base, batch))
         rows: dict[str, _Row] = {}
         failure: UploadError | None = None
         by_folder: dict[tuple[str, ...], list[_Pending]] = {}
@@ -392,6 +393,30 @@ class _Writes:
         self._index.write(rows, gone=())
         if failure is not None:
             raise failure
+
+
+class _TempPaths(Sequence[str]):
+    """The temp files of a batch as paths, each made only when asked for: a syncfs needs
+    their number only, an fsync per file (a few files) their paths."""
+
+    def __init__(self, base: str, batch: list[_Pending]) -> None:
+        self._base = base
+        self._batch = batch
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._batch[index]
+        return os.path.join(self._base, *item.folder, item.tmp)
 
 
 def _as_upload_error(relpath: str, exc: BaseException, base: str) -> UploadError:

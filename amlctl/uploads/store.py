@@ -49,14 +49,16 @@ class FileStore(Protocol):
         ...
 
 
+_BAD_PARTS = frozenset(("", ".", ".."))
+
+
 def check_relpath(relpath: str) -> str:
     """Return relpath if it is a clean posix path inside the target, else raise UploadError."""
-    parts = relpath.split("/")
     if (
         not relpath
         or relpath.startswith("/")
         or "\x00" in relpath
-        or any(part in ("", ".", "..") for part in parts)
+        or not _BAD_PARTS.isdisjoint(relpath.split("/"))
     ):
         raise UploadError(f"{relpath!r}: not a relative path inside the upload target")
     return relpath

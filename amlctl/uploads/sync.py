@@ -220,7 +220,7 @@ def _send(store: FileStore, root: str, relpath: str) -> _Sent:
     put_file_stat = getattr(store, "put_file_stat", None)
     try:
         if put_file_stat is not None:  # the store stats src as it opens it: no stat here
-            remote, before = put_file_stat(Path(path), relpath)
+            remote, before = put_file_stat(path, relpath)  # a str: no Path built per file
             return remote, before, hashed_at
         before = FileStat.of(os.stat(path))
         return store.put_file(Path(path), relpath), before, hashed_at
