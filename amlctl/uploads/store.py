@@ -19,6 +19,9 @@ Contract for implementations:
   relpath; `list_files` never runs at the same time as either;
 - a store may say how many copies at once suit it in an optional `parallelism` attribute
   (a local folder: about one per core, as copying is CPU-bound; a network store more);
+- a store may offer `prepare(files)`: `apply_sync` calls it with the number of files it
+  is about to put, before the first (FolderFileStore then publishes a new folder's files
+  with one rename);
 - a store may offer `put_file_stat(src, relpath) -> (RemoteFile, FileStat)`: `put_file`
   also giving src's stat (`FileStat.of(os.fstat(...))`) taken once src is open, before any
   byte is read; `apply_sync` then keys the hash cache on it instead of a stat of its own.

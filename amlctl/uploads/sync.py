@@ -184,6 +184,9 @@ def apply_sync(
             cache.record(os.path.join(root, item.relpath), before, remote.sha256, hashed_at)
         progress.advance(item.relpath, remote.size)
 
+    prepare = getattr(store, "prepare", None)
+    if callable(prepare) and to_send:
+        prepare(len(to_send))
     progress.start(len(to_send), plan.bytes_to_send)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
