@@ -10,7 +10,7 @@ DEMO    = $(VENV)/.installed-demo
 PLOT    = $(VENV)/.installed-plot
 AZURITE = node_modules/.bin/azurite-blob
 
-.PHONY: install install-azure test lint demo schema bench clean
+.PHONY: install install-azure test lint demo schema bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,18 @@ schema: $(STAMP) ## regenerate schemas/amlctl.schema.json from the models
 	$(BIN)/amlctl schema -o schemas/amlctl.schema.json
 	$(BIN)/python -c "from amlctl.manifest.reference import reference_markdown as r; print(r(), end='')" > docs/manifest.md
 
-bench: $(AZURE) $(AZURITE) ## startup, plan scale, upload, Azure request and run benchmarks (ratios to baselines)
+bench: $(AZURE) $(AZURITE) ## every benchmark at the sizes the targets name (10,000-file trees, 64 MiB files; ~15 min)
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/uploads.py
+	$(BIN)/python bench/azure_requests.py
+	$(BIN)/python bench/azure_uploads.py
+	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/template_budget.py
+
+bench-quick: $(AZURE) $(AZURITE) ## the same benchmarks on smaller trees (a few minutes; figures not comparable to the targets)
+	$(BIN)/python bench/startup.py --runs 5
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/uploads.py --quick
 	$(BIN)/python bench/azure_requests.py
