@@ -55,7 +55,7 @@ import stat as statmod
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
@@ -535,7 +535,26 @@ class _Writes:
             made = {item.where[:depth] for item in batch if item.where[:len(in_stage)] == in_stage
                     for depth in range(len(in_stage), len(item.where) + 1)}
             folders = [os.path.join(self._base, *where) for where in sorted(made)]
-        make_durable(self._base, _TempPaths(self._base, batch, in_stage), folders)
+        paths = _TempPaths(self._base, batch, in_stage)
+        staged_rows = {item.relpath: item.row for item in batch
+                       if not item.tmp and item.row is not None} if stage is not None else {}
+        if len(staged_rows) > FSYNC_MAX:
+            # The staged files' rows are known already: written while the syncfs waits on the
+            # disk. A row of a file whose stage is not published is only a memo gone stale:
+            # the next listing drops it (file absent) or reads the file (stat moved).
+            errors: list[BaseException] = []
+            durable = threading.Thread(target=_run_into, args=(
+                errors, make_durable, self._base, paths, folders))
+            durable.start()
+            try:
+                self._index.write(staged_rows, gone=())
+            finally:
+                durable.join()
+            if errors:
+                raise errors[0]
+        else:
+            staged_rows = {}
+            make_durable(self._base, paths, folders)
         rows: dict[str, _Row] = {}
         failure: UploadError | None = None
         merged = False
@@ -548,7 +567,8 @@ class _Writes:
         for item in batch:
             if item.tmp or merged:
                 by_folder.setdefault(item.folder, []).append(item)
-            elif failure is None and item.row is not None:  # published with its stage
+            elif (failure is None and item.row is not None
+                  and item.relpath not in staged_rows):  # published with its stage
                 rows[item.relpath] = item.row
         for folder, items in by_folder.items():
             try:
@@ -643,6 +663,14 @@ class _Writes:
 
     def _shown(self, parts: tuple[str, ...]) -> str:
         return "/".join(parts[len(self._root):]) or "/".join(parts)
+
+
+def _run_into(errors: list[BaseException], fn: Callable[..., object], *args: object) -> None:
+    """fn(*args) on a helper thread; what it raises goes into `errors`."""
+    try:
+        fn(*args)
+    except BaseException as exc:
+        errors.append(exc)
 
 
 class _TempPaths(Sequence[str]):
