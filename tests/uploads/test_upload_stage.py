@@ -163,6 +163,14 @@ def test_a_link_planted_where_the_target_goes_is_refused(tmp_path: Path) -> None
     store.close()
     assert list(elsewhere.iterdir()) == []
     assert (datastore / "t").is_symlink()
+    # The rows written for the unpublished files vouch for nothing: with the link gone,
+    # nothing is listed, and a new upload publishes every file.
+    (datastore / "t").unlink()
+    with FolderFileStore(datastore / "t", tmp_path / "index.db", within=datastore) as again:
+        assert again.list_files() == {}
+        put_all(again, tmp_path / "src", files)
+        assert again.list_files() == {p: RemoteFile(len(d), sha(d)) for p, d in files.items()}
+    assert visible(datastore) == {f"t/{p}": data for p, data in files.items()}
 
 
 def test_a_stage_left_by_a_dead_writer_is_removed_unlisted(tmp_path: Path) -> None:
