@@ -758,6 +758,8 @@ class _Index:
                 db.executemany(
                     "DELETE FROM upload_folder_index WHERE root = ? AND relpath = ?", deletes
                 )
+            if len(inserts) >= statedb.CHECKPOINT_ROWS:  # now, not at close (see statedb)
+                statedb.checkpoint(db)
 
     def close(self) -> None:
         """Close; later calls do nothing."""

@@ -250,3 +250,25 @@ def test_killed_during_a_first_upload_leaves_nothing_visible_then_converges(
     subprocess.run([sys.executable, "-c", _SYNC, *args], check=True)
     # converged, and the dead writer's stage is gone
     assert tree(datastore) == {f"target/{p}": data for p, data in files.items()}
+
+
+def test_a_large_upload_leaves_its_rows_in_the_database_files_not_the_wal(
+        tmp_path: Path) -> None:
+    """The rows of a large upload are checkpointed while the flush waits on the disk, not
+    left in the WAL for the close (or the next open) to copy."""
+    import sqlite3
+
+    files = {f"d{n % 10}/{n:04d}": str(n) for n in range(1000)}
+    write(tmp_path / "src", files)
+    datastore, index, cache_db = tmp_path / "ds", tmp_path / "index.db", tmp_path / "c.db"
+    store = FolderFileStore(datastore / "t", index, within=datastore)
+    cache = HashCache(cache_db)
+    plan = plan_sync(tmp_path / "src", store.list_files(), cache=cache)
+    apply_sync(plan, tmp_path / "src", store, cache=cache)
+    # Both still open: what their database files hold, the WAL ignored.
+    for db, table in ((index, "upload_folder_index"), (cache_db, "hashes")):
+        reader = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
+        assert reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (1000,), db
+        reader.close()
+    cache.close()
+    store.close()
