@@ -272,3 +272,24 @@ def test_a_large_upload_leaves_its_rows_in_the_database_files_not_the_wal(
         reader.close()
     cache.close()
     store.close()
+
+
+def test_a_commit_of_a_few_staged_files_syncs_each_file_and_folder_of_the_stage(
+        tmp_path: Path) -> None:
+    """Up to FSYNC_MAX files and folders: an fsync of each, where they are before the
+    stage's rename (a path that does not exist would silently sync nothing)."""
+    files = small_files(3, folders=2)
+    write(tmp_path / "src", files)
+    datastore = tmp_path / "ds"
+    with FolderFileStore(datastore / "t", tmp_path / "index.db", within=datastore) as store:
+        store.prepare(20)  # many announced: staged; only 3 written when the commit comes
+        for relpath in files:
+            store.put_file(tmp_path / "src" / relpath, relpath)
+        (stage,) = [p for p in datastore.iterdir() if p.name.startswith(TEMP_PREFIX)]
+        with opened_files() as opened:
+            assert store.list_files() == {
+                p: RemoteFile(len(d), sha(d)) for p, d in files.items()}
+    synced = {p for p in opened if p.startswith(f"{stage}/") or p == str(stage)}
+    assert synced == {str(stage), str(stage / "d0"), str(stage / "d1"),
+                      *(str(stage / p) for p in files)}
+    assert tree(datastore) == {f"t/{p}": d for p, d in files.items()}
