@@ -58,7 +58,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import TypeVar, overload
 
 from amlctl import statedb
 from amlctl.uploads.atomic import (
@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS upload_folder_index (
 """
 
 _Row = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, ino, sha256
+_T = TypeVar("_T")
 
 
 def _row(st: os.stat_result, sha256: str) -> _Row:
@@ -430,9 +431,11 @@ class _Folders:
                 self._idle.notify_all()
 
     @contextlib.contextmanager
-    def sealed(self) -> Iterator[_Stage | None]:
-        """The stage, once no write under a final name runs in it and none can start; no
-        folder is opened until the block ends (it publishes the stage)."""
+    def sealed(self, take: Callable[[], _T]) -> Iterator[tuple[_Stage | None, _T]]:
+        """The stage, once no write under a final name runs in it and none can start, and
+        what `take()` returns, called then, while no stage can be made (so what it takes
+        holds no file of a stage other than this one). With a stage, no folder is opened
+        until the block ends (it publishes the stage)."""
         self._make.acquire()
         try:
             stage = self._stage
@@ -448,15 +451,18 @@ class _Folders:
                     while self._final_writers:
                         self._idle.wait()
                 self._stage = None
+            taken = take()
         except BaseException:
+            with self._lock:
+                self._sealing = False
             self._make.release()
             raise
         if stage is None:  # nothing to hold back
             self._make.release()
-            yield None
+            yield None, taken
             return
         try:
-            yield stage
+            yield stage, taken
         finally:
             with self._lock:
                 self._sealing = False
@@ -517,15 +523,18 @@ class _Writes:
         """Publish the pending files: data to disk, renames, index rows. `final` also
         makes the renames done since the last final commit durable."""
         with self._commit_lock:
-            with self._folders.sealed() as stage:
-                with self._lock:
-                    batch, self._pending, self._bytes = self._pending, [], 0
+            with self._folders.sealed(self._take) as (stage, batch):
                 if batch or stage is not None:
                     self._publish(batch, stage)
             if final and self._unsynced:
                 make_durable(self._base, [], [os.path.join(self._base, *folder)
                                               for folder in sorted(self._unsynced)])
                 self._unsynced = set()
+
+    def _take(self) -> list[_Pending]:
+        with self._lock:
+            batch, self._pending, self._bytes = self._pending, [], 0
+        return batch
 
     def _publish(self, batch: list[_Pending], stage: _Stage | None) -> None:
         in_stage = () if stage is None else (*stage.key[:-1], stage.name)
