@@ -8,6 +8,10 @@ a Python that imports typer, pydantic, ruamel.yaml and jinja2 and does nothing e
 (user + system) is printed beside it: on a busy machine it is the steadier figure.
 Target: `validate` of the quickstart manifest within 1.5x that floor. --strict exits 1 when a
 target is missed (for CI); without it the figures are only printed.
+
+Also printed, without a target: a no-op `plan` of a manifest with a one-file local upload
+(applied once first, in a temporary folder that also holds its state). It is the fixed part
+of every plan and apply: what a re-sync pays whatever the size of the tree.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +47,18 @@ TYPER_FLOOR = (
     "app(['--file', 'x'], standalone_mode=False)\n"
 )
 TARGETS = {"amlctl validate -f examples/mnist/amlctl.yaml": 1.5}
+PLAN = "amlctl plan (no-op; a 1-file local upload)"
+ONE_FILE_MANIFEST = """\
+version: 1
+name: startup
+workspace:
+  name: startup-ws
+  subscription_id: "00000000-0000-0000-0000-000000000000"
+  resource_group: startup-rg
+  location: westeurope
+uploads:
+  data: {datastore: default, src_dir: data, target_path: data}
+"""
 
 
 def amlctl_command() -> list[str]:
@@ -50,7 +67,7 @@ def amlctl_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "amlctl"]
 
 
-def commands() -> dict[str, list[str]]:
+def commands(project: Path) -> dict[str, list[str]]:
     amlctl = amlctl_command()
     return {
         FLOOR: [sys.executable, "-c", "import typer, pydantic, ruamel.yaml, jinja2"],
@@ -61,7 +78,22 @@ def commands() -> dict[str, list[str]]:
         "amlctl --help": [*amlctl, "--help"],
         "amlctl validate -f examples/mnist/amlctl.yaml": [*amlctl, "validate", "-f", str(MANIFEST)],
         "amlctl render -f examples/mnist/amlctl.yaml": [*amlctl, "render", "-f", str(MANIFEST)],
+        PLAN: [*amlctl, "plan", "-f", str(project / "amlctl.yaml")],
     }
+
+
+def one_file_project(work: Path, env: dict[str, str]) -> Path:
+    """A manifest uploading a folder of one file, applied once: its plan has nothing to do."""
+    project = work / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "one.txt").write_text("1\n")
+    (project / "amlctl.yaml").write_text(ONE_FILE_MANIFEST)
+    done = subprocess.run([*amlctl_command(), "apply", "--auto-approve", "-f",
+                           str(project / "amlctl.yaml")], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"apply of the one-file project failed:\n{done.stderr}")
+    return project
 
 
 def time_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -78,7 +110,7 @@ def time_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, usage.ru_utime + usage.ru_stime
 
 
-def measure(runs: int) -> dict[str, tuple[float, float]]:
+def measure(runs: int, work: Path) -> dict[str, tuple[float, float]]:
     """Median wall and CPU seconds per command, after one warm-up round (no cold caches).
 
     Runs are interleaved, so a burst of load on the machine hits every command alike.
@@ -86,7 +118,9 @@ def measure(runs: int) -> dict[str, tuple[float, float]]:
     # As installed: no AMLCTL_* setting, and bytecode cached (the warm-up round writes it).
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
-    todo = commands()
+    # This checkout's amlctl, whichever one the venv's console script was installed from.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    todo = commands(one_file_project(work, env))
     for argv in todo.values():
         time_once(argv, env)
     walls: dict[str, list[float]] = {name: [] for name in todo}
@@ -107,7 +141,8 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
 
-    medians = measure(args.runs)
+    with tempfile.TemporaryDirectory(prefix="amlctl-startup-") as work:
+        medians = measure(args.runs, Path(work))
     floor_wall, floor_cpu = medians[FLOOR]
     missed = []
     print(f"startup, median of {args.runs} runs each; ratio to the floor (wall, and CPU):")

@@ -331,6 +331,16 @@ def bench_cli(work: Path, files: int, repeat: int) -> None:
         print(f"  by CPU: first upload {lowest['first amlctl'] / lowest['first rsync']:.2f}x "
               f"rsync; no-op plan {lowest['plan'] / budget:.2f}, apply "
               f"{lowest['apply'] / budget:.2f} of floor + 1.5x rsync")
+    # What grows with the tree: the no-op over this tree less the same over a 1-file tree.
+    per_file = {name: (lowest[name] - lowest["plan, 1 file"]) / files * 1e6
+                for name in ("plan", "apply")}
+    print(f"  per file, by CPU (no-op less the 1-file plan, / {files}): plan "
+          f"{per_file['plan']:.1f} us, apply {per_file['apply']:.1f} us", end="")
+    if rsync:
+        print(f"; rsync's whole no-op / {files}: {lowest['rsync'] / files * 1e6:.1f} us "
+              "(its start-up included)")
+    else:
+        print()
 
 
 def bench_cli_issue_tree(work: Path, repeat: int) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
+from importlib.machinery import ModuleSpec
 from typing import Any
 
 import typer
@@ -68,10 +70,74 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+# pydantic's plugin finder: the module pydantic imports the first time it builds a validator.
+PYDANTIC_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+class _NoPydanticPlugins:
+    """Import hook answering pydantic's plugin finder with one that finds none.
+
+    The first validator pydantic builds imports its plugin finder, and that module imports
+    importlib.metadata (email, zipfile, csv, socket...): about a tenth of the time `validate`
+    takes, before the finder even reads every installed package's entry points. amlctl has
+    no use for plugins (observability hooks): typer and the manifest loader already build
+    their validators with plugins disabled. Were pydantic to move its finder, this hook would
+    just go unused; were it to ask the finder for another name, that name is taken from
+    pydantic's own finder (`_real_finder_attribute`). Library users of amlctl (no `main`)
+    keep pydantic as it is.
+    """
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        """A spec for the plugin finder only; every other import goes on as usual."""
+        return ModuleSpec(name, _NoPydanticPlugins) if name == PYDANTIC_PLUGIN_LOADER else None
+
+    @staticmethod
+    def create_module(spec: ModuleSpec) -> None:
+        """The default module object."""
+        return None
+
+    @staticmethod
+    def exec_module(module: types.ModuleType) -> None:
+        """Fill the module: `get_plugins()`, which finds no plugin."""
+        module.get_plugins = _no_plugins  # type: ignore[attr-defined]
+        module.__getattr__ = _real_finder_attribute  # type: ignore[method-assign]
+
+
+def _no_plugins(*_args: Any, **_kwargs: Any) -> tuple[()]:
+    return ()
+
+
+def _real_finder_attribute(name: str) -> Any:
+    """A name the stand-in lacks (a newer pydantic asking for more): pydantic's own finder
+    is loaded from its file, under a private name, and asked for it. Dunder names (the
+    import system asks for `__path__`) are not forwarded: the stand-in is a plain module."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    import importlib.util
+
+    import pydantic.plugin
+
+    path = f"{pydantic.plugin.__path__[0]}/_loader.py"
+    spec = importlib.util.spec_from_file_location("amlctl._pydantic_plugin_loader", path)
+    if spec is None or spec.loader is None:
+        raise AttributeError(name)
+    real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real)
+    return getattr(real, name)
+
+
+def _no_pydantic_plugins() -> None:
+    """Install the hook, before anything loads pydantic (see _NoPydanticPlugins)."""
+    if PYDANTIC_PLUGIN_LOADER not in sys.modules and _NoPydanticPlugins not in sys.meta_path:
+        sys.meta_path.insert(0, _NoPydanticPlugins)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map domain errors to exit codes (0 ok, 1 error, 2 changes present)."""
     from amlctl.errors import AmlctlError, ManifestError
 
+    _no_pydantic_plugins()
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(build_app(first_command(args)))
     try:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from amlctl.engine.executor import ApplyResult
     from amlctl.engine.operation import ApplyRequest
     from amlctl.engine.plan import Plan
+    from amlctl.engine.planfile import SavedPlan
     from amlctl.engine.planner import Context
     from amlctl.providers.base import ComputeStatus, RunInfo
 
@@ -74,15 +75,18 @@ def _styler(ctx: typer.Context) -> Any:
 
 
 def _print_plan(ctx: typer.Context, plan: Plan, output_format: str) -> None:
-    from amlctl.render.human import render_plan
-    from amlctl.render.jsonplan import render_json
-    from amlctl.render.markdown import render_markdown
-
+    # each renderer is imported only when its format is asked for
     if output_format == "json":
+        from amlctl.render.jsonplan import render_json
+
         typer.echo(render_json(plan), nl=False)
     elif output_format == "markdown":
+        from amlctl.render.markdown import render_markdown
+
         typer.echo(render_markdown(plan), nl=False)
     else:
+        from amlctl.render.human import render_plan
+
         typer.echo(render_plan(plan, _styler(ctx)), nl=False)
 
 
@@ -145,10 +149,12 @@ def apply(
 ) -> None:
     """Make the workspace match the manifest: create, update, replace, delete, upload, submit."""
     from amlctl.engine.operation import ApplyRequest, backend_for_saved
-    from amlctl.engine.planfile import load_plan, manifest_of
 
-    saved = load_plan(planfile) if planfile is not None else None
-    if saved is not None:
+    saved: SavedPlan | None = None
+    if planfile is not None:  # the plan-file module is loaded only for `apply FILE`
+        from amlctl.engine.planfile import load_plan, manifest_of
+
+        saved = load_plan(planfile)
         if file is None:
             file = manifest_of(saved, planfile)  # type: ignore[arg-type]
         settings(ctx).backend = backend_for_saved(

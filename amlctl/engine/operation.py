@@ -10,18 +10,20 @@ view decides *how*, and refuses by raising a domain error. Nothing here prints o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from amlctl.engine.address import kind_of
 from amlctl.engine.differ import secret_fields
 from amlctl.engine.events import ApplyView, PlanReady
 from amlctl.engine.executor import ApplyResult, apply_plan, recover
 from amlctl.engine.plan import Plan
-from amlctl.engine.planfile import SavedPlan, check_current
 from amlctl.engine.planner import Context, make_destroy_plan, make_plan
 from amlctl.errors import PlanError, UsageError
 from amlctl.providers.base import LiveObject, RunInfo
 from amlctl.providers.resources import KIND_BY_NAME
+
+if TYPE_CHECKING:  # plan files are read only by `apply FILE`: loaded then (see run_apply)
+    from amlctl.engine.planfile import SavedPlan
 
 
 class OperationView(ApplyView, Protocol):
@@ -72,6 +74,8 @@ def run_apply(ctx: Context, request: ApplyRequest, view: OperationView) -> Apply
         recover(ctx, view)
         plan = _plan(ctx, request)
         if request.saved is not None:
+            from amlctl.engine.planfile import check_current
+
             check_current(request.saved, plan)
         view.event(PlanReady(plan, saved=request.saved is not None))
         result = None

@@ -310,7 +310,7 @@ def plan_upload(ctx: Context, want: Desired, cache: Any = None, *, resend_all: b
     store = ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
     return plan_sync(
         ctx.loaded.root / want.attrs["src_dir"],
-        store.list_files,  # listed on a thread while src_dir is scanned
+        store,  # listed (or fingerprinted) on a thread while src_dir is scanned
         exclude=want.attrs["exclude"],
         delete_extra=want.attrs["delete_extra"],
         cache=cache,

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from amlctl.errors import Problem
-from amlctl.manifest import vmsizes
 from amlctl.manifest.template import SensitiveStr
 
 if TYPE_CHECKING:
@@ -125,6 +124,11 @@ class _Checker:
     # computes ------------------------------------------------------------------------------
 
     def check_computes(self) -> None:
+        if not self.m.computes:
+            return
+        # the VM size catalogue (a JSON file) is read only for a manifest with computes
+        from amlctl.manifest import vmsizes
+
         for name, compute in self.m.computes.items():
             path = ("computes", name)
             if compute.min_nodes > compute.max_nodes:
@@ -286,6 +290,8 @@ class _Checker:
                        f"{node_count} node(s); at most {MAX_PROCESSES_PER_NODE} per node "
                        "(spread them over more nodes with node_count)")
         elif compute is not None and per_node > 1:
+            from amlctl.manifest import vmsizes
+
             size = vmsizes.lookup(compute.vm_size)
             if size is not None and per_node > size.vcpus:
                 self.warn(dpath, f"{per_node} processes on each node of compute "

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from amlctl.providers import resources
-from amlctl.runs.definition import RunDefinition
 
+# RunDefinition is an annotation here only: a manifest without runs is planned without
+# loading the run definitions.
 if TYPE_CHECKING:
     from amlctl.engine.state import StateStore
+    from amlctl.runs.definition import RunDefinition
 
 OWNER_TAG = "amlctl.stack"
 SPEC_HASH_TAG = "amlctl.spec_hash"

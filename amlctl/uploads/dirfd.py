@@ -150,23 +150,66 @@ def walk_files(chain: DirChain) -> Iterator[tuple[str, int, os.DirEntry[str]]]:
                     os.close(fd)
                 continue
             if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(TEMP_PREFIX):
-                try:
-                    child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
-                except (FileNotFoundError, NotADirectoryError, OSError) as exc:
-                    if isinstance(exc, FileNotFoundError) or exc.errno in (
-                            errno.ELOOP, errno.ENOTDIR):
-                        continue  # replaced or removed while we walked: not ours
-                    raise
-                try:
-                    listed = list(os.scandir(child))
-                except BaseException:
-                    os.close(child)
-                    raise
-                stack.append((child, iter(listed), prefix + entry.name + "/", True))
+                _enter(stack, fd, entry.name, prefix)
             else:
                 yield prefix + entry.name, fd, entry
     finally:
-        for fd, _entries, _prefix, owned in stack:
-            if owned:
-                with contextlib.suppress(OSError):
+        _close_all(stack)
+
+
+def stat_files(chain: DirChain, stop_at: str) -> list[tuple[str, int, int, int, int]] | None:
+    """(relpath, size, mtime_ns, ctime_ns, inode) of every regular file below chain's
+    folder, in `walk_files` order, folders entered as it does (never through a link);
+    None as soon as a name starting with `stop_at` is met. A plain loop, no generator: it
+    runs once per file of a folder that may hold many thousands."""
+    out: list[tuple[str, int, int, int, int]] = []
+    append = out.append
+    stack: list[tuple[int, Iterator[os.DirEntry[str]], str, bool]] = [
+        (chain.fd, iter(list(os.scandir(chain.fd))), "", False)]
+    try:
+        while stack:
+            fd, entries, prefix, owned = stack[-1]
+            for entry in entries:
+                name = entry.name
+                if name.startswith(stop_at):
+                    return None
+                if entry.is_dir(follow_symlinks=False):
+                    _enter(stack, fd, name, prefix)
+                    break  # the folder first, then the rest of this one (as walk_files)
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if statmod.S_ISREG(st.st_mode):
+                        append((prefix + name, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                st.st_ino))
+            else:
+                stack.pop()
+                if owned:
                     os.close(fd)
+    finally:
+        _close_all(stack)
+    return out
+
+
+def _enter(stack: list[tuple[int, Iterator[os.DirEntry[str]], str, bool]], fd: int,
+           name: str, prefix: str) -> None:
+    """Push the sub-folder `name` of `fd` on a walk's stack, opened without following a
+    link; nothing when it is gone or no longer a folder (not ours)."""
+    try:
+        child = os.open(name, DIR_FLAGS, dir_fd=fd)
+    except (FileNotFoundError, NotADirectoryError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return  # replaced or removed while we walked: not ours
+        raise
+    try:
+        listed = list(os.scandir(child))
+    except BaseException:
+        os.close(child)
+        raise
+    stack.append((child, iter(listed), prefix + name + "/", True))
+
+
+def _close_all(stack: list[tuple[int, Iterator[os.DirEntry[str]], str, bool]]) -> None:
+    for fd, _entries, _prefix, owned in stack:
+        if owned:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import marshal
 import os
 import sqlite3
 import stat as statmod
@@ -71,7 +73,7 @@ from amlctl.uploads.atomic import (
     remove_stale_temp,
     temp_name,
 )
-from amlctl.uploads.dirfd import open_chain, open_file, walk_files
+from amlctl.uploads.dirfd import open_chain, open_file, stat_files, walk_files
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import FileStat, RemoteFile
 from amlctl.uploads.store import check_relpath
@@ -99,6 +101,14 @@ CREATE TABLE IF NOT EXISTS upload_folder_index (
 
 _Row = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, ino, sha256
 _T = TypeVar("_T")
+_Stat = tuple[str, int, int, int, int]  # relpath, size, mtime_ns, ctime_ns, ino
+
+
+def _digest(key: str, stats: list[_Stat]) -> str:
+    """The fingerprint of a walk: its files' stats in walk order (a folder whose entries
+    come back in another order gives another digest: a needless slow listing, never a
+    wrong one). marshal version 2: no back-references, the fastest to write."""
+    return hashlib.sha256(key.encode() + b"\0" + marshal.dumps(stats, 2)).hexdigest()
 
 
 def _row(st: os.stat_result, sha256: str) -> _Row:
@@ -134,33 +144,68 @@ class FolderFileStore:
 
     def list_files(self) -> dict[str, RemoteFile]:
         """Every complete file under root; hashes from the index, or read when in doubt."""
+        return self.list_files_fingerprinted()[0]
+
+    @property
+    def fingerprint_key(self) -> str:
+        """Names this store among others (its index key) for memos of its fingerprint."""
+        return self._index.key
+
+    def fingerprint(self) -> str | None:
+        """A digest of the stat of every file under root, without a listing (see the
+        FileStore contract): equal to what `list_files_fingerprinted` gave with the same
+        files unchanged. None while temp files lie there (a write may be under way)."""
+        self._writes.commit(final=False)
+        try:
+            chain = open_chain(self._base, self._parts, create=False)
+        except NotADirectoryError:
+            chain = None  # root is a file: no folder, no files
+        if chain is None:
+            return _digest(self._index.key, [])
+        with chain:
+            stats = stat_files(chain, TEMP_PREFIX)
+        return None if stats is None else _digest(self._index.key, stats)
+
+    def list_files_fingerprinted(self) -> tuple[dict[str, RemoteFile], str | None]:
+        """`list_files`, and the `fingerprint` of the files listed: None unless the index
+        vouched for every one of them as they were walked (none read, no temp file)."""
         self._writes.commit(final=False)
         rows = self._index.load()
         listing: dict[str, RemoteFile] = {}
         fixes: dict[str, _Row] = {}
+        stats: list[_Stat] = []
+        append = stats.append
+        vouched = True  # every file listed on the strength of its row and one stat
+        new = tuple.__new__
+        for relpath, dir_fd, entry in self._walk():
+            # The common case inline (once per file): a regular file its row vouches
+            # for, with one stat; anything else is looked at in _list_one.
+            row = rows.get(relpath)
+            if row is not None and entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                if (row[0] == st.st_size and row[1] == st.st_mtime_ns
+                        and row[2] == st.st_ctime_ns and row[3] == st.st_ino
+                        and statmod.S_ISREG(st.st_mode)
+                        and not entry.name.startswith(TEMP_PREFIX)):
+                    del rows[relpath]
+                    listing[relpath] = new(RemoteFile, (row[0], row[4]))
+                    append((relpath, row[0], row[1], row[2], row[3]))
+                    continue
+            if entry.is_file(follow_symlinks=False) or entry.name.startswith(TEMP_PREFIX):
+                vouched = False
+            self._list_one(relpath, dir_fd, entry, rows, listing, fixes)
+        self._index.write(fixes, gone=rows.keys())
+        return listing, _digest(self._index.key, stats) if vouched else None
+
+    def _walk(self) -> Iterator[tuple[str, int, os.DirEntry[str]]]:
+        """`walk_files` of root; nothing when root is missing or a file."""
         try:
             chain = open_chain(self._base, self._parts, create=False)
         except NotADirectoryError:
             chain = None  # root is a file: no folder, no files
         if chain is not None:
             with chain:
-                new = tuple.__new__
-                for relpath, dir_fd, entry in walk_files(chain):
-                    # The common case inline (once per file): a regular file its row vouches
-                    # for, with one stat; anything else is looked at in _list_one.
-                    row = rows.get(relpath)
-                    if row is not None and entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        if (row[0] == st.st_size and row[1] == st.st_mtime_ns
-                                and row[2] == st.st_ctime_ns and row[3] == st.st_ino
-                                and statmod.S_ISREG(st.st_mode)
-                                and not entry.name.startswith(TEMP_PREFIX)):
-                            del rows[relpath]
-                            listing[relpath] = new(RemoteFile, (row[0], row[4]))
-                            continue
-                    self._list_one(relpath, dir_fd, entry, rows, listing, fixes)
-        self._index.write(fixes, gone=rows.keys())
-        return listing
+                yield from walk_files(chain)
 
     def _list_one(self, relpath: str, dir_fd: int, entry: os.DirEntry[str],
                   rows: dict[str, _Row], listing: dict[str, RemoteFile],
@@ -728,7 +773,7 @@ class _Index:
     """The SQLite memo of one store's files; safe to use from several threads."""
 
     def __init__(self, db_path: Path, root_key: str) -> None:
-        self._key = root_key
+        self.key = root_key
         self._lock = threading.Lock()
         # Only a memo (see module doc): a damaged file is set aside and started afresh.
         self._db: sqlite3.Connection | None = statedb.connect(
@@ -746,14 +791,14 @@ class _Index:
             cursor = self._open().execute(
                 "SELECT relpath, size, mtime_ns, ctime_ns, ino, sha256"
                 " FROM upload_folder_index WHERE root = ?",
-                (self._key,),
+                (self.key,),
             )
             return {row[0]: row[1:] for row in cursor}
 
     def write(self, rows: dict[str, _Row], gone: Iterable[str]) -> None:
         """Write `rows` and delete the rows of the relpaths in `gone`, in one commit."""
-        inserts = [(self._key, relpath, *row) for relpath, row in rows.items()]
-        deletes = [(self._key, relpath) for relpath in gone]
+        inserts = [(self.key, relpath, *row) for relpath, row in rows.items()]
+        deletes = [(self.key, relpath) for relpath in gone]
         if (not inserts and not deletes) or self._read_only:
             return
         with self._lock:

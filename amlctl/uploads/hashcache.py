@@ -13,13 +13,18 @@ Contract:
   answers from the file and records nothing.
 - One instance per thread; the sync functions use it from the calling thread only.
 - The file may be shared by many uploads: keys are absolute paths.
+
+It also keeps, per upload (src_dir and store), the memo of its last plan that found nothing
+to do (`no_op_memo`, see `sync`): a digest of what that plan was made from and the
+figures it gave, one row per upload.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from amlctl import statedb
 from amlctl.uploads.model import FileStat, LocalFile
@@ -39,6 +44,28 @@ CREATE TABLE IF NOT EXISTS hashes (
 ) WITHOUT ROWID
 """
 
+_MEMO_SCHEMA = """
+CREATE TABLE IF NOT EXISTS upload_no_op_memo (
+    upload TEXT PRIMARY KEY,
+    local TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    unchanged INTEGER NOT NULL,
+    kept_extra INTEGER NOT NULL,
+    remote_digest TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
+
+class NoOpMemo(NamedTuple):
+    """What a plan that found nothing to do was made from (`local`: a digest of src_dir's
+    files and the plan's options; `remote`: the store's fingerprint) and what it gave."""
+
+    local: str
+    remote: str
+    unchanged: int
+    kept_extra: int
+    remote_digest: str
+
 
 class HashCache:
     """sha256 of local files, trusted without reading them while their stat is unchanged."""
@@ -53,8 +80,8 @@ class HashCache:
         self._counts: dict[str, int] = {}  # warmed prefix -> entries under it in _memo
         # Not a database (or damaged): it only ever held a cache, so it is set aside and
         # started afresh. WAL, synchronous=NORMAL: no fsync per commit.
-        self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA,), rebuild=True,
-                                   isolation_level="")
+        self._db = statedb.connect(db_path, "file hash cache", schema=(_SCHEMA, _MEMO_SCHEMA),
+                                   rebuild=True, isolation_level="")
         # A read-only state folder: answer from the file, remember nothing new.
         self._read_only = statedb.is_read_only(self._db)
 
@@ -138,6 +165,27 @@ class HashCache:
             self._db.commit()
             for (path,) in gone:
                 self._forget(path)
+
+    def no_op_memo(self, upload: str) -> NoOpMemo | None:
+        """The memo recorded for `upload` by `record_no_op`, if any."""
+        try:
+            row = self._db.execute(
+                "SELECT local, remote, unchanged, kept_extra, remote_digest FROM upload_no_op_memo"
+                " WHERE upload = ?", (upload,)).fetchone()
+        except sqlite3.OperationalError:
+            return None  # a read-only file from before the memo existed: no such table
+        return None if row is None else NoOpMemo(*row)
+
+    def record_no_op(self, upload: str, memo: NoOpMemo | None) -> None:
+        """Replace the memo of `upload` (None: drop it), written at once."""
+        if self._read_only:
+            return
+        if memo is None:
+            self._db.execute("DELETE FROM upload_no_op_memo WHERE upload = ?", (upload,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO upload_no_op_memo VALUES (?, ?, ?, ?, ?, ?)",
+                             (upload, *memo))
+        self._db.commit()
 
     def flush(self) -> None:
         """Write recorded entries to the file (many: into the database file itself, which

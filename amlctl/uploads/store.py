@@ -24,7 +24,13 @@ Contract for implementations:
   with one rename);
 - a store may offer `put_file_stat(src, relpath) -> (RemoteFile, FileStat)`: `put_file`
   also giving src's stat (`FileStat.of(os.fstat(...))`) taken once src is open, before any
-  byte is read; `apply_sync` then keys the hash cache on it instead of a stat of its own.
+  byte is read; `apply_sync` then keys the hash cache on it instead of a stat of its own;
+- a store may offer, all three together, `fingerprint() -> str | None` (a digest of what
+  describes its files without reading them, e.g. their stats: equal fingerprints mean
+  `list_files` would give the same listing; None when it cannot tell), the same with the
+  listing `list_files_fingerprinted() -> (listing, fingerprint or None)`, and
+  `fingerprint_key` (a str naming the store among others); `plan_sync` then spares an
+  unchanged upload the listing (see `sync`).
 """
 
 from __future__ import annotations

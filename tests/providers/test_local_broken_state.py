@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,20 @@ def test_reading_commands_work_on_a_read_only_state_folder(project: Path, cli: C
         assert plan.code == 0 and "~ part-0.csv" in plan.stdout, plan
         manifest.write_text(manifest.read_text().replace("max_nodes: 2", "max_nodes: 3", 1))
         one_line_error(cli("apply", "--auto-approve"), "read-only")
+
+
+def test_a_cache_from_before_the_no_op_memo_works_read_only(project: Path, cli: Cli) -> None:
+    assert cli("apply", "--auto-approve").code == 0
+    cache = project / ".amlctl" / "hashcache.db"
+    with contextlib.closing(sqlite3.connect(cache)) as db:
+        db.execute("DROP TABLE upload_no_op_memo")  # as a cache written by an older amlctl
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with read_only(project / ".amlctl"):
+        plan = cli("plan")
+        assert plan.code == 0 and "No changes." in plan.stdout, plan
+        (project / "data" / "part-0.csv").write_text("changed,content\n" * 20)
+        plan = cli("plan")
+        assert plan.code == 0 and "~ part-0.csv" in plan.stdout, plan
 
 
 @pytest.fixture

@@ -24,6 +24,9 @@ _recorders: list[list[str]] = []
 def _audit(event: str, args: tuple[object, ...]) -> None:
     # "amlctl.open": a datastore file read through a folder descriptor, by its full path.
     if event in ("open", "amlctl.open") and _recorders and args and args[0] is not None:
+        if event == "open" and len(args) > 2 and isinstance(args[2], int) and (
+                args[2] & os.O_DIRECTORY):
+            return  # a folder opened to be listed: no file content read
         path = args[0]
         if isinstance(path, int):
             return
@@ -80,11 +83,15 @@ class Env:
     def cache(self) -> HashCache:
         return HashCache(self.cache_db, racy_window_ns=self.racy_window_ns)
 
-    def plan(self, exclude: tuple[str, ...] = (), delete_extra: bool = False) -> SyncPlan:
+    def plan(self, exclude: tuple[str, ...] = (), delete_extra: bool = False, *,
+             listing: bool = False, resend_all: bool = False) -> SyncPlan:
+        """A plan given the store itself, as amlctl plans (so the memo of a plan that found
+        nothing to do is used and kept); `listing`: given the store's listing instead."""
         with self.store() as store, self.cache() as cache:
-            return plan_sync(self.src, store.list_files(), exclude, delete_extra, cache)
+            return plan_sync(self.src, store.list_files() if listing else store, exclude,
+                             delete_extra, cache, resend_all=resend_all)
 
     def sync(self, exclude: tuple[str, ...] = (), delete_extra: bool = False) -> SyncResult:
         with self.store() as store, self.cache() as cache:
-            plan = plan_sync(self.src, store.list_files(), exclude, delete_extra, cache)
+            plan = plan_sync(self.src, store, exclude, delete_extra, cache)
             return apply_sync(plan, self.src, store, cache=cache)

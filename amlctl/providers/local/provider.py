@@ -21,7 +21,6 @@ from amlctl.providers.base import (
     RunRequest,
 )
 from amlctl.providers.dispatch import HandlerProvider, KindHandler
-from amlctl.providers.local import pool
 from amlctl.providers.local.handlers import DEFAULT_DATASTORE, handlers
 from amlctl.providers.local.store import RunRow, Store, WorkspaceRow
 from amlctl.providers.resources import Address
@@ -218,6 +217,8 @@ class LocalProvider(HandlerProvider):
         obj = self.store.get_object(ws.id, "compute", name)
         if obj is None:
             raise UsageError(f"no compute {name!r} in workspace {ws.name!r}")
+        from amlctl.providers.local import pool  # node pools matter to status and runs only
+
         state = pool.status(self.store, ws.id, name, obj.attrs.get("min_nodes", 0),
                             obj.attrs.get("idle_seconds_before_scaledown", 1800))
         return ComputeStatus(
