@@ -150,6 +150,20 @@ def _writable(path: Path) -> bool:
     return not path.exists() or os.access(path, os.W_OK)
 
 
+# A write of at least this many rows is checkpointed at once (see `checkpoint`).
+CHECKPOINT_ROWS = 1000
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy what the WAL holds into the database file now, without waiting on readers.
+
+    Closing the last connection does it anyway (and a big WAL makes the next open slower);
+    after a large write at a moment the caller would otherwise wait on the disk (an
+    upload's flush), it costs no time of its own.
+    """
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def _read_only_mount(folder: Path) -> bool:
     try:
         return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)

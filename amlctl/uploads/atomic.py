@@ -76,24 +76,46 @@ def write_temp(
     On any error the temp file is removed and the error propagates.
     """
     tmp = temp_name() if dir_fd is not None else os.path.join(folder, temp_name())
-    fin = os.open(src, _READ_FLAGS)
+    fin, stat = open_source(src)
     try:
-        stat = FileStat.of(os.fstat(fin))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o644, dir_fd=dir_fd)
-        try:
-            try:
-                digest, size = _pump(fin, fd)
-                if fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            _unlink(tmp, dir_fd)
-            raise
+        hashed, _ = copy_into(fin, stat, tmp, dir_fd, fsync=fsync)
     finally:
         os.close(fin)
-    return tmp, Hashed(digest, size, stat)
+    return tmp, hashed
+
+
+def open_source(src: str | Path) -> tuple[int, FileStat]:
+    """src opened for reading, and its stat taken once open (before any byte is read)."""
+    fin = os.open(src, _READ_FLAGS)
+    try:
+        return fin, FileStat.of(os.fstat(fin))
+    except BaseException:
+        os.close(fin)
+        raise
+
+
+def copy_into(fin: int, stat: FileStat, name: str, dir_fd: int | None, *,
+              fsync: bool = False, stat_written: bool = False
+              ) -> tuple[Hashed, os.stat_result | None]:
+    """Copy the open file fin (its `stat` from `open_source`) into a new file `name` (of
+    the folder dir_fd, if given), hashing as it goes; never through a link, never over an
+    existing file (FileExistsError). Returns the hash and, with `stat_written`, the new
+    file's stat once written. On any error the new file is removed and the error
+    propagates; fin stays open."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o644, dir_fd=dir_fd)
+    try:
+        try:
+            digest, size = _pump(fin, fd)
+            if fsync:
+                os.fsync(fd)
+            written = os.fstat(fd) if stat_written else None
+        finally:
+            os.close(fd)
+    except BaseException:
+        _unlink(name, dir_fd)
+        raise
+    return Hashed(digest, size, stat), written
 
 
 def write_atomic(src: str | Path, dest: Path) -> Hashed:
@@ -181,7 +203,8 @@ def is_temp_name(name: str) -> bool:
 
 
 def remove_stale_temp(path: Path | str, dir_fd: int | None = None) -> bool:
-    """Delete a temp file whose writing process is gone; True if it was deleted.
+    """Delete a temp file, or a temp folder with all it holds, whose writing process is
+    gone; True if it was deleted.
 
     The writer's pid is in the name. A temp of a live process (another apply, or this one)
     is left alone. With `dir_fd`, path is a name in that folder. On a folder shared between
@@ -196,7 +219,42 @@ def remove_stale_temp(path: Path | str, dir_fd: int | None = None) -> bool:
         os.unlink(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
+    except (IsADirectoryError, PermissionError):
+        # a temp folder (a store's stage, see folder_store), emptied without following links
+        try:
+            fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            _empty_folder(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path, dir_fd=dir_fd)
     return True
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _empty_folder(fd: int) -> None:
+    """Delete everything in the open folder fd, never following a link (a link is removed,
+    not entered)."""
+    for entry in list(os.scandir(fd)):
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                _empty_folder(child)
+            finally:
+                os.close(child)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(entry.name, dir_fd=fd)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.name, dir_fd=fd)
 
 
 def _alive(pid: int) -> bool:

@@ -18,6 +18,7 @@ import os
 import stat as statmod
 from collections.abc import Iterator, Sequence
 
+from amlctl.uploads.atomic import TEMP_PREFIX
 from amlctl.uploads.errors import UploadError
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -130,7 +131,8 @@ def open_file(dir_fd: int, name: str) -> int:
 
 
 def walk_files(chain: DirChain) -> Iterator[tuple[str, int, os.DirEntry[str]]]:
-    """(relpath below chain's folder, dir fd, entry) of every non-folder entry, depth first.
+    """(relpath below chain's folder, dir fd, entry) of every non-folder entry, depth first;
+    a temp folder (named TEMP_PREFIX..., a store's stage) is an entry, never entered.
 
     Sub-folders are opened relative to their parent without following links (a symlinked
     folder is yielded as an entry, never entered). Only the descriptors of the folders on
@@ -147,7 +149,7 @@ def walk_files(chain: DirChain) -> Iterator[tuple[str, int, os.DirEntry[str]]]:
                 if owned:
                     os.close(fd)
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(TEMP_PREFIX):
                 _enter(stack, fd, entry.name, prefix)
             else:
                 yield prefix + entry.name, fd, entry

@@ -15,6 +15,14 @@ before it returns or raises. A process killed before a commit leaves temp files 
 a partial file under a final name; the next sync cleans the temps and sends those files
 again.
 
+A first upload of many files (`prepare(files)`, more than FSYNC_MAX) into a target folder that
+does not exist yet skips the rename per file: the first missing folder is made under a temp
+name (the stage), small files go into it under their final names, and the commit renames the
+stage into place once their data is on disk; larger files go through temp files as above.
+Nothing in a temp-named folder is listed, and a stage whose process is dead is deleted like
+a temp file. Should a folder of that name appear meanwhile, the staged files are moved into
+it one by one.
+
 The folder is the truth, the index only a memo:
 - a file whose size, mtime, ctime or inode differs from its row (or has no row) is hashed
   during the listing and its row rewritten; this covers a process killed between the rename
@@ -40,6 +48,7 @@ delete_extra resolves both, as the sync deletes before it writes. Folders emptie
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import marshal
 import os
@@ -48,17 +57,21 @@ import stat as statmod
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, overload
 
 from amlctl import statedb
 from amlctl.uploads.atomic import (
+    FSYNC_MAX,
     TEMP_PREFIX,
+    copy_into,
     hash_fd,
     make_durable,
+    open_source,
     remove_stale_temp,
-    write_temp,
+    temp_name,
 )
 from amlctl.uploads.dirfd import open_chain, open_file, stat_files, walk_files
 from amlctl.uploads.errors import UploadError
@@ -69,6 +82,9 @@ from amlctl.uploads.store import check_relpath
 # small files: a typical upload (up to this many files, COMMIT_BYTES) commits once, at the end.
 COMMIT_FILES = 16384
 COMMIT_BYTES = 256 << 20
+# Files under this size for a root that does not exist yet go into its stage under their final
+# names (see _Stage); larger ones through temp files: a rename is little beside their copy.
+STAGE_FILE_MAX = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS upload_folder_index (
@@ -84,6 +100,7 @@ CREATE TABLE IF NOT EXISTS upload_folder_index (
 """
 
 _Row = tuple[int, int, int, int, str]  # size, mtime_ns, ctime_ns, ino, sha256
+_T = TypeVar("_T")
 _Stat = tuple[str, int, int, int, int]  # relpath, size, mtime_ns, ctime_ns, ino
 
 
@@ -121,8 +138,8 @@ class FolderFileStore:
         self._parts = below.parts  # root's folders below base, walked without following links
         # The index key: base resolved (amlctl's own folder), the rest as given.
         self._index = _Index(index_db, str(Path(os.path.realpath(base), *below.parts)))
-        self._writes = _Writes(self._base, self._index)
-        self._folders = _Folders(self._base)
+        self._folders = _Folders(self._base, self._parts)
+        self._writes = _Writes(self._base, self._parts, self._index, self._folders)
         weakref.finalize(self, _close, self._writes, self._index, self._folders)
 
     def list_files(self) -> dict[str, RemoteFile]:
@@ -225,7 +242,7 @@ class FolderFileStore:
         """Write src as relpath; visible whole at the next commit (see module doc)."""
         return self.put_file_stat(src, relpath)[0]
 
-    def put_file_stat(self, src: Path, relpath: str) -> tuple[RemoteFile, FileStat]:
+    def put_file_stat(self, src: str | Path, relpath: str) -> tuple[RemoteFile, FileStat]:
         """`put_file`, also giving src's stat taken as it was opened, before any byte was
         read (see the FileStore contract)."""
         *folder, name = check_relpath(relpath).split("/")
@@ -238,11 +255,41 @@ class FolderFileStore:
                 f"{self.root}; set delete_extra: true or remove that file"
             ) from exc
         try:
-            tmp, hashed = write_temp(src, "", dir_fd=slot[0])
+            fin, stat = open_source(src)
+            try:
+                pending = None
+                if stat.size < STAGE_FILE_MAX and self._folders.begin_final(slot):
+                    try:
+                        # A name taken in the stage (sent twice before a commit, or a
+                        # folder's): through a temp file, whose rename decides.
+                        with contextlib.suppress(FileExistsError):
+                            hashed, written = copy_into(fin, stat, name, slot.fd,
+                                                        stat_written=True)
+                            assert written is not None
+                            pending = _Pending(parts, "", name, relpath, hashed.size,
+                                               hashed.sha256, slot.where,
+                                               _row(written, hashed.sha256))
+                            full = self._writes.add(pending)  # before the stage may go
+                    finally:
+                        self._folders.end_final()
+                if pending is None:
+                    tmp = temp_name()
+                    hashed, _ = copy_into(fin, stat, tmp, slot.fd)
+                    full = self._writes.add(_Pending(parts, tmp, name, relpath, hashed.size,
+                                                     hashed.sha256, slot.where))
+            finally:
+                os.close(fin)
         finally:
             self._folders.release(slot)
-        self._writes.add(_Pending(parts, tmp, name, relpath, hashed.size, hashed.sha256))
+        if full:
+            self._writes.commit(final=False)
         return RemoteFile(hashed.size, hashed.sha256), hashed.stat
+
+    def prepare(self, files: int) -> None:
+        """Told that `files` files are about to be put: for many (more than FSYNC_MAX, so
+        one syncfs makes them durable), a missing root is staged (see _Stage)."""
+        if files > FSYNC_MAX:
+            self._folders.allow_stage()
 
     def delete_file(self, relpath: str) -> None:
         """Remove relpath and its row; remove folders it leaves empty (root too, when it is
@@ -292,8 +339,38 @@ def _close(writes: _Writes, index: _Index, folders: _Folders) -> None:
         index.close()
 
 
+class _Slot:
+    """A folder's descriptor, shared by the writers into it."""
+
+    __slots__ = ("fd", "holders", "live", "staged", "where")
+
+    def __init__(self, fd: int, where: tuple[str, ...], staged: bool) -> None:
+        self.fd = fd
+        self.holders = 1
+        self.staged = staged  # inside the stage (see _Stage)
+        self.live = True  # still given to new writers (not once its stage is being published)
+        self.where = where  # the folder as opened, below the base: through the stage's name
+
+
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """The store's first folder missing from the datastore folder, made under a temp name.
+
+    Small files for it are written there under their final names, and the whole folder is
+    renamed into place at the commit: one rename for them all, where a rename and a stat
+    per file cost as much as copying them. Nothing in it is listed (a temp name), and one
+    left by a killed process is deleted like a temp file (see `atomic.remove_stale_temp`).
+    """
+
+    key: tuple[str, ...]  # the missing folder (below the base), at or above the root
+    name: str  # its temp name in the folder key[:-1]
+    ino: int  # of the folder made, checked before the rename
+    dev: int
+
+
 class _Folders:
-    """Descriptors of the folders files were lately written to, shared by the writers.
+    """Descriptors of the folders files were lately written to, shared by the writers, and
+    the stage of a store whose root does not exist yet (see _Stage).
 
     Opening a folder is a walk from the base, a descriptor per level (see `dirfd`); files
     of one folder are written one after another, so the folder's descriptor is kept for the
@@ -302,39 +379,139 @@ class _Folders:
 
     MAX = 32
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, root: tuple[str, ...]) -> None:
         self._base = base
+        self._root = root
         self._lock = threading.Lock()
-        self._open: dict[tuple[str, ...], list[int]] = {}  # parts -> [fd, writers holding it]
+        self._idle = threading.Condition(self._lock)  # no write under a final name running
+        self._make = threading.Lock()  # folders are opened, and the stage made, one at a time
+        self._open: dict[tuple[str, ...], _Slot] = {}  # parts -> slot, least recently used first
+        self._stage: _Stage | None = None
+        # Off until `allow_stage`; a root equal to the base is never staged (the stage would
+        # sit outside the base).
+        self._root_seen = True
+        self._sealing = False
+        self._final_writers = 0
 
-    def acquire(self, parts: tuple[str, ...]) -> list[int]:
-        """[descriptor of base/parts (made if missing), holders]; give it back with
-        `release`."""
+    def allow_stage(self) -> None:
+        """Stage the root if it turns out to be missing (see _Stage)."""
+        with self._make:
+            self._root_seen = not self._root
+
+    def acquire(self, parts: tuple[str, ...]) -> _Slot:
+        """The slot of base/parts (made if missing, in the stage if the root is missing);
+        give it back with `release`."""
         with self._lock:
             slot = self._open.pop(parts, None)
             if slot is not None:
-                slot[1] += 1
+                slot.holders += 1
                 self._open[parts] = slot  # most recently used last
-        if slot is None:
-            chain = open_chain(self._base, parts, create=True)
+                return slot
+        with self._make:
+            with self._lock:  # opened by another writer while this one waited
+                slot = self._open.get(parts)
+                if slot is not None:
+                    slot.holders += 1
+                    return slot
+            stage = self._stage or self._new_stage()
+            where = parts
+            if stage is not None and parts[:len(stage.key)] == stage.key:
+                where = (*stage.key[:-1], stage.name, *parts[len(stage.key):])
+            chain = open_chain(self._base, where, create=True)
             assert chain is not None  # create=True never gives None
             fd = chain.fds.pop()
             chain.close()  # the folders above it are not needed any more
+            slot = _Slot(fd, where, staged=where != parts)
             with self._lock:
-                slot = self._open.get(parts)
-                if slot is None:
-                    slot = self._open[parts] = [fd, 1]
-                else:  # another writer opened it meanwhile: share theirs
-                    slot[1] += 1
-                    os.close(fd)
+                self._open[parts] = slot
         return slot
 
-    def release(self, slot: list[int]) -> None:
+    def _new_stage(self) -> _Stage | None:
+        """Stage the first missing folder down to the root, if one is missing."""
+        if self._root_seen:
+            return None
+        for depth in range(1, len(self._root) + 1):
+            chain = open_chain(self._base, self._root[:depth], create=False)
+            if chain is not None:
+                chain.close()
+                continue
+            parent = open_chain(self._base, self._root[:depth - 1], create=True)
+            assert parent is not None
+            with parent:
+                for entry in list(os.scandir(parent.fd)):  # a killed writer's stage
+                    if entry.name.startswith(TEMP_PREFIX) and entry.is_dir(follow_symlinks=False):
+                        remove_stale_temp(entry.name, parent.fd)
+                name = temp_name()
+                os.mkdir(name, 0o777, dir_fd=parent.fd)
+                made = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+            self._stage = _Stage(self._root[:depth], name, made.st_ino, made.st_dev)
+            return self._stage
+        self._root_seen = True
+        return None
+
+    def release(self, slot: _Slot) -> None:
         """Give back what `acquire` returned."""
         with self._lock:
-            slot[1] -= 1
-            if len(self._open) > self.MAX:
+            slot.holders -= 1
+            if not slot.live:
+                if slot.holders == 0:
+                    os.close(slot.fd)
+            elif len(self._open) > self.MAX:
                 self._close_idle(len(self._open) - self.MAX)
+
+    def begin_final(self, slot: _Slot) -> bool:
+        """Whether a file may be written under its final name in slot's folder, now: only
+        in the stage, and not once its commit began; if so, call `end_final` after."""
+        with self._lock:
+            if not slot.staged or not slot.live or self._sealing:
+                return False
+            self._final_writers += 1
+            return True
+
+    def end_final(self) -> None:
+        """The write `begin_final` allowed has ended (its pending entry recorded)."""
+        with self._lock:
+            self._final_writers -= 1
+            if not self._final_writers:
+                self._idle.notify_all()
+
+    @contextlib.contextmanager
+    def sealed(self, take: Callable[[], _T]) -> Iterator[tuple[_Stage | None, _T]]:
+        """The stage, once no write under a final name runs in it and none can start, and
+        what `take()` returns, called then, while no stage can be made (so what it takes
+        holds no file of a stage other than this one). With a stage, no folder is opened
+        until the block ends (it publishes the stage)."""
+        self._make.acquire()
+        try:
+            stage = self._stage
+            if stage is not None:
+                with self._lock:
+                    self._sealing = True
+                    for parts, slot in list(self._open.items()):
+                        if slot.staged:  # its writers go on with temp files, renamed later
+                            del self._open[parts]
+                            slot.live = False
+                            if slot.holders == 0:
+                                os.close(slot.fd)
+                    while self._final_writers:
+                        self._idle.wait()
+                self._stage = None
+            taken = take()
+        except BaseException:
+            with self._lock:
+                self._sealing = False
+            self._make.release()
+            raise
+        if stage is None:  # nothing to hold back
+            self._make.release()
+            yield None, taken
+            return
+        try:
+            yield stage, taken
+        finally:
+            with self._lock:
+                self._sealing = False
+            self._make.release()
 
     def close_idle(self) -> None:
         """Close every descriptor no writer holds."""
@@ -345,28 +522,34 @@ class _Folders:
         for parts, slot in list(self._open.items()):  # least recently used first
             if count <= 0:
                 break
-            if slot[1] == 0:
+            if slot.holders == 0:
                 del self._open[parts]
-                os.close(slot[0])
+                os.close(slot.fd)
                 count -= 1
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    folder: tuple[str, ...]  # below the base
-    tmp: str  # names in that folder
+    folder: tuple[str, ...]  # where it is published, below the base
+    tmp: str  # its temp name there; "" if written under its final name in the stage
     name: str
     relpath: str
     size: int
     sha256: str
+    where: tuple[str, ...]  # the folder it was written in (through the stage's temp name)
+    row: _Row | None = None  # written under its final name: its stat, which a rename of
+    # the stage keeps
 
 
 class _Writes:
-    """Temp files written and not yet renamed, and the commits that publish them."""
+    """Files written and not yet published, and the commits that publish them."""
 
-    def __init__(self, base: str, index: _Index) -> None:
+    def __init__(self, base: str, root: tuple[str, ...], index: _Index,
+                 folders: _Folders) -> None:
         self._base = base
+        self._root = root
         self._index = index
+        self._folders = folders
         self._lock = threading.Lock()  # guards the pending list
         self._commit_lock = threading.Lock()  # one commit at a time
         self._pending: list[_Pending] = []
@@ -374,34 +557,73 @@ class _Writes:
         # folders (parts below base) renamed into since the last final commit
         self._unsynced: set[tuple[str, ...]] = set()
 
-    def add(self, pending: _Pending) -> None:
+    def add(self, pending: _Pending) -> bool:
+        """Record a file written; True when enough are pending to commit them."""
         with self._lock:
             self._pending.append(pending)
             self._bytes += pending.size
-            full = len(self._pending) >= COMMIT_FILES or self._bytes >= COMMIT_BYTES
-        if full:
-            self.commit(final=False)
+            return len(self._pending) >= COMMIT_FILES or self._bytes >= COMMIT_BYTES
 
     def commit(self, *, final: bool) -> None:
         """Publish the pending files: data to disk, renames, index rows. `final` also
         makes the renames done since the last final commit durable."""
         with self._commit_lock:
-            with self._lock:
-                batch, self._pending, self._bytes = self._pending, [], 0
-            if batch:
-                self._publish(batch)
+            with self._folders.sealed(self._take) as (stage, batch):
+                if batch or stage is not None:
+                    self._publish(batch, stage)
             if final and self._unsynced:
                 make_durable(self._base, [], [os.path.join(self._base, *folder)
                                               for folder in sorted(self._unsynced)])
                 self._unsynced = set()
 
-    def _publish(self, batch: list[_Pending]) -> None:
-        make_durable(self._base, [os.path.join(self._base, *p.folder, p.tmp) for p in batch])
+    def _take(self) -> list[_Pending]:
+        with self._lock:
+            batch, self._pending, self._bytes = self._pending, [], 0
+        return batch
+
+    def _publish(self, batch: list[_Pending], stage: _Stage | None) -> None:
+        in_stage = () if stage is None else (*stage.key[:-1], stage.name)
+        folders: list[str] = []
+        if stage is not None and len(batch) <= FSYNC_MAX:
+            # an fsync each (a few files): the stage's folders too, before its rename
+            made = {item.where[:depth] for item in batch if item.where[:len(in_stage)] == in_stage
+                    for depth in range(len(in_stage), len(item.where) + 1)}
+            folders = [os.path.join(self._base, *where) for where in sorted(made)]
+        paths = _TempPaths(self._base, batch, in_stage)
+        staged_rows = {item.relpath: item.row for item in batch
+                       if not item.tmp and item.row is not None} if stage is not None else {}
+        if len(staged_rows) > FSYNC_MAX:
+            # The staged files' rows are known already: written while the syncfs waits on the
+            # disk. A row of a file whose stage is not published is only a memo gone stale:
+            # the next listing drops it (file absent) or reads the file (stat moved).
+            errors: list[BaseException] = []
+            durable = threading.Thread(target=_run_into, args=(
+                errors, make_durable, self._base, paths, folders))
+            durable.start()
+            try:
+                self._index.write(staged_rows, gone=())
+            finally:
+                durable.join()
+            if errors:
+                raise errors[0]
+        else:
+            staged_rows = {}
+            make_durable(self._base, paths, folders)
         rows: dict[str, _Row] = {}
         failure: UploadError | None = None
+        merged = False
+        if stage is not None:
+            try:
+                merged = self._rename_stage(stage)
+            except (UploadError, OSError) as exc:
+                failure = _as_upload_error(self._shown(stage.key), exc, self._base)
         by_folder: dict[tuple[str, ...], list[_Pending]] = {}
         for item in batch:
-            by_folder.setdefault(item.folder, []).append(item)
+            if item.tmp or merged:
+                by_folder.setdefault(item.folder, []).append(item)
+            elif (failure is None and item.row is not None
+                  and item.relpath not in staged_rows):  # published with its stage
+                rows[item.relpath] = item.row
         for folder, items in by_folder.items():
             try:
                 # Opened again, without following links: a folder swapped for a link since
@@ -418,17 +640,22 @@ class _Writes:
             with chain:
                 for item in items:
                     try:
-                        os.replace(item.tmp, item.name, src_dir_fd=chain.fd,
-                                   dst_dir_fd=chain.fd)
+                        if item.tmp:
+                            os.replace(item.tmp, item.name, src_dir_fd=chain.fd,
+                                       dst_dir_fd=chain.fd)
                         rows[item.relpath] = _row(
                             os.stat(item.name, dir_fd=chain.fd, follow_symlinks=False),
                             item.sha256)
                     except OSError as exc:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(item.tmp, dir_fd=chain.fd)
+                        if item.tmp:
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(item.tmp, dir_fd=chain.fd)
                         failure = failure or _as_upload_error(item.relpath, exc, self._base)
         # the folders renamed into, and those above them up to base (they may be new)
-        for folder in by_folder:
+        renamed_into = list(by_folder)
+        if stage is not None:
+            renamed_into.append(stage.key[:-1])
+        for folder in renamed_into:
             while folder not in self._unsynced:
                 self._unsynced.add(folder)
                 if not folder:
@@ -437,6 +664,96 @@ class _Writes:
         self._index.write(rows, gone=())
         if failure is not None:
             raise failure
+
+    def _rename_stage(self, stage: _Stage) -> bool:
+        """Put the stage in place under its real name; False if it was, True if its files
+        were moved one by one instead (a folder of that name appeared meanwhile)."""
+        parent = open_chain(self._base, stage.key[:-1], create=False)
+        if parent is None:
+            raise FileNotFoundError(errno.ENOENT, "its folder vanished during the upload")
+        with parent:
+            made = os.stat(stage.name, dir_fd=parent.fd, follow_symlinks=False)
+            if (made.st_ino, made.st_dev) != (stage.ino, stage.dev):
+                raise OSError(errno.ESTALE, "replaced during the upload")
+            try:
+                os.rename(stage.name, stage.key[-1], src_dir_fd=parent.fd,
+                          dst_dir_fd=parent.fd)
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR,
+                                     errno.EISDIR):
+                    raise
+        self._merge_stage(stage)
+        return True
+
+    def _merge_stage(self, stage: _Stage) -> None:
+        """Move every file of the stage to its real folder (made if missing, never through
+        a link), then remove the stage's folders left empty."""
+        moved: list[tuple[str, ...]] = []
+        subs: list[tuple[str, ...]] = [()]
+        while subs:
+            sub = subs.pop()
+            src = open_chain(self._base, (*stage.key[:-1], stage.name, *sub), create=False)
+            if src is None:
+                continue
+            with src:
+                moved.append(sub)
+                dst = open_chain(self._base, (*stage.key, *sub), create=True)
+                assert dst is not None
+                with dst:
+                    for entry in list(os.scandir(src.fd)):
+                        if entry.is_dir(follow_symlinks=False):
+                            subs.append((*sub, entry.name))
+                        else:
+                            os.replace(entry.name, entry.name, src_dir_fd=src.fd,
+                                       dst_dir_fd=dst.fd)
+        for sub in reversed(moved):  # deepest first
+            with contextlib.suppress(OSError):
+                parent = open_chain(self._base, (*stage.key[:-1], stage.name, *sub[:-1])
+                                    if sub else stage.key[:-1], create=False)
+                if parent is not None:
+                    with parent:
+                        os.rmdir(sub[-1] if sub else stage.name, dir_fd=parent.fd)
+
+    def _shown(self, parts: tuple[str, ...]) -> str:
+        return "/".join(parts[len(self._root):]) or "/".join(parts)
+
+
+def _run_into(errors: list[BaseException], fn: Callable[..., object], *args: object) -> None:
+    """fn(*args) on a helper thread; what it raises goes into `errors`."""
+    try:
+        fn(*args)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+class _TempPaths(Sequence[str]):
+    """The files of a batch as paths where they are now, each made only when asked for: a
+    syncfs needs their number only, an fsync per file (a few files) their paths. A file
+    written in the stage being published is there; one written in an earlier stage is
+    where that stage was put."""
+
+    def __init__(self, base: str, batch: list[_Pending], in_stage: tuple[str, ...]) -> None:
+        self._base = base
+        self._batch = batch
+        self._in_stage = in_stage
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        item = self._batch[index]
+        stage = self._in_stage
+        folder = item.where if stage and item.where[:len(stage)] == stage else item.folder
+        return os.path.join(self._base, *folder, item.tmp or item.name)
 
 
 def _as_upload_error(relpath: str, exc: BaseException, base: str) -> UploadError:
@@ -495,6 +812,8 @@ class _Index:
                 db.executemany(
                     "DELETE FROM upload_folder_index WHERE root = ? AND relpath = ?", deletes
                 )
+            if len(inserts) >= statedb.CHECKPOINT_ROWS:  # now, not at close (see statedb)
+                statedb.checkpoint(db)
 
     def close(self) -> None:
         """Close; later calls do nothing."""

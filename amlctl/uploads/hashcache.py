@@ -188,7 +188,8 @@ class HashCache:
         self._db.commit()
 
     def flush(self) -> None:
-        """Write recorded entries to the file."""
+        """Write recorded entries to the file (many: into the database file itself, which
+        closing would do otherwise; apply_sync flushes while the disk is busy anyway)."""
         for path, *row in self._pending:
             if self._is_warm(path):
                 if path not in self._memo:
@@ -201,6 +202,8 @@ class HashCache:
                 "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending
             )
             self._db.commit()
+            if len(self._pending) >= statedb.CHECKPOINT_ROWS:
+                statedb.checkpoint(self._db)
             self._pending.clear()
 
     def close(self) -> None:

@@ -19,6 +19,9 @@ Contract for implementations:
   relpath; `list_files` never runs at the same time as either;
 - a store may say how many copies at once suit it in an optional `parallelism` attribute
   (a local folder: about one per core, as copying is CPU-bound; a network store more);
+- a store may offer `prepare(files)`: `apply_sync` calls it with the number of files it
+  is about to put, before the first (FolderFileStore then publishes a new folder's files
+  with one rename);
 - a store may offer `put_file_stat(src, relpath) -> (RemoteFile, FileStat)`: `put_file`
   also giving src's stat (`FileStat.of(os.fstat(...))`) taken once src is open, before any
   byte is read; `apply_sync` then keys the hash cache on it instead of a stat of its own;
@@ -55,14 +58,16 @@ class FileStore(Protocol):
         ...
 
 
+_BAD_PARTS = frozenset(("", ".", ".."))
+
+
 def check_relpath(relpath: str) -> str:
     """Return relpath if it is a clean posix path inside the target, else raise UploadError."""
-    parts = relpath.split("/")
     if (
         not relpath
         or relpath.startswith("/")
         or "\x00" in relpath
-        or any(part in ("", ".", "..") for part in parts)
+        or not _BAD_PARTS.isdisjoint(relpath.split("/"))
     ):
         raise UploadError(f"{relpath!r}: not a relative path inside the upload target")
     return relpath

@@ -28,12 +28,12 @@ Anything else (a changed stat on either side, a temp file in the store, other in
 `apply_sync` deletes first (so a file can replace a folder of the same name), then copies
 the files to add and change in a thread pool (see `workpool`), large files first (largest
 first), then small ones in path order, each read once and hashed while copied by the store,
-then calls the store's `flush()` if it has one. It sends what the files hold at apply time
-(a warning names any file whose content differs from the plan's hash). On the first failure
-it stops starting new copies, lets the running ones end, flushes the store and raises
-UploadError with the partial SyncResult in `partial`; whatever completed is in the store and
-in the hash cache, so the next plan only lists what is left. Progress callbacks run on the
-calling thread.
+then calls the store's `flush()` if it has one (the hash cache is written meanwhile). It
+sends what the files hold at apply time (a warning names any file whose content differs
+from the plan's hash). On the first failure it stops starting new copies, lets the running
+ones end, flushes the store and raises UploadError with the partial SyncResult in
+`partial`; whatever completed is in the store and in the hash cache, so the next plan only
+lists what is left. Progress callbacks run on the calling thread.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def plan_sync(
         with ThreadPoolExecutor(max_workers=1) as lister:
             listed = lister.submit(listing_fn)
             scan = _scan_and_warm(src_dir, exclude, cache, never)
+            _ = scan.files  # made while the listing is on its way, not after it arrives
             listing = listed.result()
     else:
         scan = _scan_and_warm(src_dir, exclude, cache, never)
@@ -261,6 +262,9 @@ def apply_sync(
             cache.record(os.path.join(root, item.relpath), before, remote.sha256, hashed_at)
         progress.advance(item.relpath, remote.size)
 
+    prepare = getattr(store, "prepare", None)
+    if callable(prepare) and to_send:
+        prepare(len(to_send))
     progress.start(len(to_send), plan.bytes_to_send)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -270,12 +274,24 @@ def apply_sync(
                     "upload")
     finally:
         try:
-            _flush(store)
+            _flush_both(store, cache)
         finally:
-            if cache is not None:
-                cache.flush()
             progress.finish()
     return result()
+
+
+def _flush_both(store: FileStore, cache: HashCache | None) -> None:
+    """Flush the store and the hash cache; the cache is written (on this thread, its own)
+    while the store's flush waits on the disk. The store's error is the one raised."""
+    if cache is None:
+        _flush(store)
+        return
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        published = helper.submit(_flush, store)
+        try:
+            cache.flush()
+        finally:
+            published.result()
 
 
 def _flush(store: FileStore) -> None:
@@ -297,7 +313,7 @@ def _send(store: FileStore, root: str, relpath: str) -> _Sent:
     put_file_stat = getattr(store, "put_file_stat", None)
     try:
         if put_file_stat is not None:  # the store stats src as it opens it: no stat here
-            remote, before = put_file_stat(Path(path), relpath)
+            remote, before = put_file_stat(path, relpath)  # a str: no Path built per file
             return remote, before, hashed_at
         before = FileStat.of(os.stat(path))
         return store.put_file(Path(path), relpath), before, hashed_at
