@@ -1,7 +1,7 @@
 """The command line pauses the cyclic garbage collector while a command starts (see
-amlctl.cli.GC_PAUSED): no collection until an engine command has its context, the collector
-running as usual for the command's real work, and a program calling `main` getting its
-collector back as it was.
+amlctl.cli.GC_PAUSED): no collection in a no-op plan or apply, the collector running as usual
+once an apply has changes to make, and a program calling `main` getting its collector back as
+it was.
 
 Each case runs the real command in a fresh interpreter (the pause is about what start-up
 allocates, which an interpreter that already imported amlctl would not allocate again).
@@ -39,9 +39,9 @@ class Watching:
     def __init__(self, view):
         self.view = view
     def event(self, event):
+        self.view.event(event)  # the first event is the plan
         seen.setdefault("enabled_at_plan", gc.isenabled())
         seen.setdefault("frozen_at_plan", gc.get_freeze_count())
-        self.view.event(event)
     def __getattr__(self, name):
         return getattr(self.view, name)
 
@@ -83,15 +83,25 @@ def test_validate_runs_without_a_collection_and_gives_the_collector_back(
     assert seen["enabled_after"] is True and seen["frozen_after"] == 0
 
 
-def test_apply_collects_as_usual_once_its_context_is_open(tmp_path: Path) -> None:
+def test_an_apply_with_changes_collects_as_usual_once_it_has_its_plan(tmp_path: Path) -> None:
     upload_project(tmp_path)
     seen = probe(tmp_path, "apply", "--auto-approve")
     assert seen["exit"] == 0
     assert (tmp_path / "home" / "state.db").is_file()  # it did apply
-    # start-up's objects were frozen when the context opened; the collector is on again
+    # start-up's objects were frozen when the plan was shown; the collector is on again
     assert seen["enabled_at_plan"] is True
     assert isinstance(seen["frozen_at_plan"], int) and seen["frozen_at_plan"] > 10_000
     assert seen["enabled_after"] is True and seen["frozen_after"] == 0
+
+
+def test_a_no_op_plan_and_apply_run_without_a_collection(tmp_path: Path) -> None:
+    upload_project(tmp_path)
+    assert probe(tmp_path, "apply", "--auto-approve")["exit"] == 0  # now nothing to do
+    for args in (("plan",), ("apply", "--auto-approve")):
+        seen = probe(tmp_path, *args)
+        assert seen["exit"] == 0
+        assert seen["collections"] == 0, args
+        assert seen["enabled_after"] is True and seen["frozen_after"] == 0
 
 
 def test_a_failing_command_gives_the_collector_back(tmp_path: Path) -> None:

@@ -140,12 +140,15 @@ def _no_pydantic_plugins() -> None:
 # live until the process ends, and the collector scanned them again and again (about a tenth
 # of a no-op plan's own time), then once more as the interpreter exits. Start-up garbage has
 # almost no cycles (reference counting frees it), so `main` pauses the collector for these
-# commands until they have their engine context (`resume_gc`): what start-up built is then
-# frozen (never scanned again) and the collector runs as usual for the command's real work
-# (an apply, waiting on runs). The manifest-only commands never resume: they are short, and
-# the manifest's budgets bound what they build. The other commands (following logs, watching
-# runs) are not paused. At exit all is frozen too, which spares the interpreter's last full
-# collection: it could only run finalizers of garbage in cycles, and the process ends anyway.
+# commands until their real work starts (`resume_gc`: when the engine context is open; for
+# apply and destroy, once the plan has changes; waiting on runs): what start-up built is then
+# frozen (never scanned again) and the collector runs as usual. A plan never resumes: it
+# builds no garbage in cycles (measured: the same few hundred objects, of start-up, after a
+# plan of 10,000 files or 1,000 resources). Nor do the manifest-only commands: they are
+# short, and the manifest's budgets bound what they build. The other commands (following
+# logs, watching runs) are not paused. At exit all is frozen too, which spares the
+# interpreter's last full collection: it could only run finalizers of garbage in cycles, and
+# the process ends anyway.
 GC_PAUSED = frozenset({"plan", "apply", "destroy", "show", "status", "import", "force-unlock",
                        "validate", "render", "graph", "schema"})
 _gc_pause = {"paused": False, "frozen": False}

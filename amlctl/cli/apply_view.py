@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from amlctl.cli import resume_gc
+from amlctl.engine.events import PlanReady
 from amlctl.engine.operation import OperationView
 from amlctl.engine.plan import Plan
 from amlctl.errors import UsageError
@@ -21,6 +23,7 @@ from amlctl.render.events import TextView
 from amlctl.render.human import Style
 
 if TYPE_CHECKING:
+    from amlctl.engine.events import Event
     from amlctl.uploads.progress import SyncProgress
 
 
@@ -39,6 +42,13 @@ class CliView(TextView):
 
     def __init__(self, style: Style) -> None:
         super().__init__(_write, style, _progress)
+
+    def event(self, event: Event) -> None:
+        """Show one event; a plan with changes ends the start-up pause of the garbage
+        collector (amlctl.cli.resume_gc): applying it collects as usual."""
+        if isinstance(event, PlanReady) and event.plan.has_changes:
+            resume_gc()
+        super().event(event)
 
     def confirm_actions(self, plan: Plan) -> None:
         """Ask for 'yes' on a terminal; refuse without one."""

@@ -48,13 +48,19 @@ IncludeData = Annotated[bool, typer.Option(
 
 @contextmanager
 def engine_context(ctx: typer.Context, file: Path | None,
-                   allow_missing_secrets: bool = False) -> Iterator[Context]:
-    """Load the manifest and bind it to its backend for the duration of a command."""
+                   allow_missing_secrets: bool = False, *, collect: bool = True
+                   ) -> Iterator[Context]:
+    """Load the manifest and bind it to its backend for the duration of a command.
+
+    `collect=False` keeps the start-up pause of the garbage collector on (see amlctl.cli):
+    for a plan, which builds no garbage in cycles whatever the size of its uploads, and for
+    apply and destroy until they change something (apply_view resumes it then)."""
     from amlctl.engine.planner import open_context
 
     loaded = load(ctx, file, allow_missing_secrets=allow_missing_secrets)
     context = open_context(loaded, settings(ctx).backend)
-    resume_gc()  # start-up is over (see amlctl.cli): the command's own work collects as usual
+    if collect:
+        resume_gc()  # start-up is over: the command's own work collects as usual
     try:
         yield context
     finally:
@@ -117,7 +123,7 @@ def plan(
         from amlctl.engine.planfile import check_destination, save_plan
 
         check_destination(out)
-    with engine_context(ctx, file) as context:
+    with engine_context(ctx, file, collect=False) as context:
         if destroy:
             the_plan = make_destroy_plan(context, include_data=include_data)
         else:
@@ -174,7 +180,7 @@ def _operate(ctx: typer.Context, file: Path | None, request: ApplyRequest, verb:
     from amlctl.cli import apply_view
     from amlctl.engine.operation import run_apply
 
-    with engine_context(ctx, file) as context:
+    with engine_context(ctx, file, collect=False) as context:
         outcome = run_apply(context, request, apply_view.make_view(_styler(ctx)))
         if outcome.result is None:
             typer.echo(f"{verb} complete. Nothing to do.")
@@ -202,6 +208,7 @@ def _report_result(result: ApplyResult, plan: Plan) -> None:
 
 def _wait_for_runs(context: Context, runs: tuple[RunInfo, ...]) -> None:
     """Follow each run (just submitted, or the latest of each of the manifest's runs)."""
+    resume_gc()  # waiting may take hours: collect as usual
     provider = context.provider
     failed = []
     live_view = sys.stdout.isatty()  # a terminal gets `watch`'s view, logs and CI the logs
