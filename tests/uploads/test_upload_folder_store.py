@@ -10,12 +10,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from upload_helpers import Env, opened_files, tree, write
+from upload_helpers import Env, opened_files, tree, wait_for, write
 
 from amlctl.uploads import FolderFileStore, RemoteFile, UploadError
 from amlctl.uploads.atomic import TEMP_PREFIX, write_atomic
@@ -50,14 +48,6 @@ def sha(data: bytes) -> str:
 
 def temps(root: Path) -> list[Path]:
     return [p for p in root.rglob(TEMP_PREFIX + "*")]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.005)
 
 
 def test_put_list_delete(tmp_path: Path) -> None:
