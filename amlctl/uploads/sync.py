@@ -125,6 +125,7 @@ def plan_sync(
         with ThreadPoolExecutor(max_workers=1) as lister:
             listed = lister.submit(listing_fn)
             scan = _scan_and_warm(src_dir, exclude, cache, never)
+            _ = scan.files  # made while the listing is on its way, not after it arrives
             listing = listed.result()
     else:
         scan = _scan_and_warm(src_dir, exclude, cache, never)

@@ -90,25 +90,26 @@ def noop_plan_requests(folder: Path, fake: Any, backend: str,
 
 @contextmanager
 def counted_requests() -> Iterator[list[tuple[str, str]]]:
-    """Record (method, url) of every HTTP request any SDK sends meanwhile, at urllib3's
-    connection pools: the azureml SDK and the storage SDK send through `requests`, amlctl's
-    own blob requests through its urllib3 pool transport, and all of them through urllib3,
-    so ARM, Azure ML and blob (Azurite) requests are all seen."""
-    from urllib3.connectionpool import HTTPConnectionPool
+    """Record (method, url) of every HTTP request any SDK sends meanwhile, where each goes
+    on the wire: http.client's putrequest. The azureml SDK and the storage SDK send through
+    `requests` (urllib3 on http.client), amlctl's own blob requests through its http.client
+    pool transport, so ARM, Azure ML and blob (Azurite) requests are all seen."""
+    import http.client
 
     seen: list[tuple[str, str]] = []
-    real_urlopen = HTTPConnectionPool.urlopen
+    real_putrequest = http.client.HTTPConnection.putrequest
 
-    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        # a pool is given the path (and query) only; put the origin back for the record
-        seen.append((method, url if "://" in url else f"{self.scheme}://{self.host}{url}"))
-        return real_urlopen(self, method, url, *args, **kwargs)
+    def putrequest(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        # a connection is given the path (and query) only; put the origin back for the record
+        scheme = "https" if self.default_port == 443 else "http"  # urllib3's TLS ones too
+        seen.append((method, url if "://" in url else f"{scheme}://{self.host}{url}"))
+        return real_putrequest(self, method, url, *args, **kwargs)
 
-    HTTPConnectionPool.urlopen = urlopen  # type: ignore[method-assign]
+    http.client.HTTPConnection.putrequest = putrequest  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        HTTPConnectionPool.urlopen = real_urlopen  # type: ignore[method-assign]
+        http.client.HTTPConnection.putrequest = real_putrequest  # type: ignore[method-assign]
 
 
 def request_kind(method: str, url: str) -> str:

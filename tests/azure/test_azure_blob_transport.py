@@ -1,22 +1,27 @@
-"""Blob puts and listings sent by `BlobFileStore` itself, over its urllib3 pool transport.
+"""Blob puts and listings sent by `BlobFileStore` itself, over its pooled http.client transport.
 
 Against Azurite (the real emulator, over HTTPS with the tests' certificate): what the store
 writes reads back through the SDK's own client exactly as a blob written by the SDK (so blobs
 uploaded by earlier amlctl versions, through `upload_blob`, compare the same and are not sent
-again). Without a service: retries and errors of an unreachable endpoint, the proxy and CA
-settings taken from the environment, and the listing's continuation marker read from a page's
-tail.
+again); the proxy and CA settings taken from the environment, through a loopback tunnelling
+proxy. Without a service: retries and errors of an unreachable endpoint, and the listing's
+continuation marker read from a page's tail.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import http.server
 import socket
+import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import urllib3
+import requests
 from fake_service import FakeAzure
 
 from amlctl.providers.azure import transport
@@ -88,33 +93,134 @@ def test_an_unreachable_service_is_retried_then_reported(tmp_path: Path) -> None
         assert len(waits) == 2
 
 
-def test_proxy_and_ca_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+class ConnectProxy:
+    """A loopback HTTP proxy that only tunnels (CONNECT), as corporate proxies do for HTTPS;
+    it records each request line with its Proxy-Authorization. Its upstream connections
+    resolve Azure names through the tests' routing, to Azurite."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.seen: list[tuple[str, str | None]] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def __enter__(self) -> ConnectProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        line, *fields = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+        auth = next((f.split(":", 1)[1].strip() for f in fields
+                     if f.lower().startswith("proxy-authorization:")), None)
+        self.seen.append((line.rsplit(" ", 1)[0], auth))
+        host, port = line.split(" ")[1].rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+
+def test_proxy_and_ca_settings_come_from_the_environment(
+        workspace: Any, fake: FakeAzure, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """HTTPS_PROXY (with its credentials), NO_PROXY and REQUESTS_CA_BUNDLE as the SDK's
-    requests transport reads them; a SOCKS proxy leaves the store on the client's own."""
+    requests transport reads them: puts and listings go through one tunnel of the proxy,
+    NO_PROXY goes direct, a CA bundle without the service's issuer fails the TLS check; a
+    SOCKS proxy leaves the store on the client's own transport."""
     from azure.storage.blob import ContainerClient
 
-    bundle = tmp_path / "ca.pem"
-    bundle.write_text("")
-    origin = "https://acct.blob.core.windows.net"
+    ds = workspace.get_default_datastore()
+    container = ds.blob_service.get_container_client(ds.container_name)
+    host = urlsplit(container.url).hostname
+    (tmp_path / "f").write_bytes(b"via proxy")
+    digest = hashlib.sha256(b"via proxy").hexdigest()
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.example:3128")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    proxied = transport._manager_for(origin, 4)
-    assert isinstance(proxied, urllib3.ProxyManager)
-    assert proxied.proxy is not None and proxied.proxy.host == "proxy.example"
-    assert proxied.proxy_headers["proxy-authorization"].startswith("Basic ")
-    assert proxied.connection_pool_kw["ca_certs"] == str(bundle)
-    monkeypatch.setenv("NO_PROXY", ".core.windows.net")
-    direct = transport._manager_for(origin, 4)
-    assert not isinstance(direct, urllib3.ProxyManager)
-    assert direct.connection_pool_kw["ca_certs"] == str(bundle)
-    monkeypatch.delenv("NO_PROXY")
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://user:se%40cret@127.0.0.1:{proxy.port}")
+        store = BlobFileStore(container, "proxied")
+        assert store.put_file(tmp_path / "f", "f") == (9, digest)
+        assert store.list_files() == {"f": (9, digest)}
+        token = base64.b64encode(b"user:se@cret").decode()
+        assert proxy.seen == [(f"CONNECT {host}:443", f"Basic {token}")]
+        monkeypatch.setenv("NO_PROXY", ".core.windows.net")
+        assert BlobFileStore(container, "proxied").list_files() == {"f": (9, digest)}
+        assert len(proxy.seen) == 1
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())  # public CAs only
+    with pytest.raises(AzureCallError, match=r"(?i)certificate verify failed"):
+        BlobFileStore(container, "proxied", RetryPolicy(attempts=1)).list_files()
     monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.example:1080")
-    container = ContainerClient(origin, "c", credential={"account_name": "acct",
-                                                         "account_key": "a2V5"})
+    monkeypatch.delenv("NO_PROXY")
+    container = ContainerClient("https://acct.blob.core.windows.net", "c",
+                                credential={"account_name": "acct", "account_key": "a2V5"})
     assert transport.twin(container) is container
+
+
+def test_a_connection_the_service_closed_while_idle_is_replaced() -> None:
+    """A keep-alive connection the server drops while it sits in the pool (an idle timeout)
+    costs nothing: the request is sent again on a new connection, once; a connection that
+    fails on its first request is an error (ServiceResponseError, retried by `call`)."""
+    from azure.core.exceptions import ServiceResponseError
+    from azure.core.pipeline.transport import HttpRequest
+
+    connections: list[int] = []
+    received: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the client pools the connection
+
+        def do_PUT(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/broken":
+                self.close_connection = True  # no answer at all
+                return
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.close_connection = True  # as an idle timeout would, unannounced
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(1)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with transport.PoolTransport() as pool:
+            for body in (b"one", b"two"):
+                response = pool.send(HttpRequest("PUT", f"{base}/b", data=body))
+                assert response.status_code == 201
+            assert (received, len(connections)) == ([b"one", b"two"], 2)
+            with pytest.raises(ServiceResponseError):
+                pool.send(HttpRequest("PUT", f"{base}/broken", data=b"three"))
+            assert (received[-1], len(connections)) == (b"three", 3)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(("tail", "marker"), [

@@ -199,23 +199,19 @@ def _parse_page(body: bytes) -> tuple[list[tuple[str, int, str | None]], str]:
     Each <Blob> is read and cleared as soon as it ends: the page never stands as a tree of
     100,000 elements, which the garbage collector would walk over and over while it grows
     (in a process holding the azureml SDK, 0.14 s a 5,000-blob page instead of 0.05 s).
-    Depths: EnumerationResults 1, Blobs and NextMarker 2, Blob 3 (a metadata key named Blob
-    sits deeper).
+    Only end events, read by position (measured: 38 ms a 5,000-blob page, against 53 ms
+    with start events kept to count depth and 62 ms with expat handlers in Python). A
+    listing's <Blob> starts with its <Name>; a metadata value is text, so a metadata key
+    named Blob (or Name, NextMarker) has no child and is never taken for one. The marker is
+    read from the root's own children once the page is parsed.
     """
     entries = []
-    marker = ""
-    depth = 0
-    for event, element in ElementTree.iterparse(io.BytesIO(body), ("start", "end")):
-        if event == "start":
-            depth += 1
-            continue
-        depth -= 1
-        if depth == 2 and element.tag == "Blob":
+    events = ElementTree.iterparse(io.BytesIO(body), ("end",))
+    for _, element in events:
+        if element.tag == "Blob" and len(element) and element[0].tag == "Name":
             entries.append(_blob_entry(element))
             element.clear()
-        elif depth == 1 and element.tag == "NextMarker":
-            marker = element.text or ""
-    return entries, marker
+    return entries, events.root.findtext("NextMarker") or ""  # type: ignore[attr-defined]
 
 
 def _next_marker(body: bytes) -> str:
@@ -233,16 +229,22 @@ def _next_marker(body: bytes) -> str:
 
 
 def _blob_entry(blob: ElementTree.Element) -> tuple[str, int, str | None]:
-    """Name, size and amlctl's sha256 of one <Blob> of a listing page."""
-    name_el = blob.find("Name")
-    name = name_el.text or "" if name_el is not None else ""
-    if name_el is not None and name_el.get("Encoded") == "true":  # names with XML-invalid chars
+    """Name, size and amlctl's sha256 of one <Blob> of a listing page (its first child is
+    its <Name>); children read in one pass, not by path (ElementPath was ~1/4 of the parse)."""
+    name_el = blob[0]
+    name = name_el.text or ""
+    if name_el.get("Encoded") == "true":  # names with XML-invalid chars
         name = unquote(name)
-    size = int(blob.findtext("Properties/Content-Length") or 0)
+    size = 0
     sha = None
-    metadata = blob.find("Metadata")
-    if metadata is not None:
-        for item in metadata:  # metadata keys compare case-insensitively on the service
-            if item.tag.lower() == SHA_KEY:
-                sha = item.text
+    for part in blob:
+        if part.tag == "Properties":
+            for prop in part:
+                if prop.tag == "Content-Length":
+                    size = int(prop.text or 0)
+                    break
+        elif part.tag == "Metadata":
+            for item in part:  # metadata keys compare case-insensitively on the service
+                if item.tag.lower() == SHA_KEY:
+                    sha = item.text
     return name, size, sha
