@@ -26,8 +26,9 @@ Figures:
 2. re-sync of 10,000 unchanged files (--quick: 2,000) in fresh objects, as a new process
    would run it (--repeat runs, the fastest kept): requests sent (target: the listing's pages
    only, one per 5,000 blobs, no per-file request), time (target < 1 s) and against
-   `Datastore.upload(..., overwrite=False)` of the same tree, which asks for each blob
-   (target >= 20x faster); the ceiling is the listing's pages fetched by the minimal client;
+   `Datastore.upload(..., overwrite=False)` of the same tree, which asks for each blob, also
+   --repeat runs, its fastest kept (target >= 20x faster); the ceiling is the listing's
+   pages fetched by the minimal client;
 3. peak memory (VmHWM of a child process, Linux) syncing one 2 GiB file against one 10 MB
    file (--quick: 256 MiB against 10 MB); target: within 1.1x.
 """
@@ -366,7 +367,7 @@ def bench_resync(work: Path, azurite: Azurite, datastore: Any, files: int,
           f"({fill.value} sent)")
     raw = RawClient(azurite)
     raw.listing("resync")  # untimed: the emulator's listing code compiles (see module doc)
-    ours_runs, raw_runs, requests = [], [], Counter[str]()
+    ours_runs, raw_runs, seed_runs, requests = [], [], [], Counter[str]()
     for turn in range(repeat):
         counts: Counter[str] = Counter()
         with counting_requests(counts) as hook:
@@ -378,8 +379,10 @@ def bench_resync(work: Path, azurite: Azurite, datastore: Any, files: int,
         raw_runs.append(Run(azurite, lambda: raw.listing("resync")))
         if raw_runs[-1].value != files:
             sys.exit(f"the minimal client listed {raw_runs[-1].value} blobs, not {files}")
-    seed = Run(azurite, lambda: datastore.upload(str(src), "resync", overwrite=False,
-                                                  show_progress=False))
+        # the seed gets as many turns as we do, its fastest kept too: a fair ratio
+        seed_runs.append(Run(azurite, lambda: datastore.upload(
+            str(src), "resync", overwrite=False, show_progress=False)))
+    seed = min(seed_runs, key=lambda r: r.seconds)
     best = min(ours_runs, key=lambda r: r.seconds)
     ceiling = min(raw_runs, key=lambda r: r.seconds)
     total = sum(requests.values())
@@ -388,8 +391,10 @@ def bench_resync(work: Path, azurite: Azurite, datastore: Any, files: int,
           f"CPU {best.azurite_cpu:.2f} s, client CPU {best.client_cpu:.2f} s; median "
           f"{statistics.median(r.seconds for r in ours_runs):.3f} s), {best.value} sent, "
           f"requests {dict(requests)} = {total} (target: {pages} list, nothing else)")
-    print(f"   seed Datastore.upload(overwrite=False) {seed.seconds:.2f} s (Azurite CPU "
-          f"{seed.azurite_cpu:.1f} s); ratio {seed.seconds / best.seconds:.1f}x (target >= 20x)")
+    print(f"   seed Datastore.upload(overwrite=False), fastest of {repeat}: {seed.seconds:.2f} s "
+          f"(Azurite CPU {seed.azurite_cpu:.1f} s; median "
+          f"{statistics.median(r.seconds for r in seed_runs):.2f} s); ratio "
+          f"{seed.seconds / best.seconds:.1f}x (target >= 20x)")
     print(f"   Azurite's ceiling: the {pages} listing pages by the minimal client "
           f"{ceiling.seconds:.3f} s (Azurite CPU {ceiling.azurite_cpu:.2f} s; median "
           f"{statistics.median(r.seconds for r in raw_runs):.3f} s), "
