@@ -130,11 +130,11 @@ def plan_sync(
     else:
         scan = _scan_and_warm(src_dir, exclude, cache, never)
         listing = cast(Mapping[str, RemoteFile], store_listing)
-    plan, doubts = _compare(scan, listing, cache, src_dir, delete_extra, resend_all, workers)
+    plan = _compare(scan, listing, cache, src_dir, delete_extra, resend_all, workers)
     if memo_key is not None and cache is not None and local_print is not None:
         # Only a plan that trusted the hash cache for every file (none read: no racy entry)
         # and the store's index for every remote file may spare the next one its work.
-        if not plan.has_changes and not doubts and remote_print is not None:
+        if not plan.has_changes and not plan.hashed and remote_print is not None:
             fresh = NoOpMemo(local_print, remote_print, plan.unchanged, plan.kept_extra,
                              plan.remote_digest)
             if fresh != memo:
@@ -146,8 +146,8 @@ def plan_sync(
 
 def _compare(scan: Scan, store_listing: Mapping[str, RemoteFile], cache: HashCache | None,
              src_dir: Path, delete_extra: bool, resend_all: bool, workers: int
-             ) -> tuple[SyncPlan, int]:
-    """The plan from a scan and a listing, and how many files were read for it."""
+             ) -> SyncPlan:
+    """The plan from a scan and a listing (`hashed`: the files read for it)."""
     add: list[FileChange] = []
     change: list[FileChange] = []
     doubts: list[tuple[LocalFile, RemoteFile]] = []
@@ -188,7 +188,7 @@ def _compare(scan: Scan, store_listing: Mapping[str, RemoteFile], cache: HashCac
         delete_extra=delete_extra,
         remote_digest=listing_digest(store_listing),
         warnings=scan.warnings,
-    ), len(doubts)
+    )
 
 
 class _Fingerprinting(Protocol):
