@@ -271,7 +271,7 @@ def apply_sync(
             run_all(pool, plan.delete, lambda c: store.delete_file(c.relpath), on_deleted,
                     result, "delete")
             run_all(pool, to_send, lambda c: _send(store, root, c.relpath), on_sent, result,
-                    "upload")
+                    "upload", _batch_sender(store, root))
     finally:
         try:
             _flush_both(store, cache)
@@ -318,9 +318,33 @@ def _send(store: FileStore, root: str, relpath: str) -> _Sent:
         before = FileStat.of(os.stat(path))
         return store.put_file(Path(path), relpath), before, hashed_at
     except FileNotFoundError as exc:
-        if os.path.exists(path):
-            raise  # something missing on the store's side, reported as it is
-        raise UploadError(f"{relpath}: gone from {root} since the plan; plan again") from exc
+        raise _gone(exc, root, relpath) from exc
+
+
+def _gone(exc: FileNotFoundError, root: str, relpath: str) -> Exception:
+    """What a missing file means: the source gone since the plan, if it is; else exc, as
+    it is (something missing on the store's side)."""
+    if os.path.exists(os.path.join(root, relpath)):
+        return exc
+    return UploadError(f"{relpath}: gone from {root} since the plan; plan again")
+
+
+def _batch_sender(store: FileStore, root: str
+                  ) -> Callable[[list[FileChange]], tuple[list[_Sent], Exception | None]] | None:
+    """Sends a batch of small files at once, if the store can (`put_files_stat`)."""
+    put_files_stat = getattr(store, "put_files_stat", None)
+    if put_files_stat is None:
+        return None
+
+    def send(batch: list[FileChange]) -> tuple[list[_Sent], Exception | None]:
+        hashed_at = time.time_ns()  # before any is opened: a racy entry is never trusted
+        done, failure = put_files_stat([(os.path.join(root, item.relpath), item.relpath,
+                                         item.size) for item in batch])
+        if isinstance(failure, FileNotFoundError):
+            failure = _gone(failure, root, batch[len(done)].relpath)
+        return [(remote, before, hashed_at) for remote, before in done], failure
+
+    return send
 
 
 def _change(local: LocalFile, sha: str | None, remote: RemoteFile) -> FileChange:

@@ -34,10 +34,14 @@ def run_all(
     on_done: Callable[[FileChange, Any], None],
     partial: Callable[[], object],
     verb: str,
+    batch_action: Callable[[list[FileChange]], tuple[list[Any], Exception | None]] | None
+    = None,
 ) -> None:
-    """Apply `action` to every item (see module doc)."""
+    """Apply `action` to every item (see module doc); `batch_action`, if given, to each
+    batch of several files at once: the values of the files it did, in order, and the
+    exception of the one it stopped at (None if it did them all)."""
     futures: set[Future[list[_Outcome]]] = {
-        pool.submit(_run_batch, action, batch) for batch in _batches(items)
+        pool.submit(_run_batch, action, batch, batch_action) for batch in _batches(items)
     }
     failure: tuple[FileChange, Exception] | None = None
     try:
@@ -77,7 +81,16 @@ def _report(
     return None
 
 
-def _run_batch(action: Callable[[FileChange], Any], batch: list[FileChange]) -> list[_Outcome]:
+def _run_batch(action: Callable[[FileChange], Any], batch: list[FileChange],
+               batch_action: Callable[[list[FileChange]], tuple[list[Any], Exception | None]]
+               | None) -> list[_Outcome]:
+    if batch_action is not None and len(batch) > 1:
+        values, failure = batch_action(batch)
+        done: list[_Outcome] = [(item, value, None)
+                               for item, value in zip(batch, values, strict=False)]
+        if failure is not None:
+            done.append((batch[len(values)], None, failure))
+        return done
     outcomes: list[_Outcome] = []
     for item in batch:
         try:

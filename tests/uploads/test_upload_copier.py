@@ -1,0 +1,163 @@
+"""Copies by helper processes (`copier`): real child processes writing real files, through
+the folder descriptors they are given; and FolderFileStore handing them its batches."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from upload_helpers import opened_files, tree, write
+
+from amlctl.uploads import FolderFileStore, HashCache, UploadError, apply_sync, plan_sync
+from amlctl.uploads.copier import Copied, Copier, CopierGone, CopyFailed
+from amlctl.uploads.folder_store import COPIER_MIN_FILES
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def stat_of(path: Path) -> tuple[int, int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+@pytest.fixture
+def copier() -> object:
+    helper = Copier()
+    yield helper
+    helper.close()
+
+
+def test_a_helper_copies_into_the_folders_it_is_given(tmp_path: Path, copier: Copier) -> None:
+    files = {"a.bin": os.urandom(3000), "b.bin": b"", "c.bin": os.urandom(3 << 20)}
+    write(tmp_path / "src", files)
+    out1, out2 = tmp_path / "out1", tmp_path / "out2"
+    out1.mkdir()
+    out2.mkdir()
+    fds = [os.open(out1, os.O_RDONLY | os.O_DIRECTORY), os.open(out2, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        answers = copier.copy([(0, "a.bin", str(tmp_path / "src/a.bin")),
+                               (1, "b-new.bin", str(tmp_path / "src/b.bin")),
+                               (1, "c.bin", str(tmp_path / "src/c.bin"))], fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert tree(out1) == {"a.bin": files["a.bin"]}
+    assert tree(out2) == {"b-new.bin": b"", "c.bin": files["c.bin"]}
+    assert answers == [
+        Copied(sha(files["a.bin"]), 3000, stat_of(tmp_path / "src/a.bin"), stat_of(out1 / "a.bin")),
+        Copied(sha(b""), 0, stat_of(tmp_path / "src/b.bin"), stat_of(out2 / "b-new.bin")),
+        Copied(sha(files["c.bin"]), 3 << 20, stat_of(tmp_path / "src/c.bin"),
+               stat_of(out2 / "c.bin")),
+    ]
+
+
+def test_a_batch_stops_at_a_taken_name_or_a_missing_source(tmp_path: Path,
+                                                           copier: Copier) -> None:
+    write(tmp_path / "src", {"a": "a", "b": "b"})
+    out = tmp_path / "out"
+    write(out, {"taken": "keep me"})
+    secret = tmp_path / "secret"
+    secret.write_text("not to be written")
+    (out / "link").symlink_to(secret)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        taken = copier.copy([(0, "new-a", str(tmp_path / "src/a")),
+                             (0, "taken", str(tmp_path / "src/b")),
+                             (0, "never", str(tmp_path / "src/b"))], [fd])
+        linked = copier.copy([(0, "link", str(tmp_path / "src/a"))], [fd])
+        missing = copier.copy([(0, "from-nothing", str(tmp_path / "src/gone"))], [fd])
+    finally:
+        os.close(fd)
+    assert isinstance(taken[0], Copied)
+    assert taken[1:] == [CopyFailed(errno.EEXIST, os.strerror(errno.EEXIST), False)]
+    assert linked == [CopyFailed(errno.EEXIST, os.strerror(errno.EEXIST), False)]
+    assert missing == [CopyFailed(errno.ENOENT, os.strerror(errno.ENOENT), True)]
+    assert (out / "taken").read_text() == "keep me"
+    assert secret.read_text() == "not to be written"
+    assert sorted(os.listdir(out)) == ["link", "new-a", "taken"]
+
+
+def test_a_helper_killed_is_reported_with_the_jobs_it_did_not_answer(
+        tmp_path: Path, copier: Copier) -> None:
+    write(tmp_path / "src", {"a": "a"})
+    os.kill(copier._process.pid, signal.SIGKILL)
+    copier._process.wait()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(CopierGone) as gone:
+            copier.copy([(0, "x", str(tmp_path / "src/a"))], [fd])
+    finally:
+        os.close(fd)
+    assert gone.value.unanswered == [(0, "x", str(tmp_path / "src/a"))]
+
+
+def test_a_helper_exits_when_closed(copier: Copier) -> None:
+    process = copier._process
+    copier.close()
+    assert process.returncode == 0
+
+
+def many_files(count: int) -> dict[str, bytes]:
+    return {f"d{n % 7}/f{n:05d}.bin": os.urandom(50 + n % 300) for n in range(count)}
+
+
+def test_a_first_upload_of_thousands_of_files_is_copied_by_helpers(tmp_path: Path) -> None:
+    files = many_files(COPIER_MIN_FILES + 50)
+    src = tmp_path / "src"
+    write(src, files)
+    datastore = tmp_path / "ds"
+    root = datastore / "target"
+    # racy window 0: the entries recorded for files just written are trusted at once
+    with HashCache(tmp_path / "cache.db", racy_window_ns=0) as cache, FolderFileStore(
+            root, tmp_path / "index.db", within=datastore) as store:
+        plan = plan_sync(src, store, cache=cache)
+        with opened_files() as opened:
+            result = apply_sync(plan, src, store, cache=cache)
+        # the sync's flush ended the helpers
+        assert not _children_of(os.getpid())
+    # Every file in place, with the hash of its bytes; none of them was opened by this
+    # process: the helpers copied them.
+    assert tree(root) == files
+    assert {f.relpath: f.sha256 for f in result.sent} == {p: sha(d) for p, d in files.items()}
+    assert not [p for p in opened if p.startswith(f"{src}/")]
+    # The index rows and the hash cache entries are right: a new plan has nothing to do
+    # and reads no file.
+    with HashCache(tmp_path / "cache.db", racy_window_ns=0) as cache, FolderFileStore(
+            root, tmp_path / "index.db", within=datastore) as store, opened_files() as opened:
+        again = plan_sync(src, store, cache=cache)
+    assert (again.add, again.change, again.unchanged) == ((), (), len(files))
+    assert not [p for p in opened if p.startswith((f"{src}/", f"{datastore}/"))]
+
+
+def _children_of(pid: int) -> list[int]:
+    """The child processes of every thread of pid (Linux)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
+def test_a_batch_puts_a_file_sent_twice_last_wins_and_stops_where_a_parent_is_a_file(
+        tmp_path: Path) -> None:
+    write(tmp_path / "src", {"one": "first", "two": "second", "three": "third"})
+    datastore = tmp_path / "ds"
+    write(datastore / "target", {"blocked": "a file"})
+    store = FolderFileStore(datastore / "target", tmp_path / "index.db", within=datastore)
+    store.prepare(COPIER_MIN_FILES)
+    src = str(tmp_path / "src")
+    done, failure = store.put_files_stat([
+        (f"{src}/one", "x/same", 5), (f"{src}/two", "x/same", 6),
+        (f"{src}/three", "blocked/inside", 5), (f"{src}/one", "x/after", 5)])
+    store.close()
+    assert [remote.sha256 for remote, _ in done] == [sha(b"first"), sha(b"second")]
+    assert isinstance(failure, UploadError)
+    assert "blocked/inside: a parent of it is a file" in str(failure)
+    assert tree(datastore / "target") == {"blocked": b"a file", "x/same": b"second"}
