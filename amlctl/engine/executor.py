@@ -58,7 +58,8 @@ def apply_plan(ctx: Context, plan: Plan, view: ApplyView | None = None) -> Apply
     steps = [c for c in plan.changes if c.action is not Action.NOOP]
     deletes = [c for c in steps if c.action is Action.DELETE]
     forwards = [c for c in steps if c.action is not Action.DELETE]
-    runner = _Runner(ctx, desired, apply_id, view or NullView(), result, plan.include_data)
+    runner = _Runner(ctx, desired, apply_id, view or NullView(), result, plan.include_data,
+                     plan.upload_plans)
     # Deletes first, one kind at a time in reverse dependency order (runs, uploads, ...,
     # workspace: a deleted object is mostly gone from the manifest, so its kind is what
     # orders it); then the rest in dependency order. A failure stops what follows.
@@ -110,9 +111,11 @@ def _delete_groups(changes: list[Change]) -> list[list[Change]]:
 
 class _Runner:
     def __init__(self, ctx: Context, desired: dict[str, Desired], apply_id: str,
-                 view: ApplyView, result: ApplyResult, include_data: bool = False) -> None:
+                 view: ApplyView, result: ApplyResult, include_data: bool = False,
+                 upload_plans: Any = None) -> None:
         self.ctx = ctx
         self.include_data = include_data  # --include-data: uploaded files are deleted too
+        self.upload_plans = upload_plans  # address -> SyncPlan, made with the plan
         self.desired = desired
         self.apply_id = apply_id
         self.view = view
@@ -208,16 +211,19 @@ class _Runner:
         synced = None
         if change.kind == "upload":
             resend = bool(change.detail.get("resend"))
-            synced = self._journal(change, "sync", lambda: self._sync(want, resend))
+            planned = (self.upload_plans or {}).get(change.address)
+            synced = self._journal(change, "sync", lambda: self._sync(want, resend, planned))
         self.ctx.state.record_applied(change.address, want.attrs)
         return synced
 
-    def _sync(self, want: Desired, resend: bool = False) -> Synced:
+    def _sync(self, want: Desired, resend: bool = False, planned: Any = None) -> Synced:
         from amlctl.engine.planner import hash_cache_path, plan_upload
         from amlctl.uploads import HashCache, apply_sync
 
-        # fresh: files may have changed since the plan
-        sync_plan = plan_upload(self.ctx, want, resend_all=resend)
+        # The files of the plan, as shown (a file changed since is sent as it is now, with a
+        # warning; one gone fails the step); planned here only for a plan made without them.
+        sync_plan = planned if planned is not None else plan_upload(
+            self.ctx, want, resend_all=resend)
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])
         progress = self.view.upload_progress(want.address)
         with HashCache(hash_cache_path(self.ctx)) as cache:

@@ -84,6 +84,10 @@ class Plan:
     # Changes that need no action, e.g. a rotated run secret (used from the next submission):
     # shown, never counted as changes to apply.
     notes: tuple[str, ...] = ()
+    # The file-level plan of each upload (address -> SyncPlan), as made with this plan:
+    # what apply sends, as Terraform applies the plan shown. Not saved in a plan file
+    # (applying one plans again), not compared.
+    upload_plans: Any = field(default=None, compare=False, repr=False)
 
     @property
     def actionable(self) -> tuple[Change, ...]:

@@ -138,6 +138,7 @@ def make_plan(
         desired_fingerprint=_desired_fingerprint(desired),
         include_data=include_data,
         notes=_rotated_run_secrets(ctx, desired, applied, changes),
+        upload_plans=uploads,
     )
 
 

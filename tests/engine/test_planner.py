@@ -121,3 +121,17 @@ def test_target_of_a_run_keeps_what_it_runs_on_and_reads(folder: Path) -> None:
     assert addresses(plan) == {"workspace", "experiment.e", "compute.c1", "datastore.a",
                                "upload.ua", "upload.ud", "run.r"}
     assert plan.get("run.r").action is Action.CREATE
+
+
+
+def test_apply_sends_the_files_of_the_plan_it_is_given(folder: Path, context: Context) -> None:
+    """As Terraform applies the plan shown: a file added after the plan waits for the next
+    plan; a planned file changed since is sent as it is now."""
+    plan = make_plan(context, targets=["upload.ud"])
+    (folder / "data" / "late.csv").write_text("added after the plan\n")
+    (folder / "data" / "x.csv").write_text("2\n")
+    assert apply_plan(context, plan).ok
+    again = {c.address: c for c in make_plan(context, targets=["upload.ud"]).changes}
+    files = again["upload.ud"].detail
+    assert [f["path"] for f in files["add"]] == ["late.csv"]
+    assert files["change"] == []
