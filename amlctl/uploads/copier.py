@@ -99,11 +99,16 @@ class Copier:
                    for item in marshal.loads(answer)]
         return results
 
+    def stop(self) -> None:
+        """Tell the child to end (it exits on the closed socket); no more batches."""
+        self.alive = False
+        self._socket.close()
+
     def close(self) -> None:
-        """Stop the child (it exits on the closed socket) and wait for it."""
+        """Stop the child and wait for it."""
         import subprocess
 
-        self._socket.close()
+        self.stop()
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:

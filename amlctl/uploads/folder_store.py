@@ -405,9 +405,12 @@ class FolderFileStore:
 
     def flush(self) -> None:
         """Commit every file written so far and make it durable."""
-        self._copiers.close()
-        self._folders.close_idle()
-        self._writes.commit(final=True)
+        self._copiers.stop()  # they end while the commit waits on the disk
+        try:
+            self._folders.close_idle()
+            self._writes.commit(final=True)
+        finally:
+            self._copiers.close()
 
     def close(self) -> None:
         """Flush, then close the index."""
@@ -628,6 +631,7 @@ class _Copiers:
         self._limit = limit
         self._lock = threading.Lock()
         self._idle: list[Copier] = []
+        self._stopped: list[Copier] = []  # told to end, not yet waited for
         self._started = 0
         self._enabled = False
 
@@ -666,12 +670,22 @@ class _Copiers:
         with self._lock:
             self._enabled = False
 
-    def close(self) -> None:
-        """Stop every idle helper (all are idle once no write runs)."""
+    def stop(self) -> None:
+        """Tell every idle helper to end (all are idle once no write runs); `close` waits
+        for them."""
         with self._lock:
             idle, self._idle = self._idle, []
             self._started -= len(idle)
+            self._stopped += idle
         for copier in idle:
+            copier.stop()
+
+    def close(self) -> None:
+        """Stop every idle helper and wait for them to end."""
+        self.stop()
+        with self._lock:
+            stopped, self._stopped = self._stopped, []
+        for copier in stopped:
             copier.close()
 
 
