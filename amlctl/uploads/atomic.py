@@ -145,22 +145,31 @@ def make_durable(folder: str | Path, files: Sequence[str | Path],
     for every other writer's dirty data on that filesystem, which on a busy machine can take
     most of a second. So a few files get an fsync each, many files one syncfs.
     """
-    if len(files) + len(folders) > FSYNC_MAX and (syncfs := _syncfs()) is not None:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if syncfs(fd) != 0:
-                import ctypes
-
-                err = ctypes.get_errno()
-                raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(folder))
-        finally:
-            os.close(fd)
+    if len(files) + len(folders) > FSYNC_MAX and sync_filesystem(folder):
         return
     # Gone since (a folder emptied and removed, a temp whose folder was swapped): nothing to
     # sync, and the rename that follows reports what happened. A link is never followed.
     for path in (*files, *folders):
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             _fsync(path)
+
+
+def sync_filesystem(folder: str | Path) -> bool:
+    """syncfs(2) of folder's filesystem: every write made to it is on disk on return.
+    False where there is no syncfs (not Linux): nothing done."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(folder))
+    finally:
+        os.close(fd)
+    return True
 
 
 def _fsync(path: str | Path) -> None:

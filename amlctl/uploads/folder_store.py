@@ -21,7 +21,9 @@ name (the stage), small files go into it under their final names, and the commit
 stage into place once their data is on disk; larger files go through temp files as above.
 Nothing in a temp-named folder is listed, and a stage whose process is dead is deleted like
 a temp file. Should a folder of that name appear meanwhile, the staged files are moved into
-it one by one.
+it one by one. Thousands of files (`prepare`, COPIER_MIN_FILES) are copied by helper
+processes (see `copier`), and once half of them are written a syncfs starts on a thread, so
+the commit's own waits for the rest only.
 
 The folder is the truth, the index only a memo:
 - a file whose size, mtime, ctime or inode differs from its row (or has no row) is hashed
@@ -72,6 +74,7 @@ from amlctl.uploads.atomic import (
     make_durable,
     open_source,
     remove_stale_temp,
+    sync_filesystem,
     temp_name,
 )
 from amlctl.uploads.copier import MAX_MESSAGE, Copied, Copier, CopierGone, Job
@@ -301,6 +304,7 @@ class FolderFileStore:
             self._folders.allow_stage()
         if files >= COPIER_MIN_FILES:
             self._copiers.enable()
+            self._writes.flush_early_at(files // 2)
 
     def put_files_stat(self, items: Sequence[tuple[str, str, int]]
                        ) -> tuple[list[tuple[RemoteFile, FileStat]], Exception | None]:
@@ -717,12 +721,23 @@ class _Writes:
         self._bytes = 0
         # folders (parts below base) renamed into since the last final commit
         self._unsynced: set[tuple[str, ...]] = set()
+        self._added = 0
+        self._early_at = 0  # files added at which the data written is sent to disk early
+
+    def flush_early_at(self, files: int) -> None:
+        """Once `files` more files are added, start putting what is written on the disk, on
+        a thread, while the rest are written: the commit's wait is then for the rest only."""
+        with self._lock:
+            self._early_at = self._added + files
 
     def add(self, pending: _Pending) -> bool:
         """Record a file written; True when enough are pending to commit them."""
         with self._lock:
             self._pending.append(pending)
             self._bytes += pending.size
+            self._added += 1
+            if self._added == self._early_at:
+                threading.Thread(target=_flush_ahead, args=(self._base,), daemon=True).start()
             return len(self._pending) >= COMMIT_FILES or self._bytes >= COMMIT_BYTES
 
     def commit(self, *, final: bool) -> None:
@@ -878,6 +893,13 @@ class _Writes:
 
     def _shown(self, parts: tuple[str, ...]) -> str:
         return "/".join(parts[len(self._root):]) or "/".join(parts)
+
+
+def _flush_ahead(base: str) -> None:
+    """syncfs of base's filesystem, its failure ignored: only a head start for the commit's
+    own flush, which reports what fails."""
+    with contextlib.suppress(OSError):
+        sync_filesystem(base)
 
 
 def _run_into(errors: list[BaseException], fn: Callable[..., object], *args: object) -> None:

@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from upload_helpers import opened_files, tree, wait_for, write
@@ -284,3 +286,37 @@ def test_a_commit_of_a_few_staged_files_syncs_each_file_and_folder_of_the_stage(
     assert synced == {str(stage), str(stage / "d0"), str(stage / "d1"),
                       *(str(stage / p) for p in files)}
     assert tree(datastore) == {f"t/{p}": d for p, d in files.items()}
+
+
+
+def test_many_files_start_going_to_disk_once_half_are_written(tmp_path: Path) -> None:
+    """A syncfs starts on a thread when half the files announced are written: the commit's
+    own flush then waits for the other half only. Seen from the threads started (a profile
+    function, which new threads run with: it sees what they call)."""
+    count = folder_store_module.COPIER_MIN_FILES
+    files = small_files(count, folders=5)
+    write(tmp_path / "src", files)
+    datastore = tmp_path / "ds"
+    store = FolderFileStore(datastore / "t", tmp_path / "index.db", within=datastore)
+    names = list(files)
+    synced: list[str] = []
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code.co_name == "sync_filesystem":
+            synced.append(threading.current_thread().name)
+
+    threading.setprofile(profile)
+    try:
+        store.prepare(count)
+        for relpath in names[:count // 2 - 1]:
+            store.put_file(tmp_path / "src" / relpath, relpath)
+        assert synced == []  # nothing before half
+        store.put_file(tmp_path / "src" / names[count // 2 - 1], names[count // 2 - 1])
+        wait_for(lambda: len(synced) == 1)  # the early syncfs, on its thread
+        for relpath in names[count // 2:]:
+            store.put_file(tmp_path / "src" / relpath, relpath)
+        assert visible(datastore) == {}  # written, not published
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+        store.close()
+    assert tree(datastore / "t") == files
