@@ -26,7 +26,6 @@ import hashlib
 import marshal
 import os
 import signal
-import socket
 import sys
 from typing import NamedTuple
 
@@ -39,6 +38,13 @@ _WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
 Job = tuple[int, str, str]  # index of its folder's descriptor, new file's name, src path
 _Stat = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, ino, dev
+
+
+def available() -> bool:
+    """Whether helpers can run here: folder descriptors passed over a socket (Linux)."""
+    import socket
+
+    return hasattr(socket, "send_fds") and sys.platform.startswith("linux")
 
 
 class Copied(NamedTuple):
@@ -70,7 +76,8 @@ class Copier:
     """One child process copying batches of files (see module doc)."""
 
     def __init__(self) -> None:
-        import subprocess  # here: the child needs none of it, and a plan no helper
+        import socket  # here, as below: a plan imports this module, and copies nothing
+        import subprocess
 
         self.alive = True  # False once it failed: closed, never given a batch again
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -88,6 +95,8 @@ class Copier:
 
     def copy(self, jobs: list[Job], folders: list[int]) -> list[Copied | CopyFailed]:
         """Run one batch; one answer per job done, the last a CopyFailed if one failed."""
+        import socket
+
         try:
             socket.send_fds(self._socket, [marshal.dumps(jobs)], folders)
             answer = self._socket.recv(MAX_MESSAGE + len(jobs) * 512)
@@ -118,6 +127,8 @@ class Copier:
 
 def _serve(fd: int) -> None:
     """The child: copy the batches received on socket fd until it closes."""
+    import socket
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     conn = socket.socket(fileno=fd)
     buf = bytearray(_CHUNK)

@@ -54,7 +54,6 @@ import errno
 import hashlib
 import marshal
 import os
-import socket
 import sqlite3
 import stat as statmod
 import sys
@@ -77,7 +76,7 @@ from amlctl.uploads.atomic import (
     sync_filesystem,
     temp_name,
 )
-from amlctl.uploads.copier import MAX_MESSAGE, Copied, Copier, CopierGone, Job
+from amlctl.uploads.copier import MAX_MESSAGE, Copied, Copier, CopierGone, Job, available
 from amlctl.uploads.dirfd import open_chain, open_file, stat_files, walk_files
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import FileStat, RemoteFile
@@ -93,7 +92,6 @@ STAGE_FILE_MAX = 1 << 20
 # From this many files to put, small ones are copied by helper processes (see `copier`):
 # starting one costs ~10 ms, what it saves on ~500 small files.
 COPIER_MIN_FILES = 1000
-_CAN_PASS_DESCRIPTORS = hasattr(socket, "send_fds") and sys.platform.startswith("linux")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS upload_folder_index (
@@ -641,7 +639,7 @@ class _Copiers:
 
     def enable(self) -> None:
         with self._lock:
-            self._enabled = _CAN_PASS_DESCRIPTORS
+            self._enabled = available()
 
     def take(self) -> Copier | None:
         """An idle helper, a new one, or None (off, or as many as the limit busy)."""
