@@ -310,10 +310,15 @@ class FolderFileStore:
         the first failure: what the files put gave, and that failure (None if none).
         After `prepare` of thousands of files, through a helper process (see `copier`)."""
         done: list[tuple[RemoteFile, FileStat]] = []
-        copier = self._copiers.take()
+        clean = 0  # the helper gets the files before the first bad relpath, if any
+        with contextlib.suppress(UploadError):  # put_file_stat raises it, below
+            for _, relpath, _ in items:
+                check_relpath(relpath)
+                clean += 1
+        copier = self._copiers.take() if clean else None
         try:
             if copier is not None:
-                done = self._copy_batch(copier, items)
+                done = self._copy_batch(copier, items[:clean])
         finally:
             self._copiers.give_back(copier)
         for src, relpath, _ in items[len(done):]:  # the rest (all without a helper) here
@@ -334,13 +339,13 @@ class FolderFileStore:
         length = 0
         try:
             for src, relpath, size in items:
-                *folder, name = check_relpath(relpath).split("/")
+                *folder, name = relpath.split("/")
                 parts = (*self._parts, *folder)
                 if parts not in slots:
                     try:
                         slot = self._folders.acquire(parts)
-                    except (FileExistsError, NotADirectoryError):
-                        break  # put_file_stat says which file, and why
+                    except (UploadError, OSError):
+                        break  # a parent is a file or a link: put_file_stat says which, and why
                     final = self._folders.begin_final(slot)
                     slots[parts] = (len(slots), slot, final)
                 index, slot, final = slots[parts]

@@ -85,7 +85,10 @@ def _run_batch(action: Callable[[FileChange], Any], batch: list[FileChange],
                batch_action: Callable[[list[FileChange]], tuple[list[Any], Exception | None]]
                | None) -> list[_Outcome]:
     if batch_action is not None and len(batch) > 1:
-        values, failure = batch_action(batch)
+        try:
+            values, failure = batch_action(batch)
+        except Exception as exc:  # not meant to raise: reported as its first file's failure
+            return [(batch[0], None, exc)]
         done: list[_Outcome] = [(item, value, None)
                                for item, value in zip(batch, values, strict=False)]
         if failure is not None:

@@ -161,3 +161,24 @@ def test_a_batch_puts_a_file_sent_twice_last_wins_and_stops_where_a_parent_is_a_
     assert isinstance(failure, UploadError)
     assert "blocked/inside: a parent of it is a file" in str(failure)
     assert tree(datastore / "target") == {"blocked": b"a file", "x/same": b"second"}
+
+
+def test_a_batch_stops_at_a_folder_that_is_a_link_or_a_bad_path(tmp_path: Path) -> None:
+    write(tmp_path / "src", {"one": "first"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    datastore = tmp_path / "ds"
+    (datastore / "target").mkdir(parents=True)
+    (datastore / "target" / "linked").symlink_to(outside)
+    src = f"{tmp_path}/src/one"
+    for relpath, message in (("linked/f", "linked"), ("../escape", "not a relative path")):
+        store = FolderFileStore(datastore / "target", tmp_path / "index.db", within=datastore)
+        store.prepare(COPIER_MIN_FILES)
+        done, failure = store.put_files_stat([(src, "a/ok", 5), (src, relpath, 5),
+                                              (src, "a/never", 5)])
+        store.close()
+        assert len(done) == 1
+        assert isinstance(failure, UploadError)
+        assert message in str(failure)
+    assert list(outside.iterdir()) == []
+    assert tree(datastore / "target") == {"a/ok": b"first"}
