@@ -24,6 +24,11 @@ In a temp folder it writes a tree of many small files and a few large ones, then
 5. a small upload, the quickstart's 2 files, into a new store: plan, copy and make durable;
    target: well under 0.1 s.
 
+Run it on a quiet filesystem: ext4 without a journal (as on some virtual machines) skips,
+for up to 6 minutes, the inodes freed by a mass deletion when it makes new files, and file
+creation there runs 2-5x slower meanwhile (for rsync as for amlctl); a previous run's
+clean-up is such a deletion, so leave some minutes between runs.
+
 The tree is made, then left to age past the hash cache's racy window (2 s) before the first
 sync, as data usually is: files written within that window of being hashed are read once
 more by the next plan (see amlctl/uploads/hashcache.py), which is printed separately.
