@@ -133,6 +133,7 @@ def _serve(fd: int) -> None:
     conn = socket.socket(fileno=fd)
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
+    buffers = [buf]  # readv's list, made once
     while True:
         try:
             data, folders, _, _ = socket.recv_fds(conn, MAX_MESSAGE * 2, 256)
@@ -143,7 +144,7 @@ def _serve(fd: int) -> None:
         answers: list[tuple[object, ...]] = []
         try:
             for index, name, src in marshal.loads(data):
-                answer = _copy_one(folders[index], name, src, buf, view)
+                answer = _copy_one(folders[index], name, src, buffers, view)
                 answers.append(answer)
                 if len(answer) != 4:
                     break
@@ -156,7 +157,7 @@ def _serve(fd: int) -> None:
             return
 
 
-def _copy_one(folder: int, name: str, src: str, buf: bytearray, view: memoryview
+def _copy_one(folder: int, name: str, src: str, buf: list[bytearray], view: memoryview
               ) -> tuple[object, ...]:
     try:
         fin = os.open(src, _READ)
@@ -164,7 +165,6 @@ def _copy_one(folder: int, name: str, src: str, buf: bytearray, view: memoryview
         return (exc.errno or 0, exc.strerror or str(exc), True)
     try:
         st = os.fstat(fin)
-        source = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
         try:
             out = os.open(name, _WRITE, 0o644, dir_fd=folder)
         except OSError as exc:
@@ -173,9 +173,9 @@ def _copy_one(folder: int, name: str, src: str, buf: bytearray, view: memoryview
         try:
             digest = hashlib.sha256()
             size = 0
+            end = st.st_size
             while True:
-                in_source = True
-                n = os.readv(fin, [buf])
+                n = os.readv(fin, buf)
                 if not n:
                     break
                 chunk = view[:n]
@@ -184,6 +184,11 @@ def _copy_one(folder: int, name: str, src: str, buf: bytearray, view: memoryview
                 while chunk:
                     chunk = chunk[os.write(out, chunk):]
                 size += n
+                # a short read that reaches the size the stat gave is the end: a file still
+                # growing is read on (its stat moved: the next plan sends it again anyway)
+                if size == end and n < _CHUNK:
+                    break
+                in_source = True
             in_source = False
             wt = os.fstat(out)
         except OSError as exc:
@@ -192,7 +197,8 @@ def _copy_one(folder: int, name: str, src: str, buf: bytearray, view: memoryview
                 os.unlink(name, dir_fd=folder)
             return (exc.errno or 0, exc.strerror or str(exc), in_source)
         os.close(out)
-        return (digest.hexdigest(), size, source,
+        return (digest.hexdigest(), size,
+                (end, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev),
                 (wt.st_size, wt.st_mtime_ns, wt.st_ctime_ns, wt.st_ino, wt.st_dev))
     finally:
         os.close(fin)

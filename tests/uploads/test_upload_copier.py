@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,30 @@ def test_a_batch_stops_at_a_folder_that_is_a_link_or_a_bad_path(tmp_path: Path) 
         assert message in str(failure)
     assert list(outside.iterdir()) == []
     assert tree(datastore / "target") == {"a/ok": b"first"}
+
+
+def test_a_source_is_read_to_its_end_whatever_its_stat_said(tmp_path: Path,
+                                                            copier: Copier) -> None:
+    """A pipe's stat says 0 bytes: its bytes are read until it closes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    pieces = [b"a" * 10, b"b" * 70000, b"c" * 5]
+
+    def feed() -> None:
+        with open(fifo, "wb") as pipe:
+            for piece in pieces:
+                pipe.write(piece)
+                pipe.flush()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        [answer] = copier.copy([(0, "copy", str(fifo))], [fd])
+    finally:
+        os.close(fd)
+        writer.join()
+    whole = b"".join(pieces)
+    assert isinstance(answer, Copied)
+    assert (answer.sha256, answer.size) == (sha(whole), len(whole))
+    assert (tmp_path / "copy").read_bytes() == whole
