@@ -133,6 +133,7 @@ class FolderFileStore:
     # Copies into a local folder are CPU-bound (hashing, Python per file): more threads than
     # cores only contend for the interpreter lock.
     parallelism = max(2, os.cpu_count() or 2)
+    flush_during = True  # flush takes `during` (see the FileStore contract)
 
     def __init__(self, root: Path, index_db: Path, *, within: Path | None = None) -> None:
         self.root = root.absolute()
@@ -410,12 +411,14 @@ class FolderFileStore:
                         break  # not empty (or already gone): stop climbing
         self._index.write({}, gone=[relpath])
 
-    def flush(self) -> None:
-        """Commit every file written so far and make it durable."""
+    def flush(self, during: Callable[[], object] | None = None) -> None:
+        """Commit every file written so far and make it durable. `during`, if given, is
+        called once, on this thread, while the data goes to disk (apply_sync writes the
+        hash cache there); what it raises is raised once the commit is done."""
         self._copiers.stop()  # they end while the commit waits on the disk
         try:
             self._folders.close_idle()
-            self._writes.commit(final=True)
+            self._writes.commit(final=True, during=during)
         finally:
             self._copiers.close()
 
@@ -743,24 +746,33 @@ class _Writes:
                 threading.Thread(target=_flush_ahead, args=(self._base,), daemon=True).start()
             return len(self._pending) >= COMMIT_FILES or self._bytes >= COMMIT_BYTES
 
-    def commit(self, *, final: bool) -> None:
+    def commit(self, *, final: bool, during: Callable[[], object] | None = None) -> None:
         """Publish the pending files: data to disk, renames, index rows. `final` also
-        makes the renames done since the last final commit durable."""
+        makes the renames done since the last final commit durable. `during`: see
+        FolderFileStore.flush."""
+        errors: list[BaseException] = []
+        later = (lambda: _run_into(errors, during)) if during is not None else None
         with self._commit_lock:
             with self._folders.sealed(self._take) as (stage, batch):
                 if batch or stage is not None:
-                    self._publish(batch, stage)
+                    self._publish(batch, stage, later)
+                    later = None
+            if later is not None:
+                later()
             if final and self._unsynced:
                 make_durable(self._base, [], [os.path.join(self._base, *folder)
                                               for folder in sorted(self._unsynced)])
                 self._unsynced = set()
+        if errors:
+            raise errors[0]
 
     def _take(self) -> list[_Pending]:
         with self._lock:
             batch, self._pending, self._bytes = self._pending, [], 0
         return batch
 
-    def _publish(self, batch: list[_Pending], stage: _Stage | None) -> None:
+    def _publish(self, batch: list[_Pending], stage: _Stage | None,
+                 during: Callable[[], None] | None) -> None:
         in_stage = () if stage is None else (*stage.key[:-1], stage.name)
         folders: list[str] = []
         if stage is not None and len(batch) <= FSYNC_MAX:
@@ -771,22 +783,28 @@ class _Writes:
         paths = _TempPaths(self._base, batch, in_stage)
         staged_rows = {item.relpath: item.row for item in batch
                        if not item.tmp and item.row is not None} if stage is not None else {}
-        if len(staged_rows) > FSYNC_MAX:
+        if len(staged_rows) > FSYNC_MAX or (during is not None and len(paths) > FSYNC_MAX):
             # The staged files' rows are known already: written while the syncfs waits on the
-            # disk. A row of a file whose stage is not published is only a memo gone stale:
-            # the next listing drops it (file absent) or reads the file (stat moved).
+            # disk, then `during`'s writes, one after the other (two writers on two threads
+            # take turns at every row). A row of a file whose stage is not published is only
+            # a memo gone stale: the next listing drops it (file absent) or reads the file
+            # (stat moved).
             errors: list[BaseException] = []
             durable = threading.Thread(target=_run_into, args=(
                 errors, make_durable, self._base, paths, folders))
             durable.start()
             try:
                 self._index.write(staged_rows, gone=())
+                if during is not None:
+                    during()
             finally:
                 durable.join()
             if errors:
                 raise errors[0]
         else:
             staged_rows = {}
+            if during is not None:
+                during()
             make_durable(self._base, paths, folders)
         rows: dict[str, _Row] = {}
         failure: UploadError | None = None

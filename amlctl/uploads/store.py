@@ -14,6 +14,9 @@ Contract for implementations:
 - a store may hold written files back until its optional `flush()` (FolderFileStore does,
   to share one flush to disk among many files): `apply_sync` calls `flush()`, when the
   store has one, before it returns or raises; `list_files` shows them all;
+- a store whose `flush` takes `during=` (a callable it calls once, on the flushing thread,
+  while the data goes to disk) says so with `flush_during = True`: `apply_sync` then writes
+  the hash cache there, not on a thread of its own;
 - `delete_file` of an absent file is not an error;
 - `put_file` and `delete_file` may run at once in several threads, never two for the same
   relpath; `list_files` never runs at the same time as either;

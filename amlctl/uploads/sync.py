@@ -281,10 +281,15 @@ def apply_sync(
 
 
 def _flush_both(store: FileStore, cache: HashCache | None) -> None:
-    """Flush the store and the hash cache; the cache is written (on this thread, its own)
-    while the store's flush waits on the disk. The store's error is the one raised."""
+    """Flush the store and the hash cache: the cache is written while the store's flush
+    waits on the disk, by the store itself when it can (`flush(during=...)`: on its own
+    thread, after its own writes; two writers on two threads take turns at every row),
+    else on a thread of its own. The store's error is the one raised."""
     if cache is None:
         _flush(store)
+        return
+    if getattr(store, "flush_during", False):
+        _flush(store, during=cache.flush)
         return
     with ThreadPoolExecutor(max_workers=1) as helper:
         published = helper.submit(_flush, store)
@@ -294,12 +299,12 @@ def _flush_both(store: FileStore, cache: HashCache | None) -> None:
             published.result()
 
 
-def _flush(store: FileStore) -> None:
+def _flush(store: FileStore, **options: Callable[[], object]) -> None:
     """Publish what a store may still hold back (see the FileStore contract)."""
     flush = getattr(store, "flush", None)
     if callable(flush):
         try:
-            flush()
+            flush(**options)
         except OSError as exc:
             raise UploadError(f"publishing the files sent failed: {exc}") from exc
 

@@ -320,3 +320,29 @@ def test_many_files_start_going_to_disk_once_half_are_written(tmp_path: Path) ->
         threading.setprofile(None)  # type: ignore[arg-type]
         store.close()
     assert tree(datastore / "t") == files
+
+
+def test_a_flush_calls_during_once_on_its_thread_and_publishes_even_if_it_fails(
+        tmp_path: Path) -> None:
+    files = small_files(40)
+    write(tmp_path / "src", files)
+    datastore = tmp_path / "ds"
+    for fails in (False, True):
+        root = datastore / f"t{fails}"
+        store = FolderFileStore(root, tmp_path / "index.db", within=datastore)
+        put_all(store, tmp_path / "src", files)
+        calls: list[str] = []
+
+        def during(fails: bool = fails, calls: list[str] = calls) -> None:
+            calls.append(threading.current_thread().name)
+            if fails:
+                raise OSError("the cache's disk is full")
+
+        if fails:
+            with pytest.raises(OSError, match="the cache's disk is full"):
+                store.flush(during=during)
+        else:
+            store.flush(during=during)
+        store.close()
+        assert calls == [threading.current_thread().name]
+        assert tree(root) == files  # published all the same
