@@ -221,7 +221,8 @@ class _Runner:
         from amlctl.uploads import HashCache, apply_sync
 
         # The files of the plan, as shown (a file changed since is sent as it is now, with a
-        # warning; one gone fails the step); planned here only for a plan made without them.
+        # warning if the plan had read it; one gone fails the step); planned here only for a
+        # plan made without them.
         sync_plan = planned if planned is not None else plan_upload(
             self.ctx, want, resend_all=resend)
         store = self.ctx.provider.file_store(want.attrs["datastore"], want.attrs["target_path"])

@@ -2,7 +2,8 @@
 
 A future per file costs about as much as copying a small file, so files smaller than
 `BATCH_BYTES` travel in batches (up to `BATCH_FILES` files or `BATCH_BYTES` bytes, one
-task, done in order by one worker); a larger file is a task of its own. Give the items
+task, done in order by one worker, through `batch_action` when one is given: a store that
+copies a batch at once); a larger file is a task of its own. Give the items
 largest first and the big files start first, side by side.
 
 `on_done(item, value)` runs on the calling thread, file by file, as each task ends. At the
