@@ -111,6 +111,8 @@ def many_files(count: int) -> dict[str, bytes]:
 
 def test_a_first_upload_of_thousands_of_files_is_copied_by_helpers(tmp_path: Path) -> None:
     files = many_files(COPIER_MIN_FILES + 50)
+    files["d1/mid.bin"] = os.urandom(2 << 20)  # batched, through a temp file of the helper's
+    files["d2/big.bin"] = os.urandom(5 << 20)  # a task of its own, copied in this process
     src = tmp_path / "src"
     write(src, files)
     datastore = tmp_path / "ds"
@@ -128,7 +130,7 @@ def test_a_first_upload_of_thousands_of_files_is_copied_by_helpers(tmp_path: Pat
     # process: the helpers copied them.
     assert tree(root) == files
     assert {f.relpath: f.sha256 for f in result.sent} == {p: sha(d) for p, d in files.items()}
-    assert not [p for p in opened if p.startswith(f"{src}/")]
+    assert [p for p in opened if p.startswith(f"{src}/")] == [f"{src}/d2/big.bin"]
     # The index rows and the hash cache entries are right: a new plan has nothing to do
     # and reads no file.
     with HashCache(tmp_path / "cache.db", racy_window_ns=0) as cache, FolderFileStore(
