@@ -25,6 +25,10 @@ it one by one. Thousands of files (`prepare`, COPIER_MIN_FILES) are copied by he
 processes (see `copier`), and once half of them are written a syncfs starts on a thread, so
 the commit's own waits for the rest only.
 
+A plan of an unchanged upload needs the folder's `fingerprint` (a stat of every file):
+`fingerprint_ahead` has a forked copy of the process walk it while the caller scans src_dir
+(when the process has one thread: a CLI run), and hands it over through a pipe.
+
 The folder is the truth, the index only a memo:
 - a file whose size, mtime, ctime or inode differs from its row (or has no row) is hashed
   during the listing and its row rewritten; this covers a process killed between the rename
@@ -77,7 +81,7 @@ from amlctl.uploads.atomic import (
     temp_name,
 )
 from amlctl.uploads.copier import MAX_MESSAGE, Copied, Copier, CopierGone, Job, available
-from amlctl.uploads.dirfd import open_chain, open_file, stat_files, walk_files
+from amlctl.uploads.dirfd import DirChain, open_chain, open_file, stat_files, walk_files
 from amlctl.uploads.errors import UploadError
 from amlctl.uploads.model import FileStat, RemoteFile
 from amlctl.uploads.store import check_relpath
@@ -175,6 +179,23 @@ class FolderFileStore:
         with chain:
             stats = stat_files(chain, TEMP_PREFIX)
         return None if stats is None else _digest(self._index.key, stats)
+
+    def fingerprint_ahead(self) -> FingerprintAhead:
+        """`fingerprint`, started now beside the caller's own work: where this process has
+        one thread (and can fork), a forked copy of it walks root while the caller goes on
+        (two walks in two threads take turns at every stat: slower than one after the
+        other). Take it with `result()`, or drop it with `cancel()`."""
+        ahead = FingerprintAhead(self)
+        if threading.active_count() == 1 and hasattr(os, "fork"):
+            self._writes.commit(final=False)
+            try:
+                chain = open_chain(self._base, self._parts, create=False)
+            except NotADirectoryError:
+                chain = None  # root is a file: fingerprint() says what that gives
+            if chain is not None:
+                with chain:
+                    ahead.start(chain)
+        return ahead
 
     def list_files_fingerprinted(self) -> tuple[dict[str, RemoteFile], str | None]:
         """`list_files`, and the `fingerprint` of the files listed: None unless the index
@@ -441,6 +462,66 @@ def _close(writes: _Writes, index: _Index, folders: _Folders, copiers: _Copiers)
             writes.commit(final=True)
     finally:
         index.close()
+
+
+class FingerprintAhead:
+    """A store's fingerprint being made by a forked child (see `fingerprint_ahead`); without
+    a child, `result` makes it here."""
+
+    def __init__(self, store: FolderFileStore) -> None:
+        self._store = store
+        self._pid = 0
+        self._pipe = -1
+
+    def start(self, chain: DirChain) -> None:
+        """Fork a child that walks chain's folder and writes the stats to a pipe."""
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+            return
+        if pid == 0:  # the child: walk, hand the stats over, end without any clean-up
+            status = 1
+            try:
+                os.close(read_end)
+                data = memoryview(marshal.dumps(stat_files(chain, TEMP_PREFIX), 2))
+                while data:
+                    data = data[os.write(write_end, data):]
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self._pid, self._pipe = pid, read_end
+
+    def result(self) -> str | None:
+        """The fingerprint (what `FolderFileStore.fingerprint` gives)."""
+        if not self._pid:
+            return self._store.fingerprint()
+        try:
+            with open(self._pipe, "rb") as pipe:
+                data = pipe.read()
+        finally:
+            self._pipe = -1
+            ok = self._reap()
+        if not ok:
+            return self._store.fingerprint()
+        stats = marshal.loads(data)
+        return None if stats is None else _digest(self._store.fingerprint_key, stats)
+
+    def cancel(self) -> None:
+        """Drop it (the child, if still walking, ends on the closed pipe)."""
+        if self._pipe >= 0:
+            os.close(self._pipe)
+            self._pipe = -1
+        if self._pid:
+            self._reap()
+
+    def _reap(self) -> bool:
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = 0
+        return os.waitstatus_to_exitcode(status) == 0
 
 
 class _Slot:

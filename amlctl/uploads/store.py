@@ -33,7 +33,13 @@ Contract for implementations:
   `list_files` would give the same listing; None when it cannot tell), the same with the
   listing `list_files_fingerprinted() -> (listing, fingerprint or None)`, and
   `fingerprint_key` (a str naming the store among others); `plan_sync` then spares an
-  unchanged upload the listing (see `sync`).
+  unchanged upload the listing (see `sync`); with them, `fingerprint_ahead()`: an object
+  whose `result()` is `fingerprint()` made meanwhile (FolderFileStore: in a forked child),
+  and `cancel()` drops it;
+- a store may offer `put_files_stat([(src, relpath, expected size), ...])`: `put_file_stat`
+  of each in order, stopping at the first failure, returning what the files put gave and
+  that failure (None if none), never raising it; `apply_sync` gives it the small files a
+  batch at a time (FolderFileStore copies them in helper processes).
 """
 
 from __future__ import annotations

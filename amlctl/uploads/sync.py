@@ -106,18 +106,26 @@ def plan_sync(
         store = cast(_Fingerprinting, store_listing)
         memo_key = f"{src_dir.absolute()}\0{store.fingerprint_key}"
         memo = cache.no_op_memo(memo_key)
-        # One walk after the other (see above: measured faster, in CPU and wall time); the
-        # store's fingerprint only when src_dir is as the memo saw it.
-        scan = scan_tree(src_dir, exclude, never)
-        local_print = _local_print(scan, delete_extra, cache)
-        if memo is not None and memo.local == local_print:
-            remote_print = store.fingerprint()
-            if remote_print is not None and remote_print == memo.remote:
-                return SyncPlan(add=(), change=(), delete=(), unchanged=memo.unchanged,
-                                kept_extra=memo.kept_extra, hashed=0,
-                                delete_extra=delete_extra, remote_digest=memo.remote_digest,
-                                warnings=scan.warnings)
-            # the store changed: the full plan (its folder is walked once more)
+        # Not on a thread (see above: two walks in two threads are slower than one after the
+        # other); a store that can walk its files in another process meanwhile does, when a
+        # memo may spare the listing (see `FileStore`). Its fingerprint counts only when
+        # src_dir is as the memo saw it.
+        start = getattr(store, "fingerprint_ahead", None)
+        ahead = start() if memo is not None and start is not None else None
+        try:
+            scan = scan_tree(src_dir, exclude, never)
+            local_print = _local_print(scan, delete_extra, cache)
+            if memo is not None and memo.local == local_print:
+                remote_print = ahead.result() if ahead is not None else store.fingerprint()
+                if remote_print is not None and remote_print == memo.remote:
+                    return SyncPlan(add=(), change=(), delete=(), unchanged=memo.unchanged,
+                                    kept_extra=memo.kept_extra, hashed=0,
+                                    delete_extra=delete_extra,
+                                    remote_digest=memo.remote_digest, warnings=scan.warnings)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+        # src_dir or the store changed: the full plan (its folder is walked once more)
         listing, remote_print = store.list_files_fingerprinted()
         cache.warm(src_dir.absolute())
     elif hasattr(store_listing, "list_files") or callable(store_listing):

@@ -189,3 +189,54 @@ def test_a_cache_from_before_the_memo_gains_it(env: Env) -> None:
         db.execute("DROP TABLE upload_no_op_memo")
     assert not env.plan().has_changes
     assert memos(env) == 1
+
+
+_FORKED_PLANS = """
+import json, os, sys, time
+from pathlib import Path
+
+sys.path.insert(0, sys.argv[1])
+from upload_helpers import Env, write
+
+forks = []
+sys.addaudithook(lambda event, args: forks.append(event) if event == "os.fork" else None)
+env = Env(Path(sys.argv[2]))
+files = json.loads(sys.argv[3])
+write(env.src, files)
+out = {}
+for step in ("same", "src file changed", "datastore file changed"):
+    env.sync()
+    env.plan()  # finds nothing to do, and remembers it
+    if step == "datastore file changed":
+        time.sleep(0.01)
+        (env.dst / "top.txt").write_text("changed behind amlctl's back")
+    if step == "src file changed":
+        (env.src / "top.txt").write_text("changed here")
+    forks.clear()
+    plan = env.plan()
+    with open("/proc/self/task/%d/children" % os.getpid()) as children:
+        left = children.read().split()
+    out[step] = {"forks": len(forks), "change": [c.relpath for c in plan.change],
+                 "listed": plan.unchanged + len(plan.change), "children": left}
+print(json.dumps(out))
+"""
+
+
+def test_a_single_threaded_plan_walks_the_datastore_in_a_forked_child(tmp_path: Path) -> None:
+    """In a process of one thread (a CLI run) the datastore folder is walked by a forked
+    child while src_dir is scanned; what it sees decides as an in-process walk would, and no
+    child outlives the plan, used or dropped."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED_PLANS, str(Path(__file__).parent), str(tmp_path),
+         json.dumps(FILES)], capture_output=True, text=True, timeout=60, check=True)
+    out = json.loads(done.stdout)
+    assert out["same"] == {"forks": 1, "change": [], "listed": len(FILES), "children": []}
+    assert out["datastore file changed"] == {
+        "forks": 1, "change": ["top.txt"], "listed": len(FILES), "children": []}
+    # src changed: the walk ahead is dropped (its child reaped), the plan lists the folder
+    assert out["src file changed"] == {
+        "forks": 1, "change": ["top.txt"], "listed": len(FILES), "children": []}
