@@ -186,7 +186,8 @@ class FolderFileStore:
         (two walks in two threads take turns at every stat: slower than one after the
         other). Take it with `result()`, or drop it with `cancel()`."""
         ahead = FingerprintAhead(self)
-        if threading.active_count() == 1 and hasattr(os, "fork"):
+        # Linux only: elsewhere a fork may inherit runtimes that do not survive one (macOS)
+        if threading.active_count() == 1 and sys.platform.startswith("linux"):
             self._writes.commit(final=False)
             try:
                 chain = open_chain(self._base, self._parts, create=False)
