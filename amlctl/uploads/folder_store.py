@@ -27,7 +27,7 @@ the commit's own waits for the rest only.
 
 A plan of an unchanged upload needs the folder's `fingerprint` (a stat of every file):
 `fingerprint_ahead` has a forked copy of the process walk it while the caller scans src_dir
-(when the process has one thread: a CLI run), and hands it over through a pipe.
+(on Linux, when the process has one thread: a CLI run), and hands it over through a pipe.
 
 The folder is the truth, the index only a memo:
 - a file whose size, mtime, ctime or inode differs from its row (or has no row) is hashed
