@@ -170,14 +170,14 @@ class FolderFileStore:
         FileStore contract): equal to what `list_files_fingerprinted` gave with the same
         files unchanged. None while temp files lie there (a write may be under way)."""
         self._writes.commit(final=False)
-        try:
-            chain = open_chain(self._base, self._parts, create=False)
-        except NotADirectoryError:
-            chain = None  # root is a file: no folder, no files
+        chain = self._root_chain()
         if chain is None:
-            return _digest(self._index.key, [])
+            return self._fingerprint_of([])
         with chain:
-            stats = stat_files(chain, TEMP_PREFIX)
+            return self._fingerprint_of(stat_files(chain, TEMP_PREFIX))
+
+    def _fingerprint_of(self, stats: list[_Stat] | None) -> str | None:
+        """The fingerprint of a walk's stats (None: the walk met a temp file)."""
         return None if stats is None else _digest(self._index.key, stats)
 
     def fingerprint_ahead(self) -> FingerprintAhead:
@@ -189,11 +189,8 @@ class FolderFileStore:
         # Linux only: elsewhere a fork may inherit runtimes that do not survive one (macOS)
         if threading.active_count() == 1 and sys.platform.startswith("linux"):
             self._writes.commit(final=False)
-            try:
-                chain = open_chain(self._base, self._parts, create=False)
-            except NotADirectoryError:
-                chain = None  # root is a file: fingerprint() says what that gives
-            if chain is not None:
+            chain = self._root_chain()
+            if chain is not None:  # else fingerprint() says what no folder gives
                 with chain:
                     ahead.start(chain)
         return ahead
@@ -229,12 +226,17 @@ class FolderFileStore:
         self._index.write(fixes, gone=rows.keys())
         return listing, _digest(self._index.key, stats) if vouched else None
 
+    def _root_chain(self) -> DirChain | None:
+        """root's folders, opened without following links; None when root is missing or a
+        file (no folder, no files)."""
+        try:
+            return open_chain(self._base, self._parts, create=False)
+        except NotADirectoryError:
+            return None
+
     def _walk(self) -> Iterator[tuple[str, int, os.DirEntry[str]]]:
         """`walk_files` of root; nothing when root is missing or a file."""
-        try:
-            chain = open_chain(self._base, self._parts, create=False)
-        except NotADirectoryError:
-            chain = None  # root is a file: no folder, no files
+        chain = self._root_chain()
         if chain is not None:
             with chain:
                 yield from walk_files(chain)
@@ -508,8 +510,7 @@ class FingerprintAhead:
             ok = self._reap()
         if not ok:
             return self._store.fingerprint()
-        stats = marshal.loads(data)
-        return None if stats is None else _digest(self._store.fingerprint_key, stats)
+        return self._store._fingerprint_of(marshal.loads(data))
 
     def cancel(self) -> None:
         """Drop it (the child, if still walking, ends on the closed pipe)."""
