@@ -140,9 +140,7 @@ def bench_sync(
     work: Path, made: float, workers: int, repeat: int
 ) -> tuple[float, tuple[float, float]]:
     src = work / "src"
-    subprocess.run(["sync"], check=True)
-    # Let the files age past the racy window, as data normally has (see module doc).
-    time.sleep(max(0.0, made + RACY_WINDOW_NS / 1e9 + 0.1 - time.time()))
+    settle(made)  # see module doc
 
     def one_sync(tag: str) -> tuple[int, int]:
         with FolderFileStore(work / f"dst{tag}", work / f"index{tag}.db") as store, \
@@ -269,33 +267,52 @@ uploads:
 """
 
 
+def settle(made: float) -> None:
+    """No dirty data left to flush, and the tree made at `made` older than the hash cache's
+    racy window (as data usually is)."""
+    subprocess.run(["sync"], check=True)
+    time.sleep(max(0.0, made + RACY_WINDOW_NS / 1e9 + 0.1 - time.time()))
+
+
+def timed_process(argv: list[str], cwd: Path, home: Path | None = None,
+                  then_sync: bool = False) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of a whole process run in cwd (and of a `sync`
+    after it, with then_sync), amlctl's state in `home` if given; it must succeed. This
+    checkout is imported first; no AMLCTL_* setting of the caller leaks in, and bytecode is
+    written (a run without it compiles every module each time)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if home is not None:
+        env["AMLCTL_HOME"] = str(home)
+    start = time.perf_counter()
+    child = subprocess.Popen(argv, cwd=cwd, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed")
+    if then_sync:
+        subprocess.run(["sync"], check=True)
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
 def bench_cli(work: Path, files: int, repeat: int) -> None:
     """Whole `amlctl` processes against `rsync -a` on the same tree (see module doc, 4)."""
     rsync = shutil.which("rsync")
     project = work / "cli"
     made = make_tree(project / "data", files, 0, 0)
     (project / "amlctl.yaml").write_text(CLI_MANIFEST)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     amlctl = [sys.executable, "-m", "amlctl"]
     floor = [sys.executable, "-c", "import typer, pydantic, ruamel.yaml, jinja2"]
-    subprocess.run(["sync"], check=True)
-    time.sleep(max(0.0, made + RACY_WINDOW_NS / 1e9 + 0.1 - time.time()))
+    settle(made)
 
     cpu: dict[str, list[float]] = {}  # CPU seconds (user + system) by what ran
 
     def run(argv: list[str], home: Path | None = None, label: str = "",
             cwd: Path = project) -> float:
-        extra = {"AMLCTL_HOME": str(home)} if home else {}
-        start = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=cwd, env={**env, **extra},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(argv)} failed")
-        cpu.setdefault(label, []).append(usage.ru_utime + usage.ru_stime)
-        return time.perf_counter() - start
+        wall, used = timed_process(argv, cwd, home)
+        cpu.setdefault(label, []).append(used)
+        return wall
 
     # The same manifest over a 1-file tree: what a plan costs whatever the tree (imports,
     # manifest, state), to split the no-op figures into a fixed and a per-file part.
@@ -391,27 +408,13 @@ def bench_cli_issue_tree(work: Path, repeat: int) -> None:
     project = work / "cli-issue"
     made = make_tree(project / "data", 2_000, 3, 8)
     (project / "amlctl.yaml").write_text(CLI_MANIFEST)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("AMLCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    subprocess.run(["sync"], check=True)
-    time.sleep(max(0.0, made + RACY_WINDOW_NS / 1e9 + 0.1 - time.time()))
+    settle(made)
     runs: dict[str, list[tuple[float, float]]] = {}  # wall, CPU seconds
 
     def run(label: str, argv: list[str], home: Path | None = None, then_sync: bool = False
             ) -> None:
-        extra = {"AMLCTL_HOME": str(home)} if home else {}
         subprocess.run(["sync"], check=True)  # each starts with no dirty data to flush
-        start = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=project, env={**env, **extra},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(child.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(argv)} failed")
-        if then_sync:
-            subprocess.run(["sync"], check=True)
-        runs.setdefault(label, []).append(
-            (time.perf_counter() - start, usage.ru_utime + usage.ru_stime))
+        runs.setdefault(label, []).append(timed_process(argv, project, home, then_sync))
 
     for turn in range(repeat):
         steps = [
