@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from upload_helpers import Env, opened_files, tree, wait_for, write
+from upload_helpers import Env, killed_after, opened_files, tree, wait_for, write
 
 from amlctl.uploads import FolderFileStore, RemoteFile, UploadError
 from amlctl.uploads.atomic import TEMP_PREFIX, write_atomic
@@ -119,18 +119,12 @@ def test_killed_mid_copy_leaves_the_old_file_whole_and_a_temp_cleaned_later(
     os.mkfifo(fifo)
     child = subprocess.Popen([sys.executable, "-c", _PUT_FROM_FIFO, str(root), str(index),
                               str(fifo)])
-    try:
-        with open(fifo, "wb", buffering=0) as feed:
-            feed.write(os.urandom(4 * MiB))  # the copy is now half done, waiting for more
-            wait_for(lambda: any(p.stat().st_size >= 4 * MiB for p in temps(root)))
-            # A reader meanwhile still sees the complete old file under the final name.
-            assert (root / "big.bin").read_bytes() == old
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    # killed before the feed closes: the copy never sees its end
+    with open(fifo, "wb", buffering=0) as feed, killed_after(child):
+        feed.write(os.urandom(4 * MiB))  # the copy is now half done, waiting for more
+        wait_for(lambda: any(p.stat().st_size >= 4 * MiB for p in temps(root)))
+        # A reader meanwhile still sees the complete old file under the final name.
+        assert (root / "big.bin").read_bytes() == old
     assert child.returncode == -signal.SIGKILL
     assert (root / "big.bin").read_bytes() == old
     assert len(temps(root)) == 1  # the dead writer's temp file
@@ -156,15 +150,9 @@ def test_sync_killed_at_any_point_converges(tmp_path: Path) -> None:
     write(env.src, files)
     child = subprocess.Popen([sys.executable, "-c", _SYNC, str(env.src), str(env.dst),
                               str(env.index), str(env.cache_db)])
-    try:
+    with killed_after(child):
         wait_for(lambda: env.dst.exists() and any(
             p.is_file() and not p.name.startswith(TEMP_PREFIX) for p in env.dst.rglob("*")))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     # Whatever moment it died at, every file under its final name is complete.
     for relpath, data in tree(env.dst).items():
         if not Path(relpath).name.startswith(TEMP_PREFIX):

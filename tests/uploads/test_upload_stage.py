@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from upload_helpers import opened_files, tree, wait_for, write
+from upload_helpers import killed_after, opened_files, tree, wait_for, write
 
 from amlctl.uploads import (
     FolderFileStore,
@@ -227,15 +227,9 @@ def test_killed_during_a_first_upload_leaves_nothing_visible_then_converges(
     args = [str(tmp_path / "src"), str(datastore), str(tmp_path / "index.db"),
             str(tmp_path / "cache.db")]
     child = subprocess.Popen([sys.executable, "-c", _SYNC, *args])
-    try:
+    with killed_after(child):
         wait_for(lambda: datastore.exists() and any(
             p.is_file() for p in datastore.rglob("*.bin")))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode == -signal.SIGKILL
     # Whatever moment it died at, a file under its final name is complete.
     for relpath, data in visible(datastore).items():

@@ -4,6 +4,8 @@ files the process opens (a Python audit hook, so no code of ours is replaced).""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +39,20 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
 
 
 sys.addaudithook(_audit)
+
+
+@contextmanager
+def killed_after(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Run the block, then kill child (SIGKILL) and reap it; killed and reaped too when
+    the block fails."""
+    try:
+        yield
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 @contextmanager
