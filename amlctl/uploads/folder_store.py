@@ -66,7 +66,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import NamedTuple, TypeVar, overload
 
 from amlctl import statedb
 from amlctl.uploads.atomic import (
@@ -329,41 +329,46 @@ class FolderFileStore:
             self._copiers.enable()
             self._writes.flush_early_at(files // 2)
 
-    def put_files_stat(self, items: Sequence[tuple[str, str, int]]
+    def put_files_stat(self, src_root: str, items: Sequence[tuple[str, int]]
                        ) -> tuple[list[tuple[RemoteFile, FileStat]], Exception | None]:
-        """`put_file_stat` of each (src, relpath, expected size), in order, stopping at
-        the first failure: what the files put gave, and that failure (None if none).
-        After `prepare` of thousands of files, through a helper process (see `copier`)."""
+        """`put_file_stat` of each (relpath, expected size), from src_root/relpath, in
+        order, stopping at the first failure: what the files put gave, and that failure
+        (None if none). After `prepare` of thousands of files, through a helper process
+        (see `copier`)."""
         done: list[tuple[RemoteFile, FileStat]] = []
         clean = 0  # the helper gets the files before the first bad relpath, if any
         with contextlib.suppress(UploadError):  # put_file_stat raises it, below
-            for _, relpath, _ in items:
+            for relpath, _ in items:
                 check_relpath(relpath)
                 clean += 1
         copier = self._copiers.take() if clean else None
         try:
             if copier is not None:
-                done = self._copy_batch(copier, items[:clean])
+                done = self._copy_batch(copier, src_root, items[:clean])
         finally:
             self._copiers.give_back(copier)
-        for src, relpath, _ in items[len(done):]:  # the rest (all without a helper) here
+        for relpath, _ in items[len(done):]:  # the rest (all without a helper) here
             try:
-                done.append(self.put_file_stat(src, relpath))
+                done.append(self.put_file_stat(os.path.join(src_root, relpath), relpath))
             except Exception as exc:  # handed to the caller, as a failure of this file
                 return done, exc
         return done, None
 
-    def _copy_batch(self, copier: Copier, items: Sequence[tuple[str, str, int]]
+    def _copy_batch(self, copier: Copier, src_root: str, items: Sequence[tuple[str, int]]
                     ) -> list[tuple[RemoteFile, FileStat]]:
         """Copy what of items the helper can, up to the first file it could not (a name
         taken, a parent that is a file, a failure): those are left to `put_file_stat`."""
+        try:  # opened as the srcs' paths would be: a link to src_root is followed
+            source = os.open(src_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return []  # put_file_stat says what is wrong, file by file
         slots: dict[tuple[str, ...], tuple[int, _Slot, bool]] = {}
         jobs: list[Job] = []
         places: list[tuple[tuple[str, ...], str, bool]] = []  # parts, name, under final name
         done: list[tuple[RemoteFile, FileStat]] = []
         length = 0
         try:
-            for src, relpath, size in items:
+            for relpath, size in items:
                 *folder, name = relpath.split("/")
                 parts = (*self._parts, *folder)
                 if parts not in slots:
@@ -374,36 +379,39 @@ class FolderFileStore:
                     final = self._folders.begin_final(slot)
                     slots[parts] = (len(slots), slot, final)
                 index, slot, final = slots[parts]
-                length += len(src) + len(name) + 64
+                length += len(relpath) + len(name) + 64
                 if length > MAX_MESSAGE:
                     break
                 under_final = final and size < STAGE_FILE_MAX
-                jobs.append((index, name if under_final else temp_name(), src))
+                jobs.append((index, name if under_final else temp_name(), relpath))
                 places.append((parts, relpath, under_final))
             if not jobs:
                 return done
             fds = [slot.fd for _, slot, _ in slots.values()]
             try:
-                answers = copier.copy(jobs, fds)
+                answers = copier.copy(jobs, fds, source)
             except CopierGone as gone:
                 self._copiers.broken(copier)
                 for index, name, _ in gone.unanswered:  # the one it was on, half written
                     with contextlib.suppress(OSError):
                         os.unlink(name, dir_fd=fds[index])
                 return done
-            full = False
+            written: list[_Pending] = []
+            size = 0
             for (_, name, _), (parts, relpath, under_final), answer in zip(
                     jobs, places, answers, strict=False):
                 if not isinstance(answer, Copied):
                     break  # put_file_stat tries it again, and raises what it meets
-                slot = slots[parts][1]
-                row = (answer.written[0], answer.written[1], answer.written[2],
-                       answer.written[3], answer.sha256) if under_final else None
-                full = self._writes.add(_Pending(
+                sha256, copied, _, stat = answer
+                row = (*stat[:4], sha256) if under_final else None
+                written.append(_Pending(
                     parts, "" if under_final else name, relpath.rsplit("/", 1)[-1], relpath,
-                    answer.size, answer.sha256, slot.where, row)) or full
-                done.append((RemoteFile(answer.size, answer.sha256), FileStat(*answer.source)))
+                    copied, sha256, slots[parts][1].where, row))
+                size += copied
+                done.append((RemoteFile(copied, sha256), FileStat._make(answer.source)))
+            full = self._writes.add_all(written, size)
         finally:
+            os.close(source)
             for _, slot, final in slots.values():
                 if final:
                     self._folders.end_final()
@@ -782,8 +790,9 @@ class _Copiers:
             copier.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Pending(NamedTuple):
+    """A file written, not yet published (made by the thousand: a named tuple)."""
+
     folder: tuple[str, ...]  # where it is published, below the base
     tmp: str  # its temp name there; "" if written under its final name in the stage
     name: str
@@ -821,11 +830,16 @@ class _Writes:
 
     def add(self, pending: _Pending) -> bool:
         """Record a file written; True when enough are pending to commit them."""
+        return self.add_all([pending], pending.size)
+
+    def add_all(self, written: list[_Pending], size: int) -> bool:
+        """Record files written (of `size` bytes in all); True when enough are pending to
+        commit them."""
         with self._lock:
-            self._pending.append(pending)
-            self._bytes += pending.size
-            self._added += 1
-            if self._added == self._early_at:
+            self._pending += written
+            self._bytes += size
+            before, self._added = self._added, self._added + len(written)
+            if before < self._early_at <= self._added:
                 threading.Thread(target=_flush_ahead, args=(self._base,), daemon=True).start()
             return len(self._pending) >= COMMIT_FILES or self._bytes >= COMMIT_BYTES
 

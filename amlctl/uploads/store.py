@@ -36,10 +36,11 @@ Contract for implementations:
   unchanged upload the listing (see `sync`); with them, `fingerprint_ahead()`: an object
   whose `result()` is `fingerprint()` made meanwhile (FolderFileStore: in a forked child),
   and `cancel()` drops it;
-- a store may offer `put_files_stat([(src, relpath, expected size), ...])`: `put_file_stat`
-  of each in order, stopping at the first failure, returning what the files put gave and
-  that failure (None if none), never raising it; `apply_sync` gives it the small files a
-  batch at a time (FolderFileStore copies them in helper processes).
+- a store may offer `put_files_stat(src_root, [(relpath, expected size), ...])`:
+  `put_file_stat` of each (src: src_root/relpath) in order, stopping at the first failure,
+  returning what the files put gave and that failure (None if none), never raising it;
+  `apply_sync` gives it the small files a batch at a time (FolderFileStore copies them in
+  helper processes).
 """
 
 from __future__ import annotations

@@ -240,6 +240,7 @@ def apply_sync(
     started = time.perf_counter()
     progress = progress or NullProgress()
     root = str(src_dir.absolute())
+    under_root = root.rstrip("/") + "/"  # + a relpath: the file's path (no join per file)
     # Large files first, largest first, so they run side by side; then the small ones in
     # path order, so a batch (see workpool) mostly writes into one folder.
     to_send = sorted((*plan.add, *plan.change), key=lambda c: (
@@ -267,7 +268,7 @@ def apply_sync(
         # Keyed on the stat taken before the copy: a write during the copy changes the stat
         # (or falls in the racy window), so such an entry is never trusted.
         if cache is not None and remote.sha256 and remote.size == before.size:
-            cache.record(os.path.join(root, item.relpath), before, remote.sha256, hashed_at)
+            cache.record(under_root + item.relpath, before, remote.sha256, hashed_at)
         progress.advance(item.relpath, remote.size)
 
     prepare = getattr(store, "prepare", None)
@@ -351,8 +352,7 @@ def _batch_sender(store: FileStore, root: str
 
     def send(batch: list[FileChange]) -> tuple[list[_Sent], Exception | None]:
         hashed_at = time.time_ns()  # before any is opened: a racy entry is never trusted
-        done, failure = put_files_stat([(os.path.join(root, item.relpath), item.relpath,
-                                         item.size) for item in batch])
+        done, failure = put_files_stat(root, [(item.relpath, item.size) for item in batch])
         if isinstance(failure, FileNotFoundError):
             failure = _gone(failure, root, batch[len(done)].relpath)
         return [(remote, before, hashed_at) for remote, before in done], failure

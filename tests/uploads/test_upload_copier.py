@@ -8,13 +8,23 @@ import errno
 import hashlib
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from upload_helpers import opened_files, tree, write
 
-from amlctl.uploads import FolderFileStore, HashCache, UploadError, apply_sync, plan_sync
+from amlctl.uploads import (
+    FolderFileStore,
+    HashCache,
+    UploadError,
+    apply_sync,
+    copier_child,
+    plan_sync,
+)
 from amlctl.uploads.copier import Copied, Copier, CopierGone, CopyFailed
 from amlctl.uploads.folder_store import COPIER_MIN_FILES
 
@@ -36,27 +46,45 @@ def copier() -> object:
 
 
 def test_a_helper_copies_into_the_folders_it_is_given(tmp_path: Path, copier: Copier) -> None:
-    files = {"a.bin": os.urandom(3000), "b.bin": b"", "c.bin": os.urandom(3 << 20)}
+    files = {"a.bin": os.urandom(3000), "b.bin": b"", "sub/c.bin": os.urandom(3 << 20)}
     write(tmp_path / "src", files)
     out1, out2 = tmp_path / "out1", tmp_path / "out2"
     out1.mkdir()
     out2.mkdir()
     fds = [os.open(out1, os.O_RDONLY | os.O_DIRECTORY), os.open(out2, os.O_RDONLY | os.O_DIRECTORY)]
+    source = os.open(tmp_path / "src", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        answers = copier.copy([(0, "a.bin", str(tmp_path / "src/a.bin")),
-                               (1, "b-new.bin", str(tmp_path / "src/b.bin")),
-                               (1, "c.bin", str(tmp_path / "src/c.bin"))], fds)
+        answers = copier.copy([(0, "a.bin", "a.bin"),
+                               (1, "b-new.bin", "b.bin"),
+                               (1, "c.bin", "sub/c.bin")], fds, source)
     finally:
-        for fd in fds:
+        for fd in (*fds, source):
             os.close(fd)
     assert tree(out1) == {"a.bin": files["a.bin"]}
-    assert tree(out2) == {"b-new.bin": b"", "c.bin": files["c.bin"]}
+    assert tree(out2) == {"b-new.bin": b"", "c.bin": files["sub/c.bin"]}
     assert answers == [
         Copied(sha(files["a.bin"]), 3000, stat_of(tmp_path / "src/a.bin"), stat_of(out1 / "a.bin")),
         Copied(sha(b""), 0, stat_of(tmp_path / "src/b.bin"), stat_of(out2 / "b-new.bin")),
-        Copied(sha(files["c.bin"]), 3 << 20, stat_of(tmp_path / "src/c.bin"),
+        Copied(sha(files["sub/c.bin"]), 3 << 20, stat_of(tmp_path / "src/sub/c.bin"),
                stat_of(out2 / "c.bin")),
     ]
+
+
+def test_a_helper_runs_apart_from_the_terminal_and_imports_little(tmp_path: Path,
+                                                                  copier: Copier) -> None:
+    """Its own process group: a Ctrl-C at the terminal is the parent's to handle. And every
+    helper started pays for its imports: none of amlctl, none of the heavier standard
+    modules (socket and signal build enums)."""
+    assert os.getpgid(copier._process.pid) == copier._process.pid != os.getpgrp()
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    writer.close()  # the child sees its socket closed at once, and exits
+    with reader:
+        run = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", copier_child.__file__,
+                              str(reader.fileno())], pass_fds=(reader.fileno(),),
+                             capture_output=True, text=True, check=True)
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines()[1:]}
+    assert {"hashlib", "marshal", "_socket"} <= imported
+    assert not imported & {"socket", "signal", "enum", "typing", "contextlib", "amlctl"}
 
 
 def test_a_batch_stops_at_a_taken_name_or_a_missing_source(tmp_path: Path,
@@ -68,14 +96,15 @@ def test_a_batch_stops_at_a_taken_name_or_a_missing_source(tmp_path: Path,
     secret.write_text("not to be written")
     (out / "link").symlink_to(secret)
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    source = os.open(tmp_path / "src", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        taken = copier.copy([(0, "new-a", str(tmp_path / "src/a")),
-                             (0, "taken", str(tmp_path / "src/b")),
-                             (0, "never", str(tmp_path / "src/b"))], [fd])
-        linked = copier.copy([(0, "link", str(tmp_path / "src/a"))], [fd])
-        missing = copier.copy([(0, "from-nothing", str(tmp_path / "src/gone"))], [fd])
+        taken = copier.copy([(0, "new-a", "a"), (0, "taken", "b"), (0, "never", "b")], [fd],
+                            source)
+        linked = copier.copy([(0, "link", "a")], [fd], source)
+        missing = copier.copy([(0, "from-nothing", "gone")], [fd], source)
     finally:
         os.close(fd)
+        os.close(source)
     assert isinstance(taken[0], Copied)
     assert taken[1:] == [CopyFailed(errno.EEXIST, os.strerror(errno.EEXIST), False)]
     assert linked == [CopyFailed(errno.EEXIST, os.strerror(errno.EEXIST), False)]
@@ -93,10 +122,10 @@ def test_a_helper_killed_is_reported_with_the_jobs_it_did_not_answer(
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with pytest.raises(CopierGone) as gone:
-            copier.copy([(0, "x", str(tmp_path / "src/a"))], [fd])
+            copier.copy([(0, "x", "src/a")], [fd], fd)
     finally:
         os.close(fd)
-    assert gone.value.unanswered == [(0, "x", str(tmp_path / "src/a"))]
+    assert gone.value.unanswered == [(0, "x", "src/a")]
 
 
 def test_a_helper_exits_when_closed(copier: Copier) -> None:
@@ -151,41 +180,53 @@ def _children_of(pid: int) -> list[int]:
 
 def test_a_batch_puts_a_file_sent_twice_last_wins_and_stops_where_a_parent_is_a_file(
         tmp_path: Path) -> None:
-    write(tmp_path / "src", {"one": "first", "two": "second", "three": "third"})
+    src = tmp_path / "src"
+    write(src, {"x/same": "first", "blocked/inside": "third", "x/after": "fourth"})
     datastore = tmp_path / "ds"
     write(datastore / "target", {"blocked": "a file"})
     store = FolderFileStore(datastore / "target", tmp_path / "index.db", within=datastore)
     store.prepare(COPIER_MIN_FILES)
-    src = str(tmp_path / "src")
-    done, failure = store.put_files_stat([
-        (f"{src}/one", "x/same", 5), (f"{src}/two", "x/same", 6),
-        (f"{src}/three", "blocked/inside", 5), (f"{src}/one", "x/after", 5)])
+    first, _ = store.put_files_stat(str(src), [("x/same", 5)])
+    (src / "x/same").write_text("second")  # sent again before the commit: its name is taken
+    done, failure = store.put_files_stat(str(src), [
+        ("x/same", 6), ("blocked/inside", 5), ("x/after", 6)])
     store.close()
-    assert [remote.sha256 for remote, _ in done] == [sha(b"first"), sha(b"second")]
+    assert [remote.sha256 for remote, _ in first + done] == [sha(b"first"), sha(b"second")]
     assert isinstance(failure, UploadError)
     assert "blocked/inside: a parent of it is a file" in str(failure)
     assert tree(datastore / "target") == {"blocked": b"a file", "x/same": b"second"}
 
 
 def test_a_batch_stops_at_a_folder_that_is_a_link_or_a_bad_path(tmp_path: Path) -> None:
-    write(tmp_path / "src", {"one": "first"})
+    src = tmp_path / "src"
+    write(src, {"a/ok": "first", "a/never": "never", "linked/f": "not through the link"})
     outside = tmp_path / "outside"
     outside.mkdir()
     datastore = tmp_path / "ds"
     (datastore / "target").mkdir(parents=True)
     (datastore / "target" / "linked").symlink_to(outside)
-    src = f"{tmp_path}/src/one"
     for relpath, message in (("linked/f", "linked"), ("../escape", "not a relative path")):
         store = FolderFileStore(datastore / "target", tmp_path / "index.db", within=datastore)
         store.prepare(COPIER_MIN_FILES)
-        done, failure = store.put_files_stat([(src, "a/ok", 5), (src, relpath, 5),
-                                              (src, "a/never", 5)])
+        done, failure = store.put_files_stat(str(src), [("a/ok", 5), (relpath, 5),
+                                                        ("a/never", 5)])
         store.close()
         assert len(done) == 1
         assert isinstance(failure, UploadError)
         assert message in str(failure)
     assert list(outside.iterdir()) == []
     assert tree(datastore / "target") == {"a/ok": b"first"}
+
+
+def test_a_batch_whose_source_folder_is_gone_says_so_file_by_file(tmp_path: Path) -> None:
+    datastore = tmp_path / "ds"
+    store = FolderFileStore(datastore / "target", tmp_path / "index.db", within=datastore)
+    store.prepare(COPIER_MIN_FILES)
+    done, failure = store.put_files_stat(str(tmp_path / "gone"), [("a", 1), ("b", 1)])
+    store.close()
+    assert done == []
+    assert isinstance(failure, FileNotFoundError)
+    assert failure.filename == str(tmp_path / "gone" / "a")
 
 
 def test_a_source_is_read_to_its_end_whatever_its_stat_said(tmp_path: Path,
@@ -205,7 +246,7 @@ def test_a_source_is_read_to_its_end_whatever_its_stat_said(tmp_path: Path,
     writer.start()
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        [answer] = copier.copy([(0, "copy", str(fifo))], [fd])
+        [answer] = copier.copy([(0, "copy", "fifo")], [fd], fd)
     finally:
         os.close(fd)
         writer.join()
