@@ -106,9 +106,10 @@ class Copier:
             answer = b""
         if not answer:
             raise CopierGone(jobs)
-        results = [Copied(*item) if len(item) == 4 else CopyFailed(*item)
-                   for item in marshal.loads(answer)]
-        return results
+        new = tuple.__new__  # answers come by the thousand: the named tuples' own __new__ is
+        # a Python function, ~5x slower
+        return [new(Copied, item) if len(item) == 4 else new(CopyFailed, item)
+                for item in marshal.loads(answer)]
 
     def stop(self) -> None:
         """Tell the child to end (it exits on the closed socket); no more batches."""

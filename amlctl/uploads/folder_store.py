@@ -398,17 +398,18 @@ class FolderFileStore:
                 return done
             written: list[_Pending] = []
             size = 0
+            new = tuple.__new__  # by the thousand (see Copier.copy)
             for (_, name, _), (parts, relpath, under_final), answer in zip(
                     jobs, places, answers, strict=False):
                 if not isinstance(answer, Copied):
                     break  # put_file_stat tries it again, and raises what it meets
-                sha256, copied, _, stat = answer
+                sha256, copied, source_stat, stat = answer
                 row = (*stat[:4], sha256) if under_final else None
-                written.append(_Pending(
+                written.append(new(_Pending, (
                     parts, "" if under_final else name, relpath.rsplit("/", 1)[-1], relpath,
-                    copied, sha256, slots[parts][1].where, row))
+                    copied, sha256, slots[parts][1].where, row)))
                 size += copied
-                done.append((RemoteFile(copied, sha256), FileStat._make(answer.source)))
+                done.append((new(RemoteFile, (copied, sha256)), new(FileStat, source_stat)))
             full = self._writes.add_all(written, size)
         finally:
             os.close(source)
