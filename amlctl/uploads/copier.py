@@ -12,11 +12,11 @@ the folder the srcs are relative to: the parent opens the folders (never through
 see `dirfd`) and passes their descriptors along, so the child only ever writes a new file
 (O_EXCL, O_NOFOLLOW) in a folder it was given. For each job the child opens src (relative
 to the source folder, as its `src_dir` is walked: a link inside it is followed), takes its
-stat, copies it into the new file while
-hashing it (sha256), and takes the new file's stat; it answers with one `Copied` per job
-done, and stops the batch at the first failure, answering the errno of it (the new file
-removed). A child that dies mid-batch (killed) may leave the new file of the job it was on:
-`copy` then raises `CopierGone` naming the jobs it did not answer, for the caller to clean.
+stat, copies it into the new file while hashing it (sha256), and takes the new file's
+stat; it answers with one `Copied` per job done, and stops the batch at the first failure,
+answering the errno of it (the new file removed). A child that dies mid-batch (killed) may
+leave the new file of the job it was on: `copy` then raises `CopierGone` naming the jobs it
+did not answer, for the caller to clean.
 
 The child exits when its socket closes: at `close`, or when the parent dies. It runs in a
 process group of its own, so a Ctrl-C at the terminal reaches the parent only, which
