@@ -4,7 +4,10 @@
     python bench/azure_uploads.py [--quick] [--small-files N] [--resync-files N]
 
 It starts `azurite-blob` (the repo's node_modules, `npm ci`) on a free 127.0.0.1 port over
-HTTP, with a throw-away account and data folder in a temp folder, and registers an
+HTTP, with a throw-away account and its storage in memory (`--inMemoryPersistence`: the
+service's disk is not this machine's, and an emulator writing its blobs to a folder here
+shares the disk with the clients it serves, which is then what the ratios measure, most of
+all on a filesystem slowed by a recent mass deletion, see bench/uploads.py), and registers an
 `AzureBlobDatastore` offline (no workspace) for that account; the datastore's blob client is
 pointed at the emulator. amlctl's side is `plan_sync` + `apply_sync` into a `BlobFileStore`
 over a container client built as amlctl's `container_client` builds it (SDK retries off),
@@ -144,14 +147,12 @@ def start_azurite(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    location = work / "azurite"
-    location.mkdir()
     env = {**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{ACCOUNT_KEY}"}
     with open(work / "azurite.log", "wb") as log:
         process = subprocess.Popen(
             [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-             "--location", str(location), "--silent", "--skipApiVersionCheck",
-             "--disableTelemetry"],
+             "--silent", "--skipApiVersionCheck", "--disableTelemetry",
+             "--inMemoryPersistence"],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
