@@ -33,9 +33,10 @@ Contract for implementations:
   `list_files` would give the same listing; None when it cannot tell), the same with the
   listing `list_files_fingerprinted() -> (listing, fingerprint or None)`, and
   `fingerprint_key` (a str naming the store among others); `plan_sync` then spares an
-  unchanged upload the listing (see `sync`); with them, `fingerprint_ahead()`: an object
-  whose `result()` is `fingerprint()` made meanwhile (FolderFileStore: in a forked child),
-  and `cancel()` drops it;
+  unchanged upload the listing (see `sync`); with them, `fingerprint_ahead(files)` (files:
+  how many the store held at the last fingerprint): an object whose `result()` is
+  `fingerprint()` made meanwhile (FolderFileStore: in a forked child, for thousands of
+  files), and `cancel()` drops it;
 - a store may offer `put_files_stat(src_root, [(relpath, expected size), ...])`:
   `put_file_stat` of each (src: src_root/relpath) in order, stopping at the first failure,
   returning what the files put gave and that failure (None if none), never raising it;

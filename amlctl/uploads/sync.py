@@ -111,7 +111,9 @@ def plan_sync(
         # memo may spare the listing (see `FileStore`). Its fingerprint counts only when
         # src_dir is as the memo saw it.
         start = getattr(store, "fingerprint_ahead", None)
-        ahead = start() if memo is not None and start is not None else None
+        # the store's files when the memo was made: how long its walk will be
+        ahead = (start(memo.unchanged + memo.kept_extra)
+                 if memo is not None and start is not None else None)
         try:
             scan = scan_tree(src_dir, exclude, never)
             local_print = _local_print(scan, delete_extra, cache)

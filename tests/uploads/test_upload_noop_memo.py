@@ -13,6 +13,7 @@ from upload_helpers import Env, opened_files, write
 
 from amlctl.uploads import FileChange, FolderFileStore, HashCache
 from amlctl.uploads.atomic import TEMP_PREFIX
+from amlctl.uploads.folder_store import AHEAD_MIN_FILES
 
 FILES = {f"d{i % 3}/sub/f{i}.txt": f"content {i}" for i in range(12)} | {"top.txt": "top"}
 
@@ -222,21 +223,39 @@ print(json.dumps(out))
 """
 
 
-def test_a_single_threaded_plan_walks_the_datastore_in_a_forked_child(tmp_path: Path) -> None:
-    """In a process of one thread (a CLI run) the datastore folder is walked by a forked
-    child while src_dir is scanned; what it sees decides as an in-process walk would, and no
-    child outlives the plan, used or dropped."""
+def test_a_single_threaded_plan_walks_a_large_datastore_folder_in_a_forked_child(
+        tmp_path: Path) -> None:
+    """In a process of one thread (a CLI run) a datastore folder of thousands of files is
+    walked by a forked child while src_dir is scanned; what it sees decides as an
+    in-process walk would, and no child outlives the plan, used or dropped."""
+    files = {f"d{i % 7}/f{i}.txt": f"c{i}" for i in range(AHEAD_MIN_FILES)} | {"top.txt": "top"}
+    out = _forked_plans(tmp_path, files)
+    assert out["same"] == {"forks": 1, "change": [], "listed": len(files), "children": []}
+    assert out["datastore file changed"] == {
+        "forks": 1, "change": ["top.txt"], "listed": len(files), "children": []}
+    # src changed: the walk ahead is dropped (its child reaped), the plan lists the folder
+    assert out["src file changed"] == {
+        "forks": 1, "change": ["top.txt"], "listed": len(files), "children": []}
+
+
+def test_a_small_datastore_folder_is_walked_in_process(tmp_path: Path) -> None:
+    """Below AHEAD_MIN_FILES a fork would cost more than the walk: none is made, and the
+    plans decide the same."""
+    out = _forked_plans(tmp_path, FILES)
+    assert out["same"] == {"forks": 0, "change": [], "listed": len(FILES), "children": []}
+    assert out["datastore file changed"] == {
+        "forks": 0, "change": ["top.txt"], "listed": len(FILES), "children": []}
+    assert out["src file changed"] == {
+        "forks": 0, "change": ["top.txt"], "listed": len(FILES), "children": []}
+
+
+def _forked_plans(tmp_path: Path, files: dict[str, str]) -> dict[str, dict[str, object]]:
+    """The plans of _FORKED_PLANS, run in a process of one thread."""
     import json
     import subprocess
     import sys
 
     done = subprocess.run(
         [sys.executable, "-c", _FORKED_PLANS, str(Path(__file__).parent), str(tmp_path),
-         json.dumps(FILES)], capture_output=True, text=True, timeout=60, check=True)
-    out = json.loads(done.stdout)
-    assert out["same"] == {"forks": 1, "change": [], "listed": len(FILES), "children": []}
-    assert out["datastore file changed"] == {
-        "forks": 1, "change": ["top.txt"], "listed": len(FILES), "children": []}
-    # src changed: the walk ahead is dropped (its child reaped), the plan lists the folder
-    assert out["src file changed"] == {
-        "forks": 1, "change": ["top.txt"], "listed": len(FILES), "children": []}
+         json.dumps(files)], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(done.stdout)
