@@ -223,30 +223,21 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.parametrize("count, forks", [(AHEAD_MIN_FILES, 1), (AHEAD_MIN_FILES // 100, 0)])
 def test_a_single_threaded_plan_walks_a_large_datastore_folder_in_a_forked_child(
-        tmp_path: Path) -> None:
+        tmp_path: Path, count: int, forks: int) -> None:
     """In a process of one thread (a CLI run) a datastore folder of thousands of files is
-    walked by a forked child while src_dir is scanned; what it sees decides as an
-    in-process walk would, and no child outlives the plan, used or dropped."""
-    files = {f"d{i % 7}/f{i}.txt": f"c{i}" for i in range(AHEAD_MIN_FILES)} | {"top.txt": "top"}
+    walked by a forked child while src_dir is scanned (for fewer, the fork would cost more
+    than the walk: none is made); what it sees decides as an in-process walk would, and no
+    child outlives the plan, used or dropped."""
+    files = {f"d{i % 7}/f{i}.txt": f"c{i}" for i in range(count - 1)} | {"top.txt": "top"}
     out = _forked_plans(tmp_path, files)
-    assert out["same"] == {"forks": 1, "change": [], "listed": len(files), "children": []}
+    assert out["same"] == {"forks": forks, "change": [], "listed": count, "children": []}
     assert out["datastore file changed"] == {
-        "forks": 1, "change": ["top.txt"], "listed": len(files), "children": []}
+        "forks": forks, "change": ["top.txt"], "listed": count, "children": []}
     # src changed: the walk ahead is dropped (its child reaped), the plan lists the folder
     assert out["src file changed"] == {
-        "forks": 1, "change": ["top.txt"], "listed": len(files), "children": []}
-
-
-def test_a_small_datastore_folder_is_walked_in_process(tmp_path: Path) -> None:
-    """Below AHEAD_MIN_FILES a fork would cost more than the walk: none is made, and the
-    plans decide the same."""
-    out = _forked_plans(tmp_path, FILES)
-    assert out["same"] == {"forks": 0, "change": [], "listed": len(FILES), "children": []}
-    assert out["datastore file changed"] == {
-        "forks": 0, "change": ["top.txt"], "listed": len(FILES), "children": []}
-    assert out["src file changed"] == {
-        "forks": 0, "change": ["top.txt"], "listed": len(FILES), "children": []}
+        "forks": forks, "change": ["top.txt"], "listed": count, "children": []}
 
 
 def _forked_plans(tmp_path: Path, files: dict[str, str]) -> dict[str, dict[str, object]]:
