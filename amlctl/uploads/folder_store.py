@@ -1115,10 +1115,7 @@ class _Index:
             db = self._open()
             with db:
                 db.execute("BEGIN")
-                db.executemany(
-                    "INSERT OR REPLACE INTO upload_folder_index VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    inserts,
-                )
+                statedb.replace_rows(db, "upload_folder_index", inserts)
                 db.executemany(
                     "DELETE FROM upload_folder_index WHERE root = ? AND relpath = ?", deletes
                 )

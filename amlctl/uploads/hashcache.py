@@ -198,9 +198,7 @@ class HashCache:
         if self._read_only:
             self._pending.clear()
         if self._pending:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending
-            )
+            statedb.replace_rows(self._db, "hashes", self._pending)
             self._db.commit()
             if len(self._pending) >= statedb.CHECKPOINT_ROWS:
                 statedb.checkpoint(self._db)
