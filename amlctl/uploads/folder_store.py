@@ -372,7 +372,8 @@ class FolderFileStore:
             return []  # put_file_stat says what is wrong, file by file
         slots: dict[tuple[str, ...], tuple[int, _Slot, bool]] = {}
         jobs: list[Job] = []
-        places: list[tuple[tuple[str, ...], str, bool]] = []  # parts, name, under final name
+        # parts, name, relpath, under its final name
+        places: list[tuple[tuple[str, ...], str, str, bool]] = []
         done: list[tuple[RemoteFile, FileStat]] = []
         length = 0
         try:
@@ -392,7 +393,7 @@ class FolderFileStore:
                     break
                 under_final = final and size < STAGE_FILE_MAX
                 jobs.append((index, name if under_final else temp_name(), relpath))
-                places.append((parts, relpath, under_final))
+                places.append((parts, name, relpath, under_final))
             if not jobs:
                 return done
             fds = [slot.fd for _, slot, _ in slots.values()]
@@ -407,15 +408,15 @@ class FolderFileStore:
             written: list[_Pending] = []
             size = 0
             new = tuple.__new__  # by the thousand (see Copier.copy)
-            for (_, name, _), (parts, relpath, under_final), answer in zip(
+            for (_, written_as, _), (parts, name, relpath, under_final), answer in zip(
                     jobs, places, answers, strict=False):
                 if not isinstance(answer, Copied):
                     break  # put_file_stat tries it again, and raises what it meets
                 sha256, copied, source_stat, stat = answer
                 row = (*stat[:4], sha256) if under_final else None
                 written.append(new(_Pending, (
-                    parts, "" if under_final else name, relpath.rsplit("/", 1)[-1], relpath,
-                    copied, sha256, slots[parts][1].where, row)))
+                    parts, "" if under_final else written_as, name, relpath, copied, sha256,
+                    slots[parts][1].where, row)))
                 size += copied
                 done.append((new(RemoteFile, (copied, sha256)), new(FileStat, source_stat)))
             full = self._writes.add_all(written, size)
@@ -892,9 +893,9 @@ class _Writes:
         if len(staged_rows) > FSYNC_MAX or (during is not None and len(paths) > FSYNC_MAX):
             # The staged files' rows are known already: written while the syncfs waits on the
             # disk, then `during`'s writes, one after the other (two writers on two threads
-            # take turns at every row). A row of a file whose stage is not published is only
-            # a memo gone stale: the next listing drops it (file absent) or reads the file
-            # (stat moved).
+            # are no faster: they share the interpreter lock). A row of a file whose stage
+            # is not published is only a memo gone stale: the next listing drops it (file
+            # absent) or reads the file (stat moved).
             errors: list[BaseException] = []
             durable = threading.Thread(target=_run_into, args=(
                 errors, make_durable, self._base, paths, folders))

@@ -63,7 +63,7 @@ from amlctl.uploads.model import (
 from amlctl.uploads.progress import NullProgress, SyncProgress
 from amlctl.uploads.scan import Scan, scan_tree
 from amlctl.uploads.store import FileStore
-from amlctl.uploads.workpool import BATCH_BYTES, run_all
+from amlctl.uploads.workpool import BATCH_BYTES, BatchAction, run_all
 
 # Threads overlap disk and network waits; sha256 and file I/O release the GIL, so large
 # files hash on every core. Small files go to the pool in batches (see workpool).
@@ -301,8 +301,8 @@ def _in_sending_order(plan: SyncPlan) -> list[FileChange]:
 def _flush_both(store: FileStore, cache: HashCache | None) -> None:
     """Flush the store and the hash cache: the cache is written while the store's flush
     waits on the disk, by the store itself when it can (`flush(during=...)`: on its own
-    thread, after its own writes; two writers on two threads take turns at every row),
-    else on a thread of its own. The store's error is the one raised."""
+    thread, after its own writes; two writers on two threads are no faster, they share the
+    interpreter lock), else on a thread of its own. The store's error is the one raised."""
     if cache is None:
         _flush(store)
         return
@@ -352,8 +352,7 @@ def _gone(exc: FileNotFoundError, root: str, relpath: str) -> Exception:
     return UploadError(f"{relpath}: gone from {root} since the plan; plan again")
 
 
-def _batch_sender(store: FileStore, root: str
-                  ) -> Callable[[list[FileChange]], tuple[list[_Sent], Exception | None]] | None:
+def _batch_sender(store: FileStore, root: str) -> BatchAction | None:
     """Sends a batch of small files at once, if the store can (`put_files_stat`)."""
     put_files_stat = getattr(store, "put_files_stat", None)
     if put_files_stat is None:

@@ -26,6 +26,9 @@ BATCH_FILES = 64
 BATCH_BYTES = 4 << 20
 
 _Outcome = tuple[FileChange, Any, Exception | None]
+# Does several files at once: the values of the files it did, in order, and the exception
+# of the one it stopped at (None if it did them all).
+BatchAction = Callable[[list[FileChange]], tuple[list[Any], Exception | None]]
 
 
 def run_all(
@@ -35,12 +38,10 @@ def run_all(
     on_done: Callable[[FileChange, Any], None],
     partial: Callable[[], object],
     verb: str,
-    batch_action: Callable[[list[FileChange]], tuple[list[Any], Exception | None]] | None
-    = None,
+    batch_action: BatchAction | None = None,
 ) -> None:
     """Apply `action` to every item (see module doc); `batch_action`, if given, to each
-    batch of several files at once: the values of the files it did, in order, and the
-    exception of the one it stopped at (None if it did them all)."""
+    batch of several files at once."""
     futures: set[Future[list[_Outcome]]] = {
         pool.submit(_run_batch, action, batch, batch_action) for batch in _batches(items)
     }
@@ -83,8 +84,7 @@ def _report(
 
 
 def _run_batch(action: Callable[[FileChange], Any], batch: list[FileChange],
-               batch_action: Callable[[list[FileChange]], tuple[list[Any], Exception | None]]
-               | None) -> list[_Outcome]:
+               batch_action: BatchAction | None) -> list[_Outcome]:
     if batch_action is not None and len(batch) > 1:
         try:
             values, failure = batch_action(batch)
